@@ -1,0 +1,8 @@
+/* Entry points of the verbs. Each takes argv with argv[0] = the verb and returns the exit code. */
+#ifndef KBOX_COMMANDS_H
+#define KBOX_COMMANDS_H
+
+int kbox_cmd_run(int argc, char **argv);
+int kbox_cmd_doctor(int argc, char **argv);
+
+#endif

@@ -1,0 +1,124 @@
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "cmd/run_opts.h"
+#include "sandbox/init.h"
+#include "sandbox/report.h"
+#include "sandbox/sandbox.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+static void run_usage(FILE *out) {
+  fprintf(out,
+          "Usage: kbox run [OPTIONS] -- CMD [ARGS...]\n"
+          "Run CMD in a new sandbox (user, pid, mount, net, ipc, uts and cgroup namespaces, an overlay\n"
+          "root whose writes vanish at exit, only loopback networking) and exit with its status.\n\n"
+          "Options:\n");
+  kbox_run_opts_help(out);
+  fprintf(out,
+          "\nExit status: CMD's status, 128+N if CMD was killed by signal N, 124 when --timeout hit,\n"
+          "125 when kbox itself failed, 126 when CMD cannot be executed, 127 when CMD is not found.\n\n"
+          "Examples:\n"
+          "  kbox run --rootfs / -- id\n"
+          "  kbox run --workdir \"$PWD\" --timeout 60 --report - -- python3 analysis.py\n");
+}
+
+/* Block the signals kbox forwards, and return a signalfd for them. */
+static int forward_signals_fd(kbox_error_t *err) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) return kbox_error_make(err, errno, "signalfd");
+  return fd;
+}
+
+/* Poll timeout until --timeout, or -1. Marks the sandbox timed out when the time has come. */
+static int timeout_left(struct kbox_sandbox *sb) {
+  if (sb->spec->timeout_ms == 0) return -1;
+  long long left = (long long)sb->spec->timeout_ms - kbox_sandbox_elapsed_ms(sb);
+  return left > 0 ? (int)left : 0;
+}
+
+/* Supervise until pid 1 is gone: forward signals, enforce --timeout, collect the status. */
+static void supervise(struct kbox_sandbox *sb, int sigfd) {
+  while (!sb->reaped) {
+    struct pollfd fds[3] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN},
+                            {.fd = sb->chan, .events = POLLIN}};
+    int n = poll(fds, sb->chan >= 0 ? 3 : 2, timeout_left(sb));
+    if (n < 0 && errno != EINTR) break;
+    if (n == 0 && sb->spec->timeout_ms != 0) {
+      sb->timed_out = true;
+      kbox_sandbox_kill(sb);
+      break;
+    }
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof(si)) == sizeof(si)) kbox_sandbox_signal(sb, (int)si.ssi_signo);
+    if (sb->chan >= 0 && (fds[2].revents & (POLLIN | POLLHUP))) {
+      kbox_error_t ignored = NULL;
+      kbox_sandbox_on_message(sb, &ignored);
+      kbox_error_free(&ignored);
+    }
+    if (fds[0].revents & POLLIN) kbox_sandbox_reap(sb);
+  }
+}
+
+/* Say in one line why the sandbox ended, when it was not the workload's own doing. */
+static void explain_end(const struct kbox_sandbox *sb) {
+  if (sb->timed_out)
+    fprintf(stderr, "kbox: the workload ran past --timeout %.3gs and was killed\n", (double)sb->spec->timeout_ms / 1000.0);
+  else if (!sb->have_status)
+    fprintf(stderr, "kbox: the sandbox's init process ended without reporting the workload's status\n");
+}
+
+/* Write --report if requested. */
+static void write_report(struct kbox_sandbox *sb, const char *setup_error) {
+  if (sb->spec->report_path == NULL) return;
+  json_t *r = kbox_report_build(sb, setup_error);
+  kbox_error_t err = NULL;
+  if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
+  json_decref(r);
+}
+
+int kbox_cmd_run(int argc, char **argv) {
+  cleanup_error kbox_error_t err = NULL;
+  struct kbox_spec spec;
+  kbox_spec_init(&spec);
+  bool help = false;
+  int code = 0;
+  if (kbox_run_opts_parse(argc, argv, &spec, &help, &err) < 0 ||
+      (!help && kbox_run_opts_finish(&spec, &err) < 0)) {
+    code = kbox_error_report(&err);
+    kbox_spec_free(&spec);
+    return code;
+  }
+  if (help) {
+    run_usage(stdout);
+    kbox_spec_free(&spec);
+    return 0;
+  }
+  kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
+  spec.rootless = geteuid() != 0;
+  cleanup_close int sigfd = forward_signals_fd(&err);
+  struct kbox_sandbox sb;
+  if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
+    if (sigfd >= 0) write_report(&sb, err->msg);
+    code = kbox_error_report(&err);
+  } else {
+    supervise(&sb, sigfd);
+    kbox_sandbox_kill(&sb);
+    explain_end(&sb);
+    write_report(&sb, NULL);
+    code = kbox_sandbox_exit_code(&sb);
+  }
+  if (sigfd >= 0) kbox_sandbox_destroy(&sb);
+  kbox_spec_free(&spec);
+  return code;
+}

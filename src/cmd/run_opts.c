@@ -1,0 +1,159 @@
+#include "cmd/run_opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/envfile.h"
+#include "util/parse.h"
+
+enum {
+  OPT_ROOTFS = 1000, OPT_DISK, OPT_WORKDIR, OPT_BIND, OPT_NET, OPT_ENV, OPT_ENV_FILE, OPT_USER,
+  OPT_HOSTNAME, OPT_ID, OPT_TIMEOUT, OPT_REPORT, OPT_MEMORY, OPT_SWAP, OPT_PIDS, OPT_CPUS, OPT_NOFILE,
+  OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
+};
+
+struct opt_doc {
+  const char *name;
+  int has_arg;
+  int id;
+  const char *metavar;
+  const char *help;
+};
+
+static const struct opt_doc run_opts[] = {
+    {"rootfs", 1, OPT_ROOTFS, "DIR", "lower layer of the root filesystem; repeat to stack layers (later ones on top). Default: the built default image, else / read-only. Example: --rootfs /"},
+    {"disk", 1, OPT_DISK, "SIZE", "size cap of the writable upper layer (tmpfs, discarded at exit). Default 512M. Example: --disk 1G"},
+    {"workdir", 1, OPT_WORKDIR, "DIR", "share DIR read-write at the same path and make it the cwd. Example: --workdir \"$PWD\""},
+    {"bind", 1, OPT_BIND, "SRC[:DST][:ro]", "bind-mount a host path into the sandbox (repeatable). Example: --bind /data:/mnt/data:ro"},
+    {"net", 1, OPT_NET, "MODE", "network: 'none' (only lo, the default). Example: --net none"},
+    {"env", 1, OPT_ENV, "KEY=VALUE", "set a variable for the workload (repeatable). Example: --env MPLBACKEND=Agg"},
+    {"env-file", 1, OPT_ENV_FILE, "FILE", "read KEY=VALUE lines (dotenv format) for the workload. Example: --env-file ./sandbox.env"},
+    {"user", 1, OPT_USER, "UID[:GID]", "identity inside the sandbox. Default 1000:100 (jovyan). Example: --user 1000:100"},
+    {"hostname", 1, OPT_HOSTNAME, "NAME", "hostname inside. Default: the sandbox id. Example: --hostname analysis"},
+    {"id", 1, OPT_ID, "ID", "sandbox id (letters, digits, _ . -). Default: random. Example: --id job42"},
+    {"timeout", 1, OPT_TIMEOUT, "SECONDS", "kill the sandbox after this wall-clock time; exit 124. Example: --timeout 30"},
+    {"report", 1, OPT_REPORT, "FILE", "write a JSON verdict when the sandbox ends ('-' = stderr). Example: --report verdict.json"},
+    {"memory", 1, OPT_MEMORY, "SIZE", "memory limit. Default 1G. Example: --memory 2G"},
+    {"swap", 1, OPT_SWAP, "SIZE", "swap allowed on top of --memory. Default 0. Example: --swap 512M"},
+    {"pids", 1, OPT_PIDS, "N", "process/thread limit. Default 256. Example: --pids 64"},
+    {"cpus", 1, OPT_CPUS, "FLOAT", "CPU bandwidth in CPUs. Default 1. Example: --cpus 0.5"},
+    {"nofile", 1, OPT_NOFILE, "N", "open file limit (RLIMIT_NOFILE). Default 1024. Example: --nofile 4096"},
+    {"cgroup-parent", 1, OPT_CGROUP_PARENT, "PATH", "create the sandbox cgroup under PATH instead of kbox's own cgroup. Example: --cgroup-parent /kbox.slice"},
+    {"require-limits", 0, OPT_REQUIRE_LIMITS, NULL, "fail instead of warning when a limit cannot be enforced by cgroups"},
+    {"profile", 1, OPT_PROFILE, "NAME|PATH", "security profile (seccomp, capabilities, default limits). Default 'default'. Example: --profile strict"},
+    {"seccomp", 1, OPT_SECCOMP, "unconfined", "debugging only: run without a seccomp filter. Example: --seccomp=unconfined"},
+    {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more)"},
+    {"help", 0, OPT_HELP, NULL, "show this help"},
+};
+#define N_RUN_OPTS (sizeof(run_opts) / sizeof(run_opts[0]))
+
+void kbox_run_opts_help(FILE *out) {
+  for (size_t i = 0; i < N_RUN_OPTS; i++) {
+    char left[64];
+    snprintf(left, sizeof(left), "--%s%s%s", run_opts[i].name, run_opts[i].has_arg ? " " : "",
+             run_opts[i].has_arg ? run_opts[i].metavar : "");
+    fprintf(out, "  %-28s %s\n", left, run_opts[i].help);
+  }
+}
+
+/* Apply one parsed option to the spec. */
+static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
+  uint64_t u = 0;
+  switch (id) {
+  case OPT_ROOTFS: kbox_strv_add(&spec->rootfs, arg); return 0;
+  case OPT_DISK: return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
+  case OPT_WORKDIR:
+    free(spec->workdir);
+    spec->workdir = realpath(arg, NULL);
+    if (spec->workdir == NULL) return kbox_error_make(err, errno, "--workdir: %s", arg);
+    return 0;
+  case OPT_BIND: return kbox_spec_parse_bind(spec, arg, err);
+  case OPT_NET:
+    if (strcmp(arg, "none") != 0)
+      return kbox_error_make(err, 0, "--net: unknown mode '%s' (supported: none)", arg);
+    spec->net = KBOX_NET_NONE;
+    return 0;
+  case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->env, err);
+  case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->env, err);
+  case OPT_USER: return kbox_parse_user("--user", arg, &spec->uid, &spec->gid, err);
+  case OPT_HOSTNAME:
+    if (strlen(arg) == 0 || strlen(arg) > 64)
+      return kbox_error_make(err, 0, "--hostname: must be 1 to 64 characters");
+    free(spec->hostname);
+    spec->hostname = strdup(arg);
+    return 0;
+  case OPT_ID:
+    if (kbox_validate_id("--id", arg, err) < 0) return -1;
+    free(spec->id);
+    spec->id = strdup(arg);
+    spec->id_given = true;
+    return 0;
+  case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
+  case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
+  case OPT_MEMORY: return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
+  case OPT_SWAP: return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
+  case OPT_PIDS:
+    if (kbox_parse_uint("--pids", arg, 1, 4194304, &u, err) < 0) return -1;
+    spec->pids = u;
+    return 0;
+  case OPT_CPUS: return kbox_parse_double("--cpus", arg, 4096, &spec->cpus, err);
+  case OPT_NOFILE:
+    if (kbox_parse_uint("--nofile", arg, 16, 1048576, &u, err) < 0) return -1;
+    spec->nofile = u;
+    return 0;
+  case OPT_CGROUP_PARENT: free(spec->cgroup_parent); spec->cgroup_parent = strdup(arg); return 0;
+  case OPT_REQUIRE_LIMITS: spec->require_limits = true; return 0;
+  case OPT_PROFILE: free(spec->profile); spec->profile = strdup(arg); return 0;
+  case OPT_SECCOMP:
+    if (strcmp(arg, "unconfined") != 0)
+      return kbox_error_make(err, 0, "--seccomp: only 'unconfined' is accepted (use --profile to choose a filter)");
+    spec->seccomp_unconfined = true;
+    return 0;
+  case OPT_VERBOSE: spec->verbosity++; return 0;
+  case OPT_HELP: *help_shown = true; return 0;
+  }
+  return kbox_error_make(err, 0, "internal: unhandled option %d", id);
+}
+
+int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *help_shown, kbox_error_t *err) {
+  struct option longopts[N_RUN_OPTS + 1];
+  for (size_t i = 0; i < N_RUN_OPTS; i++)
+    longopts[i] = (struct option){run_opts[i].name, run_opts[i].has_arg ? required_argument : no_argument,
+                                  NULL, run_opts[i].id};
+  memset(&longopts[N_RUN_OPTS], 0, sizeof(longopts[0]));
+  *help_shown = false;
+  opterr = 0;
+  optind = 1;
+  for (;;) {
+    int prev = optind;
+    int c = getopt_long(argc, argv, "+:h", longopts, NULL);
+    if (c == -1) break;
+    if (c == 'h') c = OPT_HELP;
+    if (c == ':')
+      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox %s --help')", argv[optind - 1], argv[0]);
+    if (c == '?') {
+      const char *bad = prev < argc ? argv[prev] : "?";
+      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", bad, argv[0]);
+    }
+    if (apply_opt(spec, c, optarg, help_shown, err) < 0) return -1;
+    if (*help_shown) return 0;
+  }
+  for (int i = optind; i < argc; i++) kbox_strv_add(&spec->argv, argv[i]);
+  return 0;
+}
+
+int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
+  if (spec->id == NULL) {
+    char hex[13];
+    if (kbox_random_hex(hex, 6, err) < 0) return -1;
+    spec->id = strdup(hex);
+  }
+  if (spec->hostname == NULL) spec->hostname = strdup(spec->id);
+  if (spec->rootfs.n == 0) kbox_strv_add(&spec->rootfs, "/");
+  if (spec->profile == NULL) spec->profile = strdup("default");
+  return kbox_spec_validate(spec, err);
+}

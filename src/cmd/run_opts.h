@@ -1,0 +1,15 @@
+/* Options shared by `kbox run`, `kbox exec` and `kbox entrypoint`: parsing into a spec and help. */
+#ifndef KBOX_RUN_OPTS_H
+#define KBOX_RUN_OPTS_H
+
+#include <stdio.h>
+#include "sandbox/spec.h"
+
+/* Parse argv (argv[0] is the verb) into spec; stops at "--" or the first non-option and stores the
+   rest as the workload command. Returns 0, or -1 with err set; *help_shown set when --help ran. */
+int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *help_shown, kbox_error_t *err);
+/* Apply defaults that depend on the environment (id, hostname, rootfs) and validate. */
+int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err);
+void kbox_run_opts_help(FILE *out);
+
+#endif

@@ -1,0 +1,44 @@
+/* kbox: verb dispatch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+#include "config.h"
+
+struct verb {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *summary;
+};
+
+static const struct verb verbs[] = {
+    {"run", kbox_cmd_run, "run a command (or, later, a kernel) in a new sandbox"},
+    {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
+};
+
+static void usage(FILE *out) {
+  fprintf(out, "Usage: kbox [--version] [--help] VERB [OPTIONS...]\n"
+               "kbox runs untrusted Python (Jupyter kernels and commands) in a lightweight sandbox.\n\nVerbs:\n");
+  for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) fprintf(out, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
+  fprintf(out, "\nRun 'kbox VERB --help' for the options of a verb.\n"
+               "Example: kbox run --rootfs / -- sh -c 'id; hostname; cat /proc/net/dev'\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 125;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+    printf("kbox %s\n", KBOX_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+    if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "kbox: unknown verb '%s' (see 'kbox --help')\n", argv[1]);
+  return 125;
+}

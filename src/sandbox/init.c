@@ -1,0 +1,153 @@
+#include "sandbox/init.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox/channel.h"
+#include "sandbox/mounts.h"
+#include "sandbox/net.h"
+#include "sandbox/workload.h"
+#include "util/cleanup.h"
+
+const int kbox_forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGWINCH, 0};
+
+/* Report a setup failure to the host and exit. */
+__attribute__((noreturn)) static void init_fail(int chan, kbox_error_t *err) {
+  kbox_msg_send_error(chan, err);
+  _exit(KBOX_EXIT_RUNTIME);
+}
+
+/* All setup steps that run inside the namespaces before the workload exists. */
+static int setup_sandbox(struct kbox_init_args *a, kbox_error_t *err) {
+  const struct kbox_spec *s = a->spec;
+  struct kbox_mounts *m = a->mounts;
+  if (sethostname(s->hostname, strlen(s->hostname)) < 0) return kbox_error_make(err, errno, "sethostname");
+  if (kbox_net_loopback_up(err) < 0) return -1;
+  if (m->lower_fds == NULL && kbox_mounts_open_sources(m, err) < 0) return -1;
+  if (kbox_mounts_rootfs(m, err) < 0) return -1;
+  if (kbox_mounts_system(m, err) < 0) return -1;
+  if (kbox_mounts_shared(m, err) < 0) return -1;
+  if (kbox_mounts_home(m, err) < 0) return -1;
+  if (kbox_mounts_pivot(m, err) < 0) return kbox_error_prefix(err, "switching to the new root");
+  return 0;
+}
+
+/* Wait for the host to write our id maps (or die with it). */
+static void wait_for_go(int chan) {
+  struct kbox_msg msg;
+  kbox_error_t err = NULL;
+  if (kbox_msg_recv(chan, &msg, &err) != 1 || msg.type != KBOX_MSG_GO) _exit(KBOX_EXIT_RUNTIME);
+}
+
+/* Take an identity that exists in the new user namespace (root mode: inside root; rootless: the
+   only mapped id), which also re-arms the parent-death signal that a credential change clears. */
+static int become_mapped_root(struct kbox_init_args *a, kbox_error_t *err) {
+  const struct kbox_spec *s = a->spec;
+  uid_t uid = s->rootless ? s->uid : 0;
+  gid_t gid = s->rootless ? s->gid : 0;
+  if (setresgid(gid, gid, gid) < 0) return kbox_error_make(err, errno, "setresgid %u in the user namespace", gid);
+  if (setresuid(uid, uid, uid) < 0) return kbox_error_make(err, errno, "setresuid %u in the user namespace", uid);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  struct pollfd p = {.fd = a->chan, .events = POLLIN};
+  if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) _exit(KBOX_EXIT_RUNTIME);
+  return 0;
+}
+
+/* Fork the workload; returns its pid after it has executed (or reports its failure and exits). */
+static pid_t start_workload(struct kbox_init_args *a, const char *home) {
+  int pipefd[2];
+  kbox_error_t err = NULL;
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    kbox_error_make(&err, errno, "pipe");
+    init_fail(a->chan, &err);
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    kbox_error_make(&err, errno, "fork of the workload");
+    init_fail(a->chan, &err);
+  }
+  if (pid == 0) {
+    close(pipefd[0]);
+    close(a->chan);
+    kbox_workload_exec(a->spec, home, pipefd[1]);
+  }
+  close(pipefd[1]);
+  struct kbox_msg m;
+  ssize_t r;
+  do r = read(pipefd[0], &m, sizeof(m)); while (r < 0 && errno == EINTR);
+  close(pipefd[0]);
+  if (r == (ssize_t)sizeof(m)) {
+    m.text[sizeof(m.text) - 1] = '\0';
+    send(a->chan, &m, sizeof(m), MSG_NOSIGNAL);
+    _exit(m.exit_code);
+  }
+  return pid;
+}
+
+/* Reap every exited child; returns true (and the status) once the workload is among them. */
+static bool reap(pid_t workload, int *status) {
+  bool done = false;
+  for (;;) {
+    int st = 0;
+    pid_t p = waitpid(-1, &st, WNOHANG);
+    if (p <= 0) return done;
+    if (p == workload) {
+      *status = st;
+      done = true;
+    }
+  }
+}
+
+/* pid 1's loop: forward signals, reap, leave when the workload ends or the host goes away. */
+__attribute__((noreturn)) static void supervise(int chan, int sfd, pid_t workload) {
+  struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = chan, .events = POLLIN}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) _exit(KBOX_EXIT_RUNTIME);
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) _exit(KBOX_EXIT_RUNTIME); /* host gone */
+    if (!(fds[0].revents & POLLIN)) continue;
+    struct signalfd_siginfo si;
+    if (read(sfd, &si, sizeof(si)) != sizeof(si)) continue;
+    int status = 0;
+    if (si.ssi_signo != SIGCHLD) {
+      kill(workload, (int)si.ssi_signo);
+    } else if (reap(workload, &status)) {
+      kbox_error_t err = NULL;
+      kbox_msg_send(chan, KBOX_MSG_EXITED, status, &err);
+      _exit(0);
+    }
+  }
+}
+
+void kbox_init_main(struct kbox_init_args *a) {
+  kbox_error_t err = NULL;
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  wait_for_go(a->chan);
+  if (become_mapped_root(a, &err) < 0) init_fail(a->chan, &err);
+  /* Not dumpable: the workload (even with the same uid, rootless) cannot ptrace or read our memory. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  if (sfd < 0) {
+    kbox_error_make(&err, errno, "signalfd");
+    init_fail(a->chan, &err);
+  }
+  if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
+  kbox_mounts_free(a->mounts);
+  pid_t workload = start_workload(a, a->mounts->home);
+  kbox_msg_send(a->chan, KBOX_MSG_STARTED, workload, &err);
+  supervise(a->chan, sfd, workload);
+}

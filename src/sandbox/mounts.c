@@ -1,0 +1,320 @@
+#include "sandbox/mounts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/log.h"
+
+const char *const kbox_masked_paths[] = {
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/proc/interrupts",
+    "/proc/sysvipc", "/sys/firmware", "/sys/devices/virtual/powercap", "/sys/kernel/security",
+    "/sys/kernel/debug", "/sys/fs/bpf", NULL};
+const char *const kbox_readonly_paths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                            "/proc/sysrq-trigger", NULL};
+
+void kbox_mounts_init(struct kbox_mounts *m, const struct kbox_spec *spec, int workdir_fd) {
+  memset(m, 0, sizeof(*m));
+  m->spec = spec;
+  m->workdir_fd = workdir_fd;
+  snprintf(m->scratch, sizeof(m->scratch), "/tmp");
+  snprintf(m->root, sizeof(m->root), "/tmp/root");
+}
+
+static void close_all(int *fds, size_t n) {
+  for (size_t i = 0; fds != NULL && i < n; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  free(fds);
+}
+
+void kbox_mounts_free(struct kbox_mounts *m) {
+  close_all(m->lower_fds, m->spec->rootfs.n);
+  close_all(m->bind_fds, m->spec->n_binds);
+  if (m->workdir_fd >= 0) close(m->workdir_fd);
+  m->lower_fds = m->bind_fds = NULL;
+  m->workdir_fd = -1;
+}
+
+/* A detached recursive copy of a host path. */
+static int clone_tree(const char *opt, const char *path, int *out, kbox_error_t *err) {
+  int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (fd < 0) return kbox_error_make(err, errno, "%s: cannot take a copy of %s", opt, path);
+  *out = fd;
+  return 0;
+}
+
+/* Set mount attributes on a whole detached tree. */
+static int set_attrs(int fd, const char *what, uint64_t attrs, kbox_error_t *err) {
+  struct mount_attr attr = {.attr_set = attrs};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+    return kbox_error_make(err, errno, "setting mount flags on %s", what);
+  return 0;
+}
+
+int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err) {
+  const struct kbox_spec *s = m->spec;
+  m->lower_fds = calloc(s->rootfs.n + 1, sizeof(int));
+  m->bind_fds = calloc(s->n_binds + 1, sizeof(int));
+  if (m->lower_fds == NULL || m->bind_fds == NULL) abort();
+  for (size_t i = 0; i < s->rootfs.n; i++) m->lower_fds[i] = -1;
+  for (size_t i = 0; i < s->n_binds; i++) m->bind_fds[i] = -1;
+  for (size_t i = 0; i < s->rootfs.n; i++)
+    if (clone_tree("--rootfs", s->rootfs.v[i], &m->lower_fds[i], err) < 0) return -1;
+  for (size_t i = 0; i < s->n_binds; i++) {
+    if (clone_tree("--bind", s->binds[i].src, &m->bind_fds[i], err) < 0) return -1;
+    uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (s->binds[i].ro ? MOUNT_ATTR_RDONLY : 0);
+    if (set_attrs(m->bind_fds[i], s->binds[i].src, attrs, err) < 0) return -1;
+  }
+  if (s->workdir != NULL && m->workdir_fd < 0) {
+    if (clone_tree("--workdir", s->workdir, &m->workdir_fd, err) < 0) return -1;
+    if (set_attrs(m->workdir_fd, s->workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err) < 0) return -1;
+  }
+  return 0;
+}
+
+static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
+                    const char *data, kbox_error_t *err) {
+  if (mount(src, dst, type, flags, data) < 0)
+    return kbox_error_make(err, errno, "mount %s on %s (%s)", src ? src : "none", dst, type ? type : "bind");
+  return 0;
+}
+
+/* Attach a detached tree at an absolute path. */
+static int attach(int fd, const char *dst, kbox_error_t *err) {
+  if (syscall(SYS_move_mount, fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    return kbox_error_make(err, errno, "attaching a mount at %s", dst);
+  return 0;
+}
+
+/* Create (like mkdir -p / touch) PATH inside the new root without following symlinks out of it,
+   and return its real location as a string usable by mount(2) ("/proc/self/fd/N"). */
+static int make_target(struct kbox_mounts *m, const char *path, bool dir, int *out_fd, kbox_error_t *err) {
+  cleanup_close int rootfd = open(m->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) return kbox_error_make(err, errno, "open %s", m->root);
+  cleanup_free char *copy = strdup(path);
+  cleanup_close int cur = dup(rootfd);
+  char *save = NULL;
+  char *tok = strtok_r(copy, "/", &save);
+  while (tok != NULL) {
+    char *next = strtok_r(NULL, "/", &save);
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+    int fd = (int)syscall(SYS_openat2, cur, tok, &how, sizeof(how));
+    if (fd < 0 && errno == ENOENT) {
+      int rc = (next != NULL || dir) ? mkdirat(cur, tok, 0755) : 0;
+      if (next == NULL && !dir) {
+        int f = openat(cur, tok, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        rc = f < 0 ? -1 : close(f);
+      }
+      if (rc < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating mount point %s", path);
+      fd = (int)syscall(SYS_openat2, cur, tok, &how, sizeof(how));
+    }
+    if (fd < 0) return kbox_error_make(err, errno, "resolving mount point %s", path);
+    close(cur);
+    cur = fd;
+    tok = next;
+  }
+  *out_fd = steal_fd(cur);
+  return 0;
+}
+
+/* Path string for an O_PATH fd, for syscalls that take paths. */
+static void fd_path(int fd, char *buf, size_t n) { snprintf(buf, n, "/proc/self/fd/%d", fd); }
+
+/* Attach a detached tree at PATH inside the new root (creating the mount point). */
+static int attach_inside(struct kbox_mounts *m, int treefd, const char *path, kbox_error_t *err) {
+  struct stat st;
+  if (fstat(treefd, &st) < 0) return kbox_error_make(err, errno, "stat %s", path);
+  cleanup_close int target = -1;
+  if (make_target(m, path, S_ISDIR(st.st_mode), &target, err) < 0) return -1;
+  if (syscall(SYS_move_mount, treefd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+    return kbox_error_make(err, errno, "mounting %s", path);
+  return 0;
+}
+
+int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
+  const struct kbox_spec *s = m->spec;
+  if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, err) < 0)
+    return kbox_error_prefix(err, "making mounts private");
+  char opts[96];
+  snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long)s->disk_bytes);
+  if (do_mount("kbox", m->scratch, "tmpfs", MS_NOSUID | MS_NODEV, opts, err) < 0) return -1;
+  cleanup_free char *lowers = calloc(s->rootfs.n + 1, 81);
+  if (lowers == NULL) abort();
+  static const char *const dirs[] = {"upper", "work", "root", "tmp", "shm", "home", "lower"};
+  for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+    char p[128];
+    snprintf(p, sizeof(p), "%s/%s", m->scratch, dirs[i]);
+    if (mkdir(p, strcmp(dirs[i], "tmp") == 0 || strcmp(dirs[i], "shm") == 0 ? 01777 : 0755) < 0)
+      return kbox_error_make(err, errno, "mkdir %s", p);
+    if (dirs[i][0] == 't' || dirs[i][0] == 's') chmod(p, 01777);
+  }
+  /* Overlay lists the top layer first; --rootfs given later stacks higher. */
+  for (size_t k = s->rootfs.n; k-- > 0;) {
+    char p[80];
+    snprintf(p, sizeof(p), "%.40s/lower/%zu", m->scratch, k);
+    if (mkdir(p, 0755) < 0) return kbox_error_make(err, errno, "mkdir %s", p);
+    if (attach(m->lower_fds[k], p, err) < 0) return -1;
+    close(m->lower_fds[k]);
+    m->lower_fds[k] = -1;
+    if (lowers[0] != '\0') strcat(lowers, ":");
+    strcat(lowers, p);
+  }
+  cleanup_free char *ovl = NULL;
+  if (asprintf(&ovl, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lowers, m->scratch, m->scratch) < 0)
+    abort();
+  if (do_mount("overlay", m->root, "overlay", MS_NOSUID | MS_NODEV, ovl, err) < 0)
+    return kbox_error_prefix(err, "assembling the overlay root");
+  return 0;
+}
+
+/* Mount a fresh filesystem at PATH inside the new root. */
+static int mount_inside(struct kbox_mounts *m, const char *src, const char *path, const char *type,
+                        unsigned long flags, const char *data, kbox_error_t *err) {
+  cleanup_close int target = -1;
+  if (make_target(m, path, true, &target, err) < 0) return -1;
+  char p[64];
+  fd_path(target, p, sizeof(p));
+  if (mount(src, p, type, flags, data) < 0) return kbox_error_make(err, errno, "mounting %s on %s", type ? type : src, path);
+  return 0;
+}
+
+/* Hide PATH (inside the new root) if it exists: an empty read-only tmpfs or /dev/null on top. */
+static int mask_path(struct kbox_mounts *m, const char *path, kbox_error_t *err) {
+  char full[512];
+  snprintf(full, sizeof(full), "%s%s", m->root, path);
+  struct stat st;
+  if (lstat(full, &st) < 0) return 0;
+  if (S_ISDIR(st.st_mode)) return do_mount("masked", full, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0", err);
+  return do_mount("/dev/null", full, NULL, MS_BIND, NULL, err);
+}
+
+/* Bind PATH (inside the new root) onto itself read-only, if it exists. */
+static int readonly_path(struct kbox_mounts *m, const char *path, kbox_error_t *err) {
+  char full[512];
+  snprintf(full, sizeof(full), "%s%s", m->root, path);
+  if (access(full, F_OK) < 0) return 0;
+  if (do_mount(full, full, NULL, MS_BIND | MS_REC, NULL, err) < 0) return -1;
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, full, AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+    return kbox_error_make(err, errno, "making %s read-only", path);
+  return 0;
+}
+
+static int mount_dev(struct kbox_mounts *m, kbox_error_t *err) {
+  if (mount_inside(m, "kbox-dev", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536", err) < 0) return -1;
+  static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+  for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+    char host[64], inner[64], p[64];
+    snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
+    snprintf(inner, sizeof(inner), "/dev/%s", nodes[i]);
+    cleanup_close int target = -1;
+    if (make_target(m, inner, false, &target, err) < 0) return -1;
+    fd_path(target, p, sizeof(p));
+    if (do_mount(host, p, NULL, MS_BIND, NULL, err) < 0) return -1;
+  }
+  if (mount_inside(m, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", err) < 0)
+    return -1;
+  static const char *const links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+                                         {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+  for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+    char p[128];
+    snprintf(p, sizeof(p), "%s/dev/%s", m->root, links[i][1]);
+    if (symlink(links[i][0], p) < 0) return kbox_error_make(err, errno, "symlink %s", p);
+  }
+  char shm[128];
+  snprintf(shm, sizeof(shm), "%s/shm", m->scratch);
+  cleanup_close int target = -1;
+  if (make_target(m, "/dev/shm", true, &target, err) < 0) return -1;
+  char p[64];
+  fd_path(target, p, sizeof(p));
+  return do_mount(shm, p, NULL, MS_BIND, NULL, err);
+}
+
+int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err) {
+  if (mount_inside(m, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0)
+    return kbox_error_prefix(err, "mounting /proc");
+  if (mount_inside(m, "sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0) {
+    kbox_debug("no /sys in the sandbox: %s", (*err)->msg);
+    kbox_error_free(err);
+  }
+  if (mount_dev(m, err) < 0) return kbox_error_prefix(err, "building /dev");
+  for (size_t i = 0; kbox_masked_paths[i] != NULL; i++)
+    if (mask_path(m, kbox_masked_paths[i], err) < 0) return kbox_error_prefix(err, "masking %s", kbox_masked_paths[i]);
+  for (size_t i = 0; kbox_readonly_paths[i] != NULL; i++)
+    if (readonly_path(m, kbox_readonly_paths[i], err) < 0) return -1;
+  char tmp[128];
+  snprintf(tmp, sizeof(tmp), "%s/tmp", m->scratch);
+  cleanup_close int target = -1;
+  if (make_target(m, "/tmp", true, &target, err) < 0) return -1;
+  char p[64];
+  fd_path(target, p, sizeof(p));
+  return do_mount(tmp, p, NULL, MS_BIND, NULL, err);
+}
+
+int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err) {
+  const struct kbox_spec *s = m->spec;
+  if (s->workdir != NULL && attach_inside(m, m->workdir_fd, s->workdir, err) < 0)
+    return kbox_error_prefix(err, "--workdir %s", s->workdir);
+  for (size_t i = 0; i < s->n_binds; i++)
+    if (attach_inside(m, m->bind_fds[i], s->binds[i].dst, err) < 0)
+      return kbox_error_prefix(err, "--bind %s", s->binds[i].src);
+  return 0;
+}
+
+/* Home directory of uid from the rootfs's /etc/passwd ("" when absent). */
+static void passwd_home(struct kbox_mounts *m, uid_t uid, char *out, size_t n) {
+  out[0] = '\0';
+  char path[128];
+  snprintf(path, sizeof(path), "%s/etc/passwd", m->root);
+  cleanup_file FILE *f = fopen(path, "re");
+  if (f == NULL) return;
+  char line[1024];
+  while (fgets(line, sizeof(line), f) != NULL) {
+    char *fields[7] = {0};
+    char *p = line;
+    line[strcspn(line, "\n")] = '\0';
+    for (int i = 0; i < 7 && p != NULL; i++) fields[i] = strsep(&p, ":");
+    if (fields[5] == NULL || fields[2] == NULL) continue;
+    if ((uid_t)strtoul(fields[2], NULL, 10) == uid && fields[5][0] == '/') {
+      snprintf(out, n, "%s", fields[5]);
+      return;
+    }
+  }
+}
+
+int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err) {
+  const struct kbox_spec *s = m->spec;
+  passwd_home(m, s->uid, m->home, sizeof(m->home));
+  if (m->home[0] == '\0' || strcmp(m->home, "/") == 0 || strcmp(m->home, "/nonexistent") == 0)
+    snprintf(m->home, sizeof(m->home), "/home/%s", s->uid == 1000 ? "jovyan" : "user");
+  cleanup_close int target = -1;
+  if (make_target(m, m->home, true, &target, err) < 0) return kbox_error_prefix(err, "home directory");
+  struct stat st;
+  if (fstat(target, &st) < 0) return kbox_error_make(err, errno, "stat %s", m->home);
+  if (st.st_uid == s->uid) return 0;
+  /* Not ours (new, or owned by an id unmapped here): a fresh directory from the scratch tmpfs. */
+  char src[128], p[64];
+  snprintf(src, sizeof(src), "%s/home", m->scratch);
+  if (chown(src, s->uid, s->gid) < 0) return kbox_error_make(err, errno, "chown home for uid %u", s->uid);
+  chmod(src, 0700);
+  fd_path(target, p, sizeof(p));
+  return do_mount(src, p, NULL, MS_BIND, NULL, err);
+}
+
+int kbox_mounts_pivot(struct kbox_mounts *m, kbox_error_t *err) {
+  if (chdir(m->root) < 0) return kbox_error_make(err, errno, "chdir %s", m->root);
+  if (syscall(SYS_pivot_root, ".", ".") < 0) return kbox_error_make(err, errno, "pivot_root");
+  if (umount2(".", MNT_DETACH) < 0) return kbox_error_make(err, errno, "detaching the old root");
+  if (chdir("/") < 0) return kbox_error_make(err, errno, "chdir /");
+  return 0;
+}

@@ -1,0 +1,37 @@
+/* The sandbox's filesystem: overlay rootfs, /proc, /dev, /tmp, shared paths, pivot_root. */
+#ifndef KBOX_MOUNTS_H
+#define KBOX_MOUNTS_H
+
+#include <sys/types.h>
+#include "sandbox/spec.h"
+
+struct kbox_mounts {
+  const struct kbox_spec *spec;
+  int workdir_fd;     /* detached tree for --workdir (idmapped by the parent in root mode), or -1 */
+  int *lower_fds;     /* detached trees of the --rootfs layers */
+  int *bind_fds;      /* detached trees of the --bind sources */
+  char root[64];      /* where the new root is assembled before pivot_root */
+  char scratch[64];   /* the size-capped tmpfs holding upper, work, tmp, shm */
+  char home[256];     /* the workload's HOME, set by kbox_mounts_home */
+};
+
+void kbox_mounts_init(struct kbox_mounts *m, const struct kbox_spec *spec, int workdir_fd);
+void kbox_mounts_free(struct kbox_mounts *m);
+/* Take detached copies of every host path the sandbox needs, before anything is mounted over them. */
+int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err);
+/* Private propagation, the scratch tmpfs and the overlay root. */
+int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err);
+/* /proc (with masked and read-only paths), /sys read-only, minimal /dev, /tmp. */
+int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err);
+/* --workdir and --bind. */
+int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err);
+/* Find the workload user's home in the rootfs and make sure it exists and is writable by it. */
+int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err);
+/* pivot_root into the new root and detach the old one. */
+int kbox_mounts_pivot(struct kbox_mounts *m, kbox_error_t *err);
+
+/* Inner paths masked or made read-only in /proc and /sys (exported for tests and doctor). */
+extern const char *const kbox_masked_paths[];
+extern const char *const kbox_readonly_paths[];
+
+#endif

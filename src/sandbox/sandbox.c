@@ -1,0 +1,183 @@
+#include "sandbox/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox/channel.h"
+#include "sandbox/idmap.h"
+#include "sandbox/init.h"
+#include "sandbox/ns.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+/* Reserve the sandbox id for this user with an abstract unix socket (gone when kbox dies). */
+static int reserve_id(const struct kbox_spec *spec, int *out, kbox_error_t *err) {
+  cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return kbox_error_make(err, errno, "socket");
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  int n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "kbox/%u/%s", spec->host_uid, spec->id);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+  if (bind(fd, (struct sockaddr *)&addr, len) < 0) {
+    if (errno == EADDRINUSE)
+      return kbox_error_make(err, 0, "--id: a sandbox with id '%s' is already running; pick another id", spec->id);
+    return kbox_error_make(err, errno, "reserving sandbox id %s", spec->id);
+  }
+  *out = steal_fd(fd);
+  return 0;
+}
+
+static void sandbox_reset(struct kbox_sandbox *sb, struct kbox_spec *spec) {
+  memset(sb, 0, sizeof(*sb));
+  sb->spec = spec;
+  sb->pidfd = sb->chan = sb->id_lock = -1;
+  sb->pid = -1;
+}
+
+/* Wait for pid 1 to report the workload started, or why it could not. */
+static int wait_started(struct kbox_sandbox *sb, kbox_error_t *err) {
+  struct kbox_msg m;
+  int r = kbox_msg_recv(sb->chan, &m, err);
+  if (r < 0) return -1;
+  if (r == 0) return kbox_error_make(err, 0, "the sandbox died during setup");
+  if (m.type == KBOX_MSG_STARTED) {
+    sb->workload_pid = m.status;
+    return 0;
+  }
+  if (m.type == KBOX_MSG_ERROR) {
+    kbox_error_make(err, 0, "%s", m.text);
+    (*err)->errno_ = m.errno_;
+    (*err)->exit_code = m.exit_code;
+    return -1;
+  }
+  return kbox_error_make(err, 0, "unexpected message %d from the sandbox", m.type);
+}
+
+int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err) {
+  sandbox_reset(sb, spec);
+  if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
+  struct kbox_idmap map;
+  if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
+  int workdir_fd = -1;
+  if (!spec->rootless && spec->workdir != NULL &&
+      kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
+    return kbox_error_prefix(err, "--workdir");
+  /* Root: take the source trees here, in the initial namespace, so they are not locked and
+     overlayfs accepts them. Rootless: pid 1 takes them inside its own namespaces. */
+  struct kbox_mounts mounts;
+  kbox_mounts_init(&mounts, spec, workdir_fd);
+  if (!spec->rootless && kbox_mounts_open_sources(&mounts, err) < 0) {
+    kbox_mounts_free(&mounts);
+    return -1;
+  }
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+    kbox_mounts_free(&mounts);
+    return kbox_error_make(err, errno, "socketpair");
+  }
+  clock_gettime(CLOCK_MONOTONIC, &sb->started);
+  fflush(NULL);
+  pid_t pid = kbox_clone3(KBOX_NS_FLAGS_ALL, -1, &sb->pidfd, err);
+  if (pid == 0) {
+    close(sp[0]);
+    struct kbox_init_args args = {.spec = spec, .chan = sp[1], .mounts = &mounts};
+    kbox_init_main(&args);
+  }
+  close(sp[1]);
+  kbox_mounts_free(&mounts);
+  sb->chan = sp[0];
+  if (pid < 0) return -1;
+  sb->pid = pid;
+  if (kbox_idmap_write(pid, &map, err) < 0 || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
+    kbox_sandbox_kill(sb);
+    return -1;
+  }
+  if (wait_started(sb, err) < 0) {
+    kbox_sandbox_kill(sb);
+    return -1;
+  }
+  return 0;
+}
+
+int kbox_sandbox_on_message(struct kbox_sandbox *sb, kbox_error_t *err) {
+  struct kbox_msg m;
+  int r = kbox_msg_recv(sb->chan, &m, err);
+  if (r <= 0) {
+    close(sb->chan);
+    sb->chan = -1;
+    return r;
+  }
+  if (m.type == KBOX_MSG_EXITED) {
+    sb->have_status = true;
+    sb->status = m.status;
+  }
+  return 0;
+}
+
+bool kbox_sandbox_reap(struct kbox_sandbox *sb) {
+  if (sb->reaped) return true;
+  int st = 0;
+  pid_t r = wait4(sb->pid, &st, WNOHANG, &sb->rusage);
+  if (r != sb->pid) return false;
+  sb->reaped = true;
+  clock_gettime(CLOCK_MONOTONIC, &sb->ended);
+  /* Drain a final EXITED message pid 1 may have sent just before exiting. */
+  while (sb->chan >= 0 && !sb->have_status) {
+    struct pollfd p = {.fd = sb->chan, .events = POLLIN};
+    kbox_error_t ignored = NULL;
+    if (poll(&p, 1, 0) <= 0 || kbox_sandbox_on_message(sb, &ignored) < 0) {
+      kbox_error_free(&ignored);
+      break;
+    }
+  }
+  return true;
+}
+
+void kbox_sandbox_signal(struct kbox_sandbox *sb, int sig) {
+  if (sb->pidfd >= 0 && !sb->reaped) syscall(SYS_pidfd_send_signal, sb->pidfd, sig, NULL, 0);
+}
+
+void kbox_sandbox_kill(struct kbox_sandbox *sb) {
+  if (sb->pid <= 0 || sb->reaped) return;
+  if (sb->kill_signal == 0) sb->kill_signal = SIGKILL;
+  kbox_sandbox_signal(sb, SIGKILL);
+  int st = 0;
+  if (wait4(sb->pid, &st, 0, &sb->rusage) == sb->pid) {
+    sb->reaped = true;
+    clock_gettime(CLOCK_MONOTONIC, &sb->ended);
+  }
+}
+
+void kbox_sandbox_destroy(struct kbox_sandbox *sb) {
+  kbox_sandbox_kill(sb);
+  if (sb->pidfd >= 0) close(sb->pidfd);
+  if (sb->chan >= 0) close(sb->chan);
+  if (sb->id_lock >= 0) close(sb->id_lock);
+  sb->pidfd = sb->chan = sb->id_lock = -1;
+}
+
+int kbox_sandbox_exit_code(const struct kbox_sandbox *sb) {
+  if (sb->timed_out) return KBOX_EXIT_TIMEOUT;
+  if (sb->have_status) {
+    if (WIFEXITED(sb->status)) return WEXITSTATUS(sb->status);
+    if (WIFSIGNALED(sb->status)) return 128 + WTERMSIG(sb->status);
+  }
+  if (sb->kill_signal != 0) return 128 + sb->kill_signal;
+  return KBOX_EXIT_RUNTIME;
+}
+
+long long kbox_sandbox_elapsed_ms(const struct kbox_sandbox *sb) {
+  struct timespec now;
+  if (sb->reaped) now = sb->ended;
+  else clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - sb->started.tv_sec) * 1000LL + (now.tv_nsec - sb->started.tv_nsec) / 1000000;
+}

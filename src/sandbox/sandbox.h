@@ -1,0 +1,45 @@
+/* The host side of one sandbox: create it, watch it, end it, and collect its verdict. */
+#ifndef KBOX_SANDBOX_H
+#define KBOX_SANDBOX_H
+
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "sandbox/spec.h"
+
+struct kbox_sandbox {
+  struct kbox_spec *spec;
+  pid_t pid;            /* sandbox pid 1, as seen on the host */
+  int pidfd;
+  int chan;             /* channel to pid 1 */
+  int id_lock;          /* abstract socket that reserves the id while we run */
+  pid_t workload_pid;   /* inside the sandbox's pid namespace */
+  struct timespec started;
+  struct timespec ended;
+  bool have_status;     /* the workload's wait status arrived */
+  int status;
+  bool reaped;          /* pid 1 was reaped */
+  struct rusage rusage; /* of pid 1 and everything it reaped */
+  bool timed_out;
+  int kill_signal;      /* signal kbox used to end the sandbox, 0 if none */
+};
+
+/* Build the sandbox and start the workload; returns once it has executed (or failed to). */
+int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err);
+/* Read one message from pid 1 (call when chan is readable). */
+int kbox_sandbox_on_message(struct kbox_sandbox *sb, kbox_error_t *err);
+/* Reap pid 1 (call when pidfd is readable); returns true once reaped. */
+bool kbox_sandbox_reap(struct kbox_sandbox *sb);
+/* Send a signal to pid 1 (which forwards catchable ones to the workload). */
+void kbox_sandbox_signal(struct kbox_sandbox *sb, int sig);
+/* Kill everything and wait for it. */
+void kbox_sandbox_kill(struct kbox_sandbox *sb);
+void kbox_sandbox_destroy(struct kbox_sandbox *sb);
+/* Exit code kbox should return for this sandbox (workload code, 128+N, 124 on timeout...). */
+int kbox_sandbox_exit_code(const struct kbox_sandbox *sb);
+/* Milliseconds since start. */
+long long kbox_sandbox_elapsed_ms(const struct kbox_sandbox *sb);
+
+#endif

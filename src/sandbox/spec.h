@@ -1,0 +1,65 @@
+/* The resolved sandbox specification: every option of `kbox run` after parsing and defaults. */
+#ifndef KBOX_SPEC_H
+#define KBOX_SPEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+#include "util/strv.h"
+
+struct kbox_bind {
+  char *src;
+  char *dst;
+  bool ro;
+};
+
+enum kbox_net_mode { KBOX_NET_NONE = 0 };
+
+struct kbox_spec {
+  char *id;
+  bool id_given;
+  struct kbox_strv rootfs;   /* lower layers, bottom first (later --rootfs stack above) */
+  uint64_t disk_bytes;       /* size cap of the overlay upper tmpfs */
+  char *workdir;             /* shared read-write at the same path, cwd of the workload */
+  struct kbox_bind *binds;
+  size_t n_binds;
+  enum kbox_net_mode net;
+  struct kbox_strv env;      /* --env / --env-file values, applied over the default env */
+  uid_t uid;                 /* identity inside the sandbox */
+  gid_t gid;
+  char *hostname;
+  uint64_t timeout_ms;       /* 0: none */
+  char *report_path;         /* NULL: none, "-": stderr */
+  struct kbox_strv argv;     /* the workload command */
+
+  /* limits */
+  uint64_t memory_bytes;
+  uint64_t swap_bytes;
+  uint64_t pids;
+  double cpus;
+  uint64_t nofile;
+  char *cgroup_parent;
+  bool require_limits;
+
+  /* least privilege */
+  char *profile;             /* name or path */
+  bool seccomp_unconfined;
+
+  /* computed */
+  bool rootless;             /* kbox runs without CAP_SYS_ADMIN in the initial user namespace */
+  uid_t host_uid;            /* who runs kbox */
+  gid_t host_gid;
+  int verbosity;
+};
+
+void kbox_spec_init(struct kbox_spec *spec);
+void kbox_spec_free(struct kbox_spec *spec);
+void kbox_spec_add_bind(struct kbox_spec *spec, const char *src, const char *dst, bool ro);
+/* Parse SRC[:DST][:ro|:rw] into spec. */
+int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *err);
+/* Check everything that can be checked before anything starts (paths exist, values agree). */
+int kbox_spec_validate(struct kbox_spec *spec, kbox_error_t *err);
+
+#endif

@@ -1,0 +1,105 @@
+#include "sandbox/workload.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "sandbox/caps.h"
+#include "sandbox/channel.h"
+#include "util/cleanup.h"
+
+int (*kbox_workload_last_step)(const struct kbox_spec *spec, kbox_error_t *err) = NULL;
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kbox_strv *env) {
+  kbox_strv_setenv(env, "PATH", DEFAULT_PATH);
+  kbox_strv_setenv(env, "HOME", home);
+  kbox_strv_setenv(env, "LANG", "C.UTF-8");
+  const char *term = getenv("TERM");
+  kbox_strv_setenv(env, "TERM", term != NULL && strlen(term) < 64 ? term : "dumb");
+  for (size_t i = 0; i < spec->env.n; i++) {
+    const char *eq = strchr(spec->env.v[i], '=');
+    cleanup_free char *key = strndup(spec->env.v[i], (size_t)(eq - spec->env.v[i]));
+    kbox_strv_setenv(env, key, eq + 1);
+  }
+}
+
+/* Report a failure to pid 1 through the exec-error pipe and exit. */
+__attribute__((noreturn)) static void fail(int errfd, kbox_error_t *err) {
+  struct kbox_msg m = {.type = KBOX_MSG_ERROR, .exit_code = (*err)->exit_code, .errno_ = (*err)->errno_};
+  snprintf(m.text, sizeof(m.text), "%s", (*err)->msg);
+  if (write(errfd, &m, sizeof(m)) < 0) _exit(KBOX_EXIT_RUNTIME);
+  _exit(m.exit_code);
+}
+
+static int set_limits(const struct kbox_spec *spec, kbox_error_t *err) {
+  struct rlimit core = {0, 0};
+  if (setrlimit(RLIMIT_CORE, &core) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_CORE)");
+  struct rlimit nofile = {spec->nofile, spec->nofile};
+  if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)spec->nofile);
+  return 0;
+}
+
+static int set_identity(const struct kbox_spec *spec, kbox_error_t *err) {
+  if (setgroups(0, NULL) < 0 && errno != EPERM) return kbox_error_make(err, errno, "setgroups");
+  if (setresgid(spec->gid, spec->gid, spec->gid) < 0) return kbox_error_make(err, errno, "setgid %u", spec->gid);
+  if (setresuid(spec->uid, spec->uid, spec->uid) < 0) return kbox_error_make(err, errno, "setuid %u", spec->uid);
+  return 0;
+}
+
+/* execve CMD, searching PATH of the sandbox's environment when CMD has no '/'. */
+static int exec_command(char **argv, struct kbox_strv *env, kbox_error_t *err) {
+  const char *cmd = argv[0];
+  if (strchr(cmd, '/') != NULL) {
+    execve(cmd, argv, env->v);
+    int e = errno;
+    return kbox_error_make_code(err, e == ENOENT ? KBOX_EXIT_NOTFOUND : KBOX_EXIT_NOEXEC, e,
+                                "cannot execute %s", cmd);
+  }
+  const char *path = kbox_strv_getenv(env, "PATH");
+  cleanup_free char *copy = strdup(path ? path : DEFAULT_PATH);
+  int seen_eacces = 0;
+  char *save = NULL;
+  for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
+    char full[4096];
+    snprintf(full, sizeof(full), "%s/%s", dir, cmd);
+    execve(full, argv, env->v);
+    if (errno == EACCES || errno == ENOEXEC || errno == EPERM) seen_eacces = errno;
+  }
+  if (seen_eacces)
+    return kbox_error_make_code(err, KBOX_EXIT_NOEXEC, seen_eacces, "cannot execute %s", cmd);
+  return kbox_error_make_code(err, KBOX_EXIT_NOTFOUND, 0, "%s: command not found in the sandbox's PATH", cmd);
+}
+
+void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errfd) {
+  kbox_error_t err = NULL;
+  struct kbox_strv env = {0};
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  if (setsid() < 0 && errno != EPERM) { kbox_error_make(&err, errno, "setsid"); fail(errfd, &err); }
+  kbox_workload_env(spec, home, &env);
+  const char *cwd = spec->workdir ? spec->workdir : home;
+  if (set_limits(spec, &err) < 0) fail(errfd, &err);
+  if (kbox_caps_drop_bounding(0, &err) < 0) fail(errfd, &err);
+  if (set_identity(spec, &err) < 0) fail(errfd, &err);
+  if (chdir(cwd) < 0 && chdir("/") < 0) { kbox_error_make(&err, errno, "chdir %s", cwd); fail(errfd, &err); }
+  if (kbox_caps_finish(0, &err) < 0) fail(errfd, &err);
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    kbox_error_make(&err, errno, "close_range");
+    fail(errfd, &err);
+  }
+  if (kbox_workload_last_step != NULL && kbox_workload_last_step(spec, &err) < 0) fail(errfd, &err);
+  exec_command(spec->argv.v, &env, &err);
+  fail(errfd, &err);
+}

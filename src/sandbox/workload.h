@@ -1,0 +1,16 @@
+/* Turning a forked process inside the sandbox into the workload: identity, env, limits, exec. */
+#ifndef KBOX_WORKLOAD_H
+#define KBOX_WORKLOAD_H
+
+#include "sandbox/spec.h"
+#include "util/strv.h"
+
+/* The environment the workload sees: PATH, HOME, LANG, TERM, then --env/--env-file values. */
+void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kbox_strv *env);
+/* Never returns. On failure writes {exit_code, errno} to errfd and exits. */
+__attribute__((noreturn)) void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errfd);
+
+/* Hook run after identity/caps are set and right before execve (seccomp goes here); may be NULL. */
+extern int (*kbox_workload_last_step)(const struct kbox_spec *spec, kbox_error_t *err);
+
+#endif

@@ -1,0 +1,66 @@
+#include "util/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+
+int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {
+  cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kbox_error_make(err, errno, "cannot open %s", path);
+  size_t cap = 4096, n = 0;
+  cleanup_free char *buf = malloc(cap + 1);
+  if (buf == NULL) abort();
+  for (;;) {
+    if (n == cap) {
+      if (cap >= max) return kbox_error_make(err, 0, "%s is larger than %zu bytes", path, max);
+      cap = cap * 2 > max ? max : cap * 2;
+      char *nb = realloc(buf, cap + 1);
+      if (nb == NULL) abort();
+      buf = nb;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return kbox_error_make(err, errno, "cannot read %s", path);
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  buf[n] = '\0';
+  if (len != NULL) *len = n;
+  *out = steal_ptr(buf);
+  return 0;
+}
+
+int kbox_read_file(const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {
+  return kbox_read_file_at(AT_FDCWD, path, max, out, len, err);
+}
+
+int kbox_write_file_at(int dirfd, const char *path, const char *data, kbox_error_t *err) {
+  cleanup_close int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return kbox_error_make(err, errno, "cannot open %s for writing", path);
+  size_t n = strlen(data);
+  ssize_t w = write(fd, data, n);
+  if (w < 0) return kbox_error_make(err, errno, "cannot write '%s' to %s", data, path);
+  if ((size_t)w != n) return kbox_error_make(err, 0, "short write to %s", path);
+  return 0;
+}
+
+int kbox_write_file(const char *path, const char *data, kbox_error_t *err) {
+  return kbox_write_file_at(AT_FDCWD, path, data, err);
+}
+
+int kbox_mkdir_p(const char *path, mode_t mode, kbox_error_t *err) {
+  cleanup_free char *p = strdup(path);
+  for (char *s = p + 1; *s != '\0'; s++) {
+    if (*s != '/') continue;
+    *s = '\0';
+    if (mkdir(p, mode) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "mkdir %s", p);
+    *s = '/';
+  }
+  if (mkdir(p, mode) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "mkdir %s", p);
+  return 0;
+}

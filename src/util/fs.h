@@ -1,0 +1,19 @@
+/* Small file helpers. */
+#ifndef KBOX_FS_H
+#define KBOX_FS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "util/error.h"
+
+/* Read a whole file (at most max bytes) into a NUL-terminated buffer. */
+int kbox_read_file(const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);
+/* Same, relative to a directory fd. */
+int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);
+/* Write a string to an existing file (e.g. /proc/PID/uid_map, cgroup files). */
+int kbox_write_file(const char *path, const char *data, kbox_error_t *err);
+int kbox_write_file_at(int dirfd, const char *path, const char *data, kbox_error_t *err);
+/* mkdir -p, mode for created components. */
+int kbox_mkdir_p(const char *path, mode_t mode, kbox_error_t *err);
+
+#endif
