@@ -37,7 +37,6 @@ static int setup_sandbox(struct kbox_init_args *a, kbox_error_t *err) {
   if (kbox_mounts_rootfs(m, err) < 0) return -1;
   if (kbox_mounts_system(m, err) < 0) return -1;
   if (kbox_mounts_shared(m, err) < 0) return -1;
-  if (kbox_mounts_home(m, err) < 0) return -1;
   if (kbox_mounts_pivot(m, err) < 0) return kbox_error_prefix(err, "switching to the new root");
   return 0;
 }

@@ -27,6 +27,7 @@ void kbox_mounts_init(struct kbox_mounts *m, const struct kbox_spec *spec, int w
   memset(m, 0, sizeof(*m));
   m->spec = spec;
   m->workdir_fd = workdir_fd;
+  m->layer_userns = -1;
   snprintf(m->scratch, sizeof(m->scratch), "/tmp");
   snprintf(m->root, sizeof(m->root), "/tmp/root");
 }
@@ -41,15 +42,35 @@ void kbox_mounts_free(struct kbox_mounts *m) {
   close_all(m->lower_fds, m->spec->rootfs.n);
   close_all(m->bind_fds, m->spec->n_binds);
   if (m->workdir_fd >= 0) close(m->workdir_fd);
+  if (m->layer_userns >= 0) close(m->layer_userns);
   m->lower_fds = m->bind_fds = NULL;
-  m->workdir_fd = -1;
+  m->workdir_fd = m->layer_userns = -1;
 }
 
-/* A detached recursive copy of a host path. */
-static int clone_tree(const char *opt, const char *path, int *out, kbox_error_t *err) {
-  int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+/* A detached copy of a host path (with the mounts below it when recursive). */
+static int clone_tree_flags(const char *opt, const char *path, unsigned flags, int *out, kbox_error_t *err) {
+  int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | flags);
   if (fd < 0) return kbox_error_make(err, errno, "%s: cannot take a copy of %s", opt, path);
   *out = fd;
+  return 0;
+}
+
+static int clone_tree(const char *opt, const char *path, int *out, kbox_error_t *err) {
+  return clone_tree_flags(opt, path, AT_RECURSIVE, out, err);
+}
+
+/* A rootfs layer: idmapped through the sandbox's user namespace when we can (root mode), so files
+   owned by host root appear owned by root inside and copy-up works; else a plain recursive copy. */
+static int open_layer(struct kbox_mounts *m, const char *path, int *out, kbox_error_t *err) {
+  if (m->layer_userns < 0) return clone_tree("--rootfs", path, out, err);
+  cleanup_close int fd = -1;
+  if (clone_tree_flags("--rootfs", path, 0, &fd, err) < 0) return -1;
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)m->layer_userns};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0) {
+    kbox_info("--rootfs %s cannot be idmapped (%s): its files appear owned by nobody inside", path, strerror(errno));
+    return clone_tree("--rootfs", path, out, err);
+  }
+  *out = steal_fd(fd);
   return 0;
 }
 
@@ -69,7 +90,7 @@ int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err) {
   for (size_t i = 0; i < s->rootfs.n; i++) m->lower_fds[i] = -1;
   for (size_t i = 0; i < s->n_binds; i++) m->bind_fds[i] = -1;
   for (size_t i = 0; i < s->rootfs.n; i++)
-    if (clone_tree("--rootfs", s->rootfs.v[i], &m->lower_fds[i], err) < 0) return -1;
+    if (open_layer(m, s->rootfs.v[i], &m->lower_fds[i], err) < 0) return -1;
   for (size_t i = 0; i < s->n_binds; i++) {
     if (clone_tree("--bind", s->binds[i].src, &m->bind_fds[i], err) < 0) return -1;
     uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (s->binds[i].ro ? MOUNT_ATTR_RDONLY : 0);
@@ -150,7 +171,7 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
   if (do_mount("kbox", m->scratch, "tmpfs", MS_NOSUID | MS_NODEV, opts, err) < 0) return -1;
   cleanup_free char *lowers = calloc(s->rootfs.n + 1, 81);
   if (lowers == NULL) abort();
-  static const char *const dirs[] = {"upper", "work", "root", "tmp", "shm", "home", "lower"};
+  static const char *const dirs[] = {"upper", "work", "root", "tmp", "shm", "lower"};
   for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
     char p[128];
     snprintf(p, sizeof(p), "%s/%s", m->scratch, dirs[i]);
@@ -169,6 +190,7 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
     if (lowers[0] != '\0') strcat(lowers, ":");
     strcat(lowers, p);
   }
+  if (kbox_mounts_home(m, err) < 0) return -1;
   cleanup_free char *ovl = NULL;
   if (asprintf(&ovl, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lowers, m->scratch, m->scratch) < 0)
     abort();
@@ -271,11 +293,9 @@ int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err) {
   return 0;
 }
 
-/* Home directory of uid from the rootfs's /etc/passwd ("" when absent). */
-static void passwd_home(struct kbox_mounts *m, uid_t uid, char *out, size_t n) {
+/* Home directory of uid from a passwd file ("" when absent). */
+static void passwd_home(const char *path, uid_t uid, char *out, size_t n) {
   out[0] = '\0';
-  char path[128];
-  snprintf(path, sizeof(path), "%s/etc/passwd", m->root);
   cleanup_file FILE *f = fopen(path, "re");
   if (f == NULL) return;
   char line[1024];
@@ -292,23 +312,36 @@ static void passwd_home(struct kbox_mounts *m, uid_t uid, char *out, size_t n) {
   }
 }
 
+/* Pick HOME from the top-most layer's /etc/passwd (or /home/jovyan, /home/user). */
+static void find_home(struct kbox_mounts *m) {
+  const struct kbox_spec *s = m->spec;
+  m->home[0] = '\0';
+  for (size_t k = s->rootfs.n; k-- > 0 && m->home[0] == '\0';) {
+    char p[128];
+    snprintf(p, sizeof(p), "%.40s/lower/%zu/etc/passwd", m->scratch, k);
+    if (access(p, F_OK) == 0) passwd_home(p, s->uid, m->home, sizeof(m->home));
+    if (access(p, F_OK) == 0) break;
+  }
+  if (m->home[0] == '\0' || strcmp(m->home, "/") == 0 || strcmp(m->home, "/nonexistent") == 0 ||
+      strstr(m->home, "..") != NULL)
+    snprintf(m->home, sizeof(m->home), "/home/%s", s->uid == 1000 ? "jovyan" : "user");
+}
+
 int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  passwd_home(m, s->uid, m->home, sizeof(m->home));
-  if (m->home[0] == '\0' || strcmp(m->home, "/") == 0 || strcmp(m->home, "/nonexistent") == 0)
-    snprintf(m->home, sizeof(m->home), "/home/%s", s->uid == 1000 ? "jovyan" : "user");
-  cleanup_close int target = -1;
-  if (make_target(m, m->home, true, &target, err) < 0) return kbox_error_prefix(err, "home directory");
-  struct stat st;
-  if (fstat(target, &st) < 0) return kbox_error_make(err, errno, "stat %s", m->home);
-  if (st.st_uid == s->uid) return 0;
-  /* Not ours (new, or owned by an id unmapped here): a fresh directory from the scratch tmpfs. */
-  char src[128], p[64];
-  snprintf(src, sizeof(src), "%s/home", m->scratch);
-  if (chown(src, s->uid, s->gid) < 0) return kbox_error_make(err, errno, "chown home for uid %u", s->uid);
-  chmod(src, 0700);
-  fd_path(target, p, sizeof(p));
-  return do_mount(src, p, NULL, MS_BIND, NULL, err);
+  find_home(m);
+  /* Create the home in the upper layer before the overlay exists: the merged directory then takes
+     the upper's owner (the sandbox user) while the image's files in it stay visible. */
+  char path[512];
+  int n = snprintf(path, sizeof(path), "%s/upper", m->scratch);
+  for (char *c = m->home; *c != '\0';) {
+    size_t len = strcspn(c + 1, "/") + 1;
+    n += snprintf(path + n, sizeof(path) - (size_t)n, "%.*s", (int)len, c);
+    c += len;
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating home %s", m->home);
+  }
+  if (chown(path, s->uid, s->gid) < 0) return kbox_error_make(err, errno, "chown home %s to %u:%u", m->home, s->uid, s->gid);
+  return 0;
 }
 
 int kbox_mounts_pivot(struct kbox_mounts *m, kbox_error_t *err) {

@@ -9,6 +9,8 @@ struct kbox_mounts {
   const struct kbox_spec *spec;
   int workdir_fd;     /* detached tree for --workdir (idmapped by the parent in root mode), or -1 */
   int *lower_fds;     /* detached trees of the --rootfs layers */
+  int layer_userns;   /* root mode: user namespace with the sandbox's id map, to idmap the layers
+                         so on-disk ids appear unchanged inside (-1: layers are not idmapped) */
   int *bind_fds;      /* detached trees of the --bind sources */
   char root[64];      /* where the new root is assembled before pivot_root */
   char scratch[64];   /* the size-capped tmpfs holding upper, work, tmp, shm */
@@ -25,7 +27,8 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err);
 int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err);
 /* --workdir and --bind. */
 int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err);
-/* Find the workload user's home in the rootfs and make sure it exists and is writable by it. */
+/* Find the workload user's home in the layers and create it, owned by the user, in the upper layer
+   (called by kbox_mounts_rootfs before the overlay is mounted). */
 int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err);
 /* pivot_root into the new root and detach the old one. */
 int kbox_mounts_pivot(struct kbox_mounts *m, kbox_error_t *err);

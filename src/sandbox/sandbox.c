@@ -75,6 +75,10 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
      overlayfs accepts them. Rootless: pid 1 takes them inside its own namespaces. */
   struct kbox_mounts mounts;
   kbox_mounts_init(&mounts, spec, workdir_fd);
+  if (!spec->rootless && (mounts.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0) {
+    kbox_mounts_free(&mounts);
+    return -1;
+  }
   if (!spec->rootless && kbox_mounts_open_sources(&mounts, err) < 0) {
     kbox_mounts_free(&mounts);
     return -1;
