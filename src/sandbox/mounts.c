@@ -344,6 +344,33 @@ int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err) {
   return 0;
 }
 
+/* True when some mount point lies strictly below dir (per our mountinfo). */
+static bool has_submounts(const char *dir) {
+  cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (f == NULL) return false;
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  char line[4096];
+  while (fgets(line, sizeof(line), f) != NULL) {
+    char mp[4096];
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1) continue;
+    bool below = n == 1 ? strcmp(mp, "/") != 0 : strncmp(mp, dir, n) == 0 && mp[n] == '/';
+    if (below) return true;
+  }
+  return false;
+}
+
+int kbox_mounts_check_rootless_layers(const struct kbox_spec *spec, kbox_error_t *err) {
+  for (size_t i = 0; i < spec->rootfs.n; i++) {
+    cleanup_free char *real = realpath(spec->rootfs.v[i], NULL);
+    if (real != NULL && has_submounts(real)) {
+      kbox_error_make(err, 0, "--rootfs %s: rootless kbox cannot use a directory with other filesystems mounted below it (the kernel locks them and overlayfs refuses the layer)", spec->rootfs.v[i]);
+      return kbox_error_hint(err, "use a rootfs directory (see 'kbox image build') or run kbox as root");
+    }
+  }
+  return 0;
+}
+
 int kbox_mounts_pivot(struct kbox_mounts *m, kbox_error_t *err) {
   if (chdir(m->root) < 0) return kbox_error_make(err, errno, "chdir %s", m->root);
   if (syscall(SYS_pivot_root, ".", ".") < 0) return kbox_error_make(err, errno, "pivot_root");
