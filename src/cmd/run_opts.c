@@ -4,11 +4,8 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "cmd/image.h"
-#include "security/security.h"
 #include "sandbox/mounts.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
@@ -18,9 +15,6 @@ enum {
   OPT_ROOTFS = 1000, OPT_DISK, OPT_WORKDIR, OPT_BIND, OPT_NET, OPT_ENV, OPT_ENV_FILE, OPT_USER,
   OPT_HOSTNAME, OPT_ID, OPT_TIMEOUT, OPT_REPORT, OPT_MEMORY, OPT_SWAP, OPT_PIDS, OPT_CPUS, OPT_NOFILE,
   OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
-  OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
-  OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
-  OPT_IMAGE, OPT_STARTUP_DIR,
 };
 
 struct opt_doc {
@@ -32,9 +26,7 @@ struct opt_doc {
 };
 
 static const struct opt_doc run_opts[] = {
-    {"rootfs", 1, OPT_ROOTFS, "DIR", "lower layer of the root filesystem; repeat to stack layers (later ones on top). Default: the 'default' image plus the kbox layer (see --image). Example: --rootfs /"},
-    {"image", 1, OPT_IMAGE, "NAME", "use image NAME (built by 'kbox image build NAME') with the kbox layer (IPython startup helpers) above it; the default when no --rootfs is given is 'default'. Example: --image default"},
-    {"startup-dir", 1, OPT_STARTUP_DIR, "DIR", "mount DIR read-only at " KBOX_USER_STARTUP_DIR "; IPython runs its *.py/*.ipy files (name order) after kbox's startup scripts (image + kbox layer only). Example: --startup-dir ./startup"},
+    {"rootfs", 1, OPT_ROOTFS, "DIR", "lower layer of the root filesystem; repeat to stack layers (later ones on top). Default: the built default image, else / read-only. Example: --rootfs /"},
     {"disk", 1, OPT_DISK, "SIZE", "size cap of the writable upper layer (tmpfs, discarded at exit). Default 512M. Example: --disk 1G"},
     {"workdir", 1, OPT_WORKDIR, "DIR", "share DIR read-write at the same path and make it the cwd. Example: --workdir \"$PWD\""},
     {"bind", 1, OPT_BIND, "SRC[:DST][:ro]", "bind-mount a host path into the sandbox (repeatable). Example: --bind /data:/mnt/data:ro"},
@@ -55,15 +47,6 @@ static const struct opt_doc run_opts[] = {
     {"require-limits", 0, OPT_REQUIRE_LIMITS, NULL, "fail instead of warning when a limit cannot be enforced by cgroups"},
     {"profile", 1, OPT_PROFILE, "NAME|PATH", "security profile (seccomp, capabilities, default limits). Default 'default'. Example: --profile strict"},
     {"seccomp", 1, OPT_SECCOMP, "unconfined", "debugging only: run without a seccomp filter. Example: --seccomp=unconfined"},
-    {"workdir-from-cwd", 0, OPT_WORKDIR_FROM_CWD, NULL, "like --workdir with the directory kbox was started in (for kernelspecs: a client's cwd=DIR becomes the kernel's cwd). Example: --workdir-from-cwd"},
-    {"connection-file", 1, OPT_CONNECTION_FILE, "PATH", "kernel mode: use the ports/key of PATH if it exists (kernelspec launch), else write the connection info there (0600) once the kernel is ready. Example: --connection-file /tmp/k.json"},
-    {"ip", 1, OPT_IP, "ADDR", "kernel mode: address of the client-side channels (an ipc path prefix with --transport ipc). Default 127.0.0.1. Example: --ip 0.0.0.0"},
-    {"transport", 1, OPT_TRANSPORT, "tcp|ipc", "kernel mode: transport of the client-side channels. Default tcp. Example: --transport ipc"},
-    {"port-range", 1, OPT_PORT_RANGE, "LO..HI", "kernel mode: choose client-side tcp ports in this range. Default: any free port. Example: --port-range 9000..9100"},
-    {"kernel-cmd", 1, OPT_KERNEL_CMD, "CMD", "kernel mode: kernel command inside the sandbox, {connection_file} is replaced. Default 'python3 -m ipykernel_launcher -f {connection_file}'. Example: --kernel-cmd '/usr/bin/python3 -m ipykernel_launcher -f {connection_file}'"},
-    {"max-message", 1, OPT_MAX_MESSAGE, "SIZE", "kernel mode: drop Jupyter messages larger than this. Default 64M. Example: --max-message 16M"},
-    {"exec-timeout", 1, OPT_EXEC_TIMEOUT, "SECONDS", "kernel mode: interrupt a cell running longer than this; kill the sandbox if it is still running after a grace period (exit 124). Example: --exec-timeout 120"},
-    {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
     {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more)"},
     {"help", 0, OPT_HELP, NULL, "show this help"},
 };
@@ -78,27 +61,12 @@ void kbox_run_opts_help(FILE *out) {
   }
 }
 
-/* --startup-dir DIR: a read-only bind at the fixed path the kbox layer's IPython config reads. */
-static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
-  for (size_t i = 0; i < spec->n_binds; i++)
-    if (strcmp(spec->binds[i].dst, KBOX_USER_STARTUP_DIR) == 0)
-      return kbox_error_make(err, 0, "--startup-dir: given twice (put all startup files in one directory)");
-  cleanup_free char *dir = realpath(arg, NULL);
-  struct stat st;
-  if (dir == NULL || stat(dir, &st) < 0) return kbox_error_make(err, errno, "--startup-dir: %s", arg);
-  if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "--startup-dir: %s is not a directory", arg);
-  kbox_spec_add_bind(spec, dir, KBOX_USER_STARTUP_DIR, true);
-  return 0;
-}
-
 /* Apply one parsed option to the spec. */
 static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
   uint64_t u = 0;
   switch (id) {
   case OPT_ROOTFS: kbox_strv_add(&spec->rootfs, arg); return 0;
-  case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
-  case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
-  case OPT_DISK: spec->disk_set = true; return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
+  case OPT_DISK: return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
   case OPT_WORKDIR:
     free(spec->workdir);
     spec->workdir = realpath(arg, NULL);
@@ -127,18 +95,16 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
   case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
-  case OPT_MEMORY: spec->memory_set = true; return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
-  case OPT_SWAP: spec->swap_set = true; return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
+  case OPT_MEMORY: return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
+  case OPT_SWAP: return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
   case OPT_PIDS:
     if (kbox_parse_uint("--pids", arg, 1, 4194304, &u, err) < 0) return -1;
     spec->pids = u;
-    spec->pids_set = true;
     return 0;
-  case OPT_CPUS: spec->cpus_set = true; return kbox_parse_double("--cpus", arg, 4096, &spec->cpus, err);
+  case OPT_CPUS: return kbox_parse_double("--cpus", arg, 4096, &spec->cpus, err);
   case OPT_NOFILE:
     if (kbox_parse_uint("--nofile", arg, 16, 1048576, &u, err) < 0) return -1;
     spec->nofile = u;
-    spec->nofile_set = true;
     return 0;
   case OPT_CGROUP_PARENT: free(spec->cgroup_parent); spec->cgroup_parent = strdup(arg); return 0;
   case OPT_REQUIRE_LIMITS: spec->require_limits = true; return 0;
@@ -148,37 +114,6 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
       return kbox_error_make(err, 0, "--seccomp: only 'unconfined' is accepted (use --profile to choose a filter)");
     spec->seccomp_unconfined = true;
     return 0;
-  case OPT_WORKDIR_FROM_CWD:
-    free(spec->workdir);
-    spec->workdir = getcwd(NULL, 0);
-    if (spec->workdir == NULL) return kbox_error_make(err, errno, "--workdir-from-cwd: cannot read the current directory");
-    return 0;
-  case OPT_CONNECTION_FILE: free(spec->connection_file); spec->connection_file = strdup(arg); return 0;
-  case OPT_IP:
-    if (strlen(arg) == 0 || strlen(arg) > 200) return kbox_error_make(err, 0, "--ip: must be 1 to 200 characters");
-    free(spec->kernel_ip);
-    spec->kernel_ip = strdup(arg);
-    return 0;
-  case OPT_TRANSPORT:
-    if (strcmp(arg, "tcp") != 0 && strcmp(arg, "ipc") != 0)
-      return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", arg);
-    free(spec->kernel_transport);
-    spec->kernel_transport = strdup(arg);
-    return 0;
-  case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->port_lo, &spec->port_hi, err);
-  case OPT_KERNEL_CMD:
-    if (strstr(arg, "{connection_file}") == NULL)
-      return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", arg);
-    free(spec->kernel_cmd);
-    spec->kernel_cmd = strdup(arg);
-    return 0;
-  case OPT_MAX_MESSAGE:
-    if (kbox_parse_size("--max-message", arg, &spec->max_message, err) < 0) return -1;
-    if (spec->max_message < 4096 || spec->max_message > (1ULL << 31))
-      return kbox_error_make(err, 0, "--max-message: must be between 4K and 2G");
-    return 0;
-  case OPT_EXEC_TIMEOUT: return kbox_parse_seconds("--exec-timeout", arg, &spec->exec_timeout_ms, err);
-  case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->idle_timeout_ms, err);
   case OPT_VERBOSE: spec->verbosity++; return 0;
   case OPT_HELP: *help_shown = true; return 0;
   }
@@ -219,8 +154,9 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
     spec->id = strdup(hex);
   }
   if (spec->hostname == NULL) spec->hostname = strdup(spec->id);
-  if (spec->rootfs.n == 0 && kbox_image_add_layers("default", &spec->rootfs, err) < 0) return -1;
+  if (spec->rootfs.n == 0) kbox_strv_add(&spec->rootfs, "/");
   if (spec->profile == NULL) spec->profile = strdup("default");
-  if (kbox_security_prepare(spec, err) < 0) return -1;
-  return kbox_spec_validate(spec, err);
+  spec->rootless = geteuid() != 0;
+  if (kbox_spec_validate(spec, err) < 0) return -1;
+  return spec->rootless ? kbox_mounts_check_rootless_layers(spec, err) : 0;
 }
