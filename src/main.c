@@ -14,6 +14,7 @@ struct verb {
 static const struct verb verbs[] = {
     {"run", kbox_cmd_run, "run a command (or, later, a kernel) in a new sandbox"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
+    {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };
 
 static void usage(FILE *out) {

@@ -4,5 +4,6 @@
 
 int kbox_cmd_run(int argc, char **argv);
 int kbox_cmd_doctor(int argc, char **argv);
+int kbox_cmd_image(int argc, char **argv);
 
 #endif

@@ -15,9 +15,11 @@
 #include "sandbox/caps.h"
 #include "sandbox/channel.h"
 #include "util/cleanup.h"
+#include "util/envfile.h"
 
 int (*kbox_workload_last_step)(const struct kbox_spec *spec, kbox_error_t *err) = NULL;
 
+#define KBOX_IMAGE_ENV_FILE "/etc/kbox/env" /* inside the sandbox, after pivot_root */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kbox_strv *env) {
@@ -26,6 +28,10 @@ void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kb
   kbox_strv_setenv(env, "LANG", "C.UTF-8");
   const char *term = getenv("TERM");
   kbox_strv_setenv(env, "TERM", term != NULL && strlen(term) < 64 ? term : "dumb");
+  /* Defaults the image ships (mkrootfs: MPLCONFIGDIR of the prebuilt font cache, locale); --env wins. */
+  kbox_error_t image_env_err = NULL;
+  if (access(KBOX_IMAGE_ENV_FILE, R_OK) == 0 && kbox_envfile_load(KBOX_IMAGE_ENV_FILE, env, &image_env_err) < 0)
+    kbox_error_free(&image_env_err);
   for (size_t i = 0; i < spec->env.n; i++) {
     const char *eq = strchr(spec->env.v[i], '=');
     cleanup_free char *key = strndup(spec->env.v[i], (size_t)(eq - spec->env.v[i]));
