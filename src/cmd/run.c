@@ -8,6 +8,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
+#include "cgroup/limits.h"
 #include "sandbox/init.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
@@ -72,6 +73,8 @@ static void supervise(struct kbox_sandbox *sb, int sigfd) {
 
 /* Say in one line why the sandbox ended, when it was not the workload's own doing. */
 static void explain_end(const struct kbox_sandbox *sb) {
+  char why[256];
+  if (kbox_limits_explain(sb->cgroup, sb->spec, why, sizeof(why))) fprintf(stderr, "kbox: %s\n", why);
   if (sb->timed_out)
     fprintf(stderr, "kbox: the workload ran past --timeout %.3gs and was killed\n", (double)sb->spec->timeout_ms / 1000.0);
   else if (!sb->have_status)

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup/limits.h"
 #include "sandbox/channel.h"
 #include "sandbox/idmap.h"
 #include "sandbox/init.h"
@@ -65,6 +66,7 @@ static int wait_started(struct kbox_sandbox *sb, kbox_error_t *err) {
 int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err) {
   sandbox_reset(sb, spec);
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
+  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
@@ -90,7 +92,8 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   }
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
   fflush(NULL);
-  pid_t pid = kbox_clone3(KBOX_NS_FLAGS_ALL, -1, &sb->pidfd, err);
+  int cgroup_fd = sb->cgroup != NULL ? sb->cgroup->v2_fd : -1; /* born inside its limits */
+  pid_t pid = kbox_clone3(KBOX_NS_FLAGS_ALL, cgroup_fd, &sb->pidfd, err);
   if (pid == 0) {
     close(sp[0]);
     struct kbox_init_args args = {.spec = spec, .chan = sp[1], .mounts = &mounts};
@@ -101,6 +104,11 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   sb->chan = sp[0];
   if (pid < 0) return -1;
   sb->pid = pid;
+  /* v1 hierarchies: pid 1 waits for GO, so it runs nothing before it is in its cgroups. */
+  if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
+    kbox_sandbox_kill(sb);
+    return -1;
+  }
   if (kbox_idmap_write(pid, &map, err) < 0 || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
@@ -127,6 +135,16 @@ int kbox_sandbox_on_message(struct kbox_sandbox *sb, kbox_error_t *err) {
   return 0;
 }
 
+/* Once pid 1 is gone: read the cgroup's verdict counters. An OOM group kill (cgroup v2) takes
+   pid 1 with the workload, so the workload's status is what the kernel did to it: SIGKILL. */
+static void on_reaped(struct kbox_sandbox *sb) {
+  kbox_cgroup_collect(sb->cgroup);
+  if (!sb->have_status && kbox_limits_oom_killed(sb->cgroup)) {
+    sb->have_status = true;
+    sb->status = SIGKILL; /* wait status "killed by signal 9" */
+  }
+}
+
 bool kbox_sandbox_reap(struct kbox_sandbox *sb) {
   if (sb->reaped) return true;
   int st = 0;
@@ -143,6 +161,7 @@ bool kbox_sandbox_reap(struct kbox_sandbox *sb) {
       break;
     }
   }
+  on_reaped(sb);
   return true;
 }
 
@@ -158,11 +177,14 @@ void kbox_sandbox_kill(struct kbox_sandbox *sb) {
   if (wait4(sb->pid, &st, 0, &sb->rusage) == sb->pid) {
     sb->reaped = true;
     clock_gettime(CLOCK_MONOTONIC, &sb->ended);
+    on_reaped(sb);
   }
 }
 
 void kbox_sandbox_destroy(struct kbox_sandbox *sb) {
   kbox_sandbox_kill(sb);
+  kbox_cgroup_destroy(sb->cgroup);
+  sb->cgroup = NULL;
   if (sb->pidfd >= 0) close(sb->pidfd);
   if (sb->chan >= 0) close(sb->chan);
   if (sb->id_lock >= 0) close(sb->id_lock);

@@ -9,6 +9,8 @@
 
 #include "sandbox/spec.h"
 
+struct kbox_cgroup;
+
 struct kbox_sandbox {
   struct kbox_spec *spec;
   pid_t pid;            /* sandbox pid 1, as seen on the host */
@@ -24,6 +26,7 @@ struct kbox_sandbox {
   struct rusage rusage; /* of pid 1 and everything it reaped */
   bool timed_out;
   int kill_signal;      /* signal kbox used to end the sandbox, 0 if none */
+  struct kbox_cgroup *cgroup; /* limits and their verdict (src/cgroup), NULL if none */
 };
 
 /* Build the sandbox and start the workload; returns once it has executed (or failed to). */

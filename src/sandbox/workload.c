@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cgroup/cgroup.h"
 #include "sandbox/caps.h"
 #include "sandbox/channel.h"
 #include "util/cleanup.h"
@@ -52,7 +53,7 @@ static int set_limits(const struct kbox_spec *spec, kbox_error_t *err) {
   if (setrlimit(RLIMIT_CORE, &core) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_CORE)");
   struct rlimit nofile = {spec->nofile, spec->nofile};
   if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)spec->nofile);
-  return 0;
+  return kbox_rlimits_apply(err); /* memory/pids when no cgroup carries them */
 }
 
 static int set_identity(const struct kbox_spec *spec, kbox_error_t *err) {

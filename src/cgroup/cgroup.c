@@ -1,0 +1,299 @@
+/* The sandbox cgroup: pick a mechanism per limit, create the directories, attach, collect, remove. */
+#include "cgroup/cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup/files.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+static const char *const ctl_names[KBOX_CTL_N] = {"memory", "pids", "cpu"};
+
+const char *kbox_mech_name(enum kbox_mech m) {
+  static const char *const names[] = {"none", "cgroup2", "cgroup1", "rlimit"};
+  return names[m];
+}
+
+const char *kbox_lim_name(enum kbox_lim l) {
+  static const char *const names[] = {"memory", "swap", "pids", "cpu"};
+  return names[l];
+}
+
+/* The limits a controller carries. */
+static void ctl_limits(enum kbox_ctl c, enum kbox_lim out[2], int *n) {
+  *n = 0;
+  if (c == KBOX_CTL_MEMORY) { out[(*n)++] = KBOX_LIM_MEMORY; out[(*n)++] = KBOX_LIM_SWAP; }
+  if (c == KBOX_CTL_PIDS) out[(*n)++] = KBOX_LIM_PIDS;
+  if (c == KBOX_CTL_CPU) out[(*n)++] = KBOX_LIM_CPU;
+}
+
+/* Remember why controller C's limits have no cgroup mechanism (first reason wins). */
+static void why_not(struct kbox_cgroup *cg, enum kbox_ctl c, const char *reason) {
+  enum kbox_lim l[2];
+  int n;
+  ctl_limits(c, l, &n);
+  for (int i = 0; i < n; i++)
+    if (cg->why_not[l[i]] == NULL && cg->mech[l[i]] == KBOX_MECH_NONE) cg->why_not[l[i]] = strdup(reason);
+}
+
+/* Same, for every controller in MASK, taking the reason from an error (which is freed). */
+static void why_not_err(struct kbox_cgroup *cg, unsigned mask, kbox_error_t *e) {
+  for (int c = 0; c < KBOX_CTL_N; c++)
+    if (mask & (1u << c)) why_not(cg, (enum kbox_ctl)c, (*e)->msg);
+  kbox_error_free(e);
+}
+
+/* PARENT/NAME, allocated. */
+static char *join(const char *parent, const char *name) {
+  char *out = NULL;
+  if (asprintf(&out, "%s/%s", parent, name) < 0) abort();
+  return out;
+}
+
+/* mkdir DIR for the sandbox; the error names the directory and, for EACCES, the fix. */
+static int make_dir(const char *dir, kbox_error_t *err) {
+  if (mkdir(dir, 0755) == 0) return 0;
+  int e = errno;
+  kbox_error_make(err, e, "cannot create the sandbox cgroup %s", dir);
+  if (e == EACCES || e == EPERM || e == EROFS)
+    kbox_error_hint(err, "run as root, delegate kbox's cgroup to this user, or pass --cgroup-parent to a cgroup this user owns");
+  return -1;
+}
+
+/* cgroup v2 part: limits for the controllers v1 does not carry, or just a tracking cgroup. */
+static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override,
+                      unsigned want) {
+  cleanup_free char *parent = kbox_cgroup_parent_dir(l->v2_mount, l->v2_self, override);
+  kbox_cgroup_sweep_stale(parent);
+  unsigned avail = kbox_cgroup_v2_available(parent) & want;
+  for (int c = 0; c < KBOX_CTL_N; c++)
+    if ((want & ~avail) & (1u << c)) {
+      char reason[4200];
+      snprintf(reason, sizeof(reason), "the cgroup v2 %s controller is not available in %s", ctl_names[c], parent);
+      why_not(cg, (enum kbox_ctl)c, reason);
+    }
+  kbox_error_t e = NULL;
+  if (avail != 0 && kbox_cgroup_v2_enable(parent, avail, &e) < 0) {
+    why_not_err(cg, avail, &e);
+    avail = 0;
+  }
+  char *dir = join(parent, cg->name);
+  if (make_dir(dir, &e) < 0) {
+    if (want) why_not_err(cg, want, &e);
+    else {
+      kbox_debug("no cgroup v2 tracking cgroup: %s", e->msg);
+      kbox_error_free(&e);
+    }
+    free(dir);
+    return;
+  }
+  cg->v2_dir = dir;
+  cg->v2_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (avail != 0 && kbox_cgroup_v2_apply(dir, avail, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, avail, &e);
+}
+
+/* cgroup v1 part: one directory per hierarchy holding a controller v2 did not take. */
+static void create_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override) {
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    enum kbox_lim lims[2];
+    int n;
+    ctl_limits((enum kbox_ctl)c, lims, &n);
+    if (l->v1_mount[c] == NULL || cg->mech[lims[0]] != KBOX_MECH_NONE) continue;
+    cleanup_free char *parent = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], override);
+    char *dir = join(parent, cg->name);
+    bool shared = false; /* co-mounted controllers (e.g. cpu,memory) share one directory */
+    for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], dir) == 0;
+    kbox_error_t e = NULL;
+    if (!shared) kbox_cgroup_sweep_stale(parent);
+    if (!shared && make_dir(dir, &e) < 0) {
+      why_not_err(cg, 1u << c, &e);
+      free(dir);
+      continue;
+    }
+    cg->v1_dir[c] = dir;
+    if (kbox_cgroup_v1_apply(dir, (enum kbox_ctl)c, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, 1u << c, &e);
+  }
+}
+
+/* Does this machine have any swap device? (Without one, an unenforced swap limit is moot.) */
+static bool host_has_swap(void) {
+  FILE *f = fopen("/proc/swaps", "re");
+  if (f == NULL) return false;
+  char line[512];
+  int lines = 0;
+  while (fgets(line, sizeof(line), f) != NULL) lines++;
+  fclose(f);
+  return lines > 1;
+}
+
+/* Limits without a cgroup: memory and pids go to rlimits, the rest is unenforced. One warning,
+   or an error under --require-limits. */
+static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
+  char msg[8192];
+  size_t off = 0;
+  bool any = false;
+  for (int l = 0; l < KBOX_LIM_N; l++) {
+    if (cg->mech[l] != KBOX_MECH_NONE) continue;
+    if (l == KBOX_LIM_MEMORY || l == KBOX_LIM_PIDS) cg->mech[l] = KBOX_MECH_RLIMIT;
+    if (l == KBOX_LIM_SWAP) {
+      if (cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_RLIMIT) cg->mech[l] = KBOX_MECH_RLIMIT; /* inside RLIMIT_AS */
+      else if (!host_has_swap()) continue; /* no swap device: nothing to limit, nothing to warn about */
+    }
+    any = true;
+    const char *how = l == KBOX_LIM_MEMORY ? "falls back to RLIMIT_AS (address space, not resident memory)"
+                      : l == KBOX_LIM_PIDS ? "falls back to RLIMIT_NPROC (per user)"
+                      : l == KBOX_LIM_SWAP && cg->mech[l] == KBOX_MECH_RLIMIT ? "is inside RLIMIT_AS"
+                                                                               : "is NOT enforced";
+    off += (size_t)snprintf(msg + off, off < sizeof(msg) ? sizeof(msg) - off : 0, "%s%s %s (%s)",
+                            off ? "; " : "", kbox_lim_name((enum kbox_lim)l), how,
+                            cg->why_not[l] ? cg->why_not[l] : "no cgroup controller for it");
+  }
+  if (!any) return 0;
+  if (require_limits)
+    return kbox_error_make(err, 0, "--require-limits: not every limit can be enforced by cgroups: %s", msg);
+  kbox_warn("%s", msg);
+  return 0;
+}
+
+int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
+                       const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
+                       kbox_error_t *err) {
+  struct kbox_cgroup *cg = calloc(1, sizeof(*cg));
+  if (cg == NULL) abort();
+  cg->v2_fd = cg->reaper_fd = -1;
+  cg->lim = *lim;
+  cg->stats = (struct kbox_cgroup_stats){.memory_peak = -1, .oom_kills = -1, .pids_max_hits = -1, .cpu_seconds = -1};
+  if (asprintf(&cg->name, "kbox.%d.%s", (int)getpid(), id) < 0) abort();
+  unsigned on_v1 = 0;
+  for (int c = 0; c < KBOX_CTL_N; c++)
+    if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
+  if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
+  create_v1(cg, layout, parent_override);
+  if (fallback(cg, require_limits, err) < 0) {
+    kbox_cgroup_destroy(cg);
+    return -1;
+  }
+  *out = cg;
+  return 0;
+}
+
+int kbox_cgroup_attach(struct kbox_cgroup *cg, pid_t pid, bool v2_too, kbox_error_t *err) {
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    if (cg->v1_dir[c] == NULL) continue;
+    if (kbox_cg_write(cg->v1_dir[c], "cgroup.procs", err, "%d", (int)pid) < 0)
+      return kbox_error_prefix(err, "moving the sandbox into its %s cgroup", ctl_names[c]);
+  }
+  if (v2_too && cg->v2_dir != NULL && kbox_cg_write(cg->v2_dir, "cgroup.procs", err, "%d", (int)pid) < 0)
+    return kbox_error_prefix(err, "moving the sandbox into its cgroup");
+  return 0;
+}
+
+void kbox_cgroup_collect(struct kbox_cgroup *cg) {
+  if (cg == NULL || cg->stats.collected) return;
+  if (cg->v2_dir != NULL) kbox_cgroup_v2_stats(cg->v2_dir, &cg->stats);
+  for (int c = 0; c < KBOX_CTL_N; c++)
+    if (cg->v1_dir[c] != NULL) kbox_cgroup_v1_stats(cg->v1_dir[c], (enum kbox_ctl)c, &cg->stats);
+  cg->stats.collected = true;
+}
+
+void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
+  if (cg == NULL) return;
+  if (cg->v2_dir != NULL) kbox_cgroup_remove_dir(cg->v2_dir);
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    if (cg->v1_dir[c] == NULL) continue;
+    bool seen = false;
+    for (int o = 0; o < c; o++) seen |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
+    if (!seen) kbox_cgroup_remove_dir(cg->v1_dir[c]);
+    free(cg->v1_dir[c]);
+  }
+  if (cg->v2_fd >= 0) close(cg->v2_fd);
+  if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
+  for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);
+  free(cg->v2_dir);
+  free(cg->name);
+  free(cg);
+}
+
+/* DIR/FILE into buf without stdio (for the reaper, which may run after fork of a threaded kbox). */
+static const char *path_at(char *buf, size_t n, const char *dir, const char *file) {
+  size_t a = strlen(dir), b = strlen(file);
+  if (a + b + 2 > n) return NULL;
+  memcpy(buf, dir, a);
+  buf[a] = '/';
+  memcpy(buf + a + 1, file, b + 1);
+  return buf;
+}
+
+/* SIGKILL every process of DIR: cgroup.kill (v2, Linux >= 5.14), else each pid in cgroup.procs. */
+static void kill_all(const char *dir) {
+  char path[4096];
+  if (path_at(path, sizeof(path), dir, "cgroup.kill") == NULL) return;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t w = write(fd, "1", 1);
+    close(fd);
+    if (w == 1) return;
+  }
+  path_at(path, sizeof(path), dir, "cgroup.procs");
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[8192];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  long pid = 0;
+  for (char *p = buf; *p != '\0'; p++) {
+    if (*p >= '0' && *p <= '9') pid = pid * 10 + (*p - '0');
+    else {
+      if (pid > 1) kill((pid_t)pid, SIGKILL);
+      pid = 0;
+    }
+  }
+}
+
+int kbox_cgroup_remove_dir(const char *dir) {
+  for (int attempt = 0; attempt < 500; attempt++) {
+    if (rmdir(dir) == 0 || errno == ENOENT) return 0;
+    if (errno != EBUSY) return -1;
+    kill_all(dir);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return -1;
+}
+
+/* Pid in a "kbox.<pid>.<id>" name, or 0. */
+static pid_t owner_of(const char *name) {
+  if (strncmp(name, "kbox.", 5) != 0) return 0;
+  char *end = NULL;
+  long pid = strtol(name + 5, &end, 10);
+  return end != name + 5 && *end == '.' && pid > 0 ? (pid_t)pid : 0;
+}
+
+int kbox_cgroup_sweep_stale(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  int removed = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    pid_t owner = owner_of(e->d_name);
+    if (owner == 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) continue;
+    /* Only empty ones: rmdir refuses a cgroup with processes, and we never kill on a guess. */
+    if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0) {
+      removed++;
+      kbox_debug("removed stale cgroup %s/%s", dir, e->d_name);
+    }
+  }
+  closedir(d);
+  return removed;
+}

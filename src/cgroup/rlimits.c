@@ -1,0 +1,34 @@
+/* The rlimit fallback for limits no cgroup carries (rootless without delegation, no controllers). */
+#include "cgroup/cgroup.h"
+
+#include <errno.h>
+#include <sys/resource.h>
+
+/* Set on the host before clone3; the sandbox's processes get a copy of it. */
+static struct {
+  bool as;
+  rlim_t as_bytes;
+  bool nproc;
+  rlim_t nproc_max;
+} plan;
+
+void kbox_rlimits_plan(const struct kbox_cgroup *cg) {
+  plan.as = cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_RLIMIT;
+  plan.as_bytes = (rlim_t)(cg->lim.memory + cg->lim.swap);
+  plan.nproc = cg->mech[KBOX_LIM_PIDS] == KBOX_MECH_RLIMIT;
+  plan.nproc_max = (rlim_t)cg->lim.pids;
+}
+
+int kbox_rlimits_apply(kbox_error_t *err) {
+  if (plan.as) {
+    struct rlimit r = {plan.as_bytes, plan.as_bytes};
+    if (setrlimit(RLIMIT_AS, &r) < 0)
+      return kbox_error_make(err, errno, "setrlimit(RLIMIT_AS, %llu) for the memory limit", (unsigned long long)plan.as_bytes);
+  }
+  if (plan.nproc) {
+    struct rlimit r = {plan.nproc_max, plan.nproc_max};
+    if (setrlimit(RLIMIT_NPROC, &r) < 0)
+      return kbox_error_make(err, errno, "setrlimit(RLIMIT_NPROC, %llu) for the pids limit", (unsigned long long)plan.nproc_max);
+  }
+  return 0;
+}
