@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sandbox/mounts.h"
+#include "security/security.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/parse.h"
@@ -66,7 +67,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   uint64_t u = 0;
   switch (id) {
   case OPT_ROOTFS: kbox_strv_add(&spec->rootfs, arg); return 0;
-  case OPT_DISK: return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
+  case OPT_DISK: spec->disk_set = true; return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
   case OPT_WORKDIR:
     free(spec->workdir);
     spec->workdir = realpath(arg, NULL);
@@ -95,16 +96,18 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
   case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
-  case OPT_MEMORY: return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
-  case OPT_SWAP: return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
+  case OPT_MEMORY: spec->memory_set = true; return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
+  case OPT_SWAP: spec->swap_set = true; return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
   case OPT_PIDS:
     if (kbox_parse_uint("--pids", arg, 1, 4194304, &u, err) < 0) return -1;
     spec->pids = u;
+    spec->pids_set = true;
     return 0;
-  case OPT_CPUS: return kbox_parse_double("--cpus", arg, 4096, &spec->cpus, err);
+  case OPT_CPUS: spec->cpus_set = true; return kbox_parse_double("--cpus", arg, 4096, &spec->cpus, err);
   case OPT_NOFILE:
     if (kbox_parse_uint("--nofile", arg, 16, 1048576, &u, err) < 0) return -1;
     spec->nofile = u;
+    spec->nofile_set = true;
     return 0;
   case OPT_CGROUP_PARENT: free(spec->cgroup_parent); spec->cgroup_parent = strdup(arg); return 0;
   case OPT_REQUIRE_LIMITS: spec->require_limits = true; return 0;
@@ -156,6 +159,7 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->hostname == NULL) spec->hostname = strdup(spec->id);
   if (spec->rootfs.n == 0) kbox_strv_add(&spec->rootfs, "/");
   if (spec->profile == NULL) spec->profile = strdup("default");
+  if (kbox_security_prepare(spec, err) < 0) return -1;
   spec->rootless = geteuid() != 0;
   if (kbox_spec_validate(spec, err) < 0) return -1;
   return spec->rootless ? kbox_mounts_check_rootless_layers(spec, err) : 0;

@@ -9,6 +9,8 @@
 #include "util/error.h"
 #include "util/strv.h"
 
+struct kbox_security;
+
 struct kbox_bind {
   char *src;
   char *dst;
@@ -46,6 +48,9 @@ struct kbox_spec {
   /* least privilege */
   char *profile;             /* name or path */
   bool seccomp_unconfined;
+  struct kbox_security *security; /* borrowed: loaded profile + compiled filter (src/security) */
+  /* which limits were given on the command line (the profile's defaults fill the others) */
+  bool memory_set, swap_set, disk_set, pids_set, cpus_set, nofile_set;
 
   /* computed */
   bool rootless;             /* kbox runs without CAP_SYS_ADMIN in the initial user namespace */

@@ -15,10 +15,9 @@
 #include "cgroup/cgroup.h"
 #include "sandbox/caps.h"
 #include "sandbox/channel.h"
+#include "security/security.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
-
-int (*kbox_workload_last_step)(const struct kbox_spec *spec, kbox_error_t *err) = NULL;
 
 #define KBOX_IMAGE_ENV_FILE "/etc/kbox/env" /* inside the sandbox, after pivot_root */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -106,7 +105,8 @@ void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errf
     kbox_error_make(&err, errno, "close_range");
     fail(errfd, &err);
   }
-  if (kbox_workload_last_step != NULL && kbox_workload_last_step(spec, &err) < 0) fail(errfd, &err);
+  /* Last step before execve: the seccomp filter (nothing may run after it but exec). */
+  if (kbox_security_apply(spec, &err) < 0) fail(errfd, &err);
   exec_command(spec->argv.v, &env, &err);
   fail(errfd, &err);
 }

@@ -10,7 +10,4 @@ void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kb
 /* Never returns. On failure writes {exit_code, errno} to errfd and exits. */
 __attribute__((noreturn)) void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errfd);
 
-/* Hook run after identity/caps are set and right before execve (seccomp goes here); may be NULL. */
-extern int (*kbox_workload_last_step)(const struct kbox_spec *spec, kbox_error_t *err);
-
 #endif

@@ -1,0 +1,70 @@
+#include "security/security.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/cleanup.h"
+#include "util/log.h"
+
+static struct kbox_security *loaded; /* every profile this process has loaded */
+
+/* Options not given on the command line take the profile's value. */
+static void apply_limits(const struct kbox_profile_limits *l, struct kbox_spec *spec) {
+  if (l->memory_set && !spec->memory_set) spec->memory_bytes = l->memory_bytes;
+  if (l->swap_set && !spec->swap_set) spec->swap_bytes = l->swap_bytes;
+  if (l->disk_set && !spec->disk_set) spec->disk_bytes = l->disk_bytes;
+  if (l->pids_set && !spec->pids_set) spec->pids = l->pids;
+  if (l->cpus_set && !spec->cpus_set) spec->cpus = l->cpus;
+  if (l->nofile_set && !spec->nofile_set) spec->nofile = l->nofile;
+}
+
+static void security_free(struct kbox_security *s) {
+  kbox_seccomp_compiled_free(&s->filter);
+  kbox_profile_free(s->profile);
+  free(s->path);
+  free(s);
+}
+
+/* The loaded profile at path, loading and compiling it on first use. */
+static struct kbox_security *get_loaded(const char *path, kbox_error_t *err) {
+  for (struct kbox_security *s = loaded; s != NULL; s = s->next)
+    if (strcmp(s->path, path) == 0) return s;
+  struct kbox_security *s = calloc(1, sizeof(*s));
+  if (s == NULL) abort();
+  s->path = strdup(path);
+  if (kbox_profile_load(path, &s->profile, err) < 0 ||
+      (kbox_seccomp_compile(&s->profile->seccomp, &s->filter, err) < 0 && kbox_error_prefix(err, "profile %s", path))) {
+    security_free(s);
+    return NULL;
+  }
+  s->next = loaded;
+  loaded = s;
+  return s;
+}
+
+int kbox_security_prepare(struct kbox_spec *spec, kbox_error_t *err) {
+  cleanup_free char *path = NULL;
+  if (kbox_profile_find(spec->profile ? spec->profile : "default", &path, err) < 0) return -1;
+  struct kbox_security *s = get_loaded(path, err);
+  if (s == NULL) return -1;
+  apply_limits(&s->profile->limits, spec);
+  if (spec->seccomp_unconfined)
+    kbox_warn("--seccomp=unconfined: the workload runs WITHOUT a seccomp filter (debugging only; every syscall "
+              "is reachable, only namespaces and dropped capabilities protect the host)");
+  spec->security = s;
+  return 0;
+}
+
+int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err) {
+  if (spec->seccomp_unconfined) return 0;
+  if (spec->security == NULL) return kbox_error_make(err, 0, "internal: no security profile was prepared");
+  return kbox_seccomp_install(&spec->security->filter, err);
+}
+
+void kbox_security_forget_all(void) {
+  while (loaded != NULL) {
+    struct kbox_security *next = loaded->next;
+    security_free(loaded);
+    loaded = next;
+  }
+}

@@ -1,0 +1,30 @@
+/* Least privilege for `kbox run`: resolve --profile, apply its default limits, compile its seccomp
+   filter once (host side), and install it as the workload's last step before execve. */
+#ifndef KBOX_SECURITY_H
+#define KBOX_SECURITY_H
+
+#include "sandbox/spec.h"
+#include "security/profile.h"
+#include "security/seccomp.h"
+
+/* A loaded profile and its compiled filter. Kept in a process-wide list so that a profile is read
+   and compiled once per process however many sandboxes use it; specs only borrow them. */
+struct kbox_security {
+  char *path;
+  struct kbox_profile *profile;
+  struct kbox_seccomp_compiled filter;
+  struct kbox_security *next;
+};
+
+/* Find the file of a profile given as NAME (installed data dir, or the source tree when running
+   from a build tree) or PATH (contains '/' or ends in .json). *out is malloc'ed. */
+int kbox_profile_find(const char *name_or_path, char **out, kbox_error_t *err);
+/* Load spec->profile (or reuse it when already loaded), apply its limits to options not given, and
+   point spec->security at it with its compiled filter. Prints the warning for --seccomp=unconfined. */
+int kbox_security_prepare(struct kbox_spec *spec, kbox_error_t *err);
+/* In the workload, after capabilities are dropped and no_new_privs is set: install the filter. */
+int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err);
+/* Forget every loaded profile (specs pointing at them must not be used afterwards). */
+void kbox_security_forget_all(void);
+
+#endif
