@@ -9,6 +9,7 @@
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
 #include "cgroup/limits.h"
+#include "kernel/launch.h"
 #include "sandbox/init.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
@@ -18,8 +19,11 @@
 static void run_usage(FILE *out) {
   fprintf(out,
           "Usage: kbox run [OPTIONS] -- CMD [ARGS...]\n"
+          "       kbox run [OPTIONS]        (no CMD: a Jupyter kernel)\n"
           "Run CMD in a new sandbox (user, pid, mount, net, ipc, uts and cgroup namespaces, an overlay\n"
-          "root whose writes vanish at exit, only loopback networking) and exit with its status.\n\n"
+          "root whose writes vanish at exit, only loopback networking) and exit with its status.\n"
+          "Without CMD, run an ipykernel in the sandbox and broker its channels: the connection JSON is\n"
+          "printed on stdout (or written to --connection-file) once the kernel answers.\n\n"
           "Options:\n");
   kbox_run_opts_help(out);
   fprintf(out,
@@ -27,7 +31,8 @@ static void run_usage(FILE *out) {
           "125 when kbox itself failed, 126 when CMD cannot be executed, 127 when CMD is not found.\n\n"
           "Examples:\n"
           "  kbox run --rootfs / -- id\n"
-          "  kbox run --workdir \"$PWD\" --timeout 60 --report - -- python3 analysis.py\n");
+          "  kbox run --workdir \"$PWD\" --timeout 60 --report - -- python3 analysis.py\n"
+          "  kbox run --rootfs / --idle-timeout 600 > kernel.json\n");
 }
 
 /* Block the signals kbox forwards, and return a signalfd for them. */
@@ -72,9 +77,13 @@ static void supervise(struct kbox_sandbox *sb, int sigfd) {
 }
 
 /* Say in one line why the sandbox ended, when it was not the workload's own doing. */
-static void explain_end(const struct kbox_sandbox *sb) {
+static void explain_end(const struct kbox_sandbox *sb, const struct kbox_kernel *kern) {
   char why[256];
   if (kbox_limits_explain(sb->cgroup, sb->spec, why, sizeof(why))) fprintf(stderr, "kbox: %s\n", why);
+  if (kern != NULL) {
+    kbox_kernel_explain_end(kern, sb);
+    return;
+  }
   if (sb->timed_out)
     fprintf(stderr, "kbox: the workload ran past --timeout %.3gs and was killed\n", (double)sb->spec->timeout_ms / 1000.0);
   else if (!sb->have_status)
@@ -82,9 +91,10 @@ static void explain_end(const struct kbox_sandbox *sb) {
 }
 
 /* Write --report if requested. */
-static void write_report(struct kbox_sandbox *sb, const char *setup_error) {
+static void write_report(struct kbox_sandbox *sb, const char *setup_error, const struct kbox_kernel *kern) {
   if (sb->spec->report_path == NULL) return;
   json_t *r = kbox_report_build(sb, setup_error);
+  if (kern != NULL) json_object_set_new(r, "kernel", kbox_kernel_report(kern));
   kbox_error_t err = NULL;
   if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
   json_decref(r);
@@ -111,17 +121,34 @@ int kbox_cmd_run(int argc, char **argv) {
   spec.rootless = geteuid() != 0;
   cleanup_close int sigfd = forward_signals_fd(&err);
   struct kbox_sandbox sb;
-  if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
-    if (sigfd >= 0) write_report(&sb, err->msg);
+  /* Kernel mode (no CMD): run dir, connection files, broker sockets, kernel argv (src/kernel). */
+  struct kbox_kernel kernel = {0}, *kern = spec.kernel_mode ? &kernel : NULL;
+  if (sigfd >= 0 && kern != NULL && kbox_kernel_prepare(kern, &spec, &err) < 0) {
+    kbox_kernel_cleanup(kern);
     code = kbox_error_report(&err);
+    kbox_spec_free(&spec);
+    return code;
+  }
+  if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
+    if (sigfd >= 0) write_report(&sb, err->msg, NULL);
+    code = kbox_error_report(&err);
+  } else if (kern != NULL) {
+    /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
+    setpgid(sb.pid, sb.pid);
+    kbox_kernel_supervise(kern, &sb, sigfd);
+    kbox_sandbox_kill(&sb);
+    explain_end(&sb, kern);
+    write_report(&sb, NULL, kern);
+    code = kbox_sandbox_exit_code(&sb);
   } else {
     supervise(&sb, sigfd);
     kbox_sandbox_kill(&sb);
-    explain_end(&sb);
-    write_report(&sb, NULL);
+    explain_end(&sb, NULL);
+    write_report(&sb, NULL, NULL);
     code = kbox_sandbox_exit_code(&sb);
   }
   if (sigfd >= 0) kbox_sandbox_destroy(&sb);
+  if (kern != NULL) kbox_kernel_cleanup(kern);
   kbox_spec_free(&spec);
   return code;
 }

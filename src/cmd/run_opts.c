@@ -16,6 +16,8 @@ enum {
   OPT_ROOTFS = 1000, OPT_DISK, OPT_WORKDIR, OPT_BIND, OPT_NET, OPT_ENV, OPT_ENV_FILE, OPT_USER,
   OPT_HOSTNAME, OPT_ID, OPT_TIMEOUT, OPT_REPORT, OPT_MEMORY, OPT_SWAP, OPT_PIDS, OPT_CPUS, OPT_NOFILE,
   OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
+  OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
+  OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
 };
 
 struct opt_doc {
@@ -48,6 +50,15 @@ static const struct opt_doc run_opts[] = {
     {"require-limits", 0, OPT_REQUIRE_LIMITS, NULL, "fail instead of warning when a limit cannot be enforced by cgroups"},
     {"profile", 1, OPT_PROFILE, "NAME|PATH", "security profile (seccomp, capabilities, default limits). Default 'default'. Example: --profile strict"},
     {"seccomp", 1, OPT_SECCOMP, "unconfined", "debugging only: run without a seccomp filter. Example: --seccomp=unconfined"},
+    {"workdir-from-cwd", 0, OPT_WORKDIR_FROM_CWD, NULL, "like --workdir with the directory kbox was started in (for kernelspecs: a client's cwd=DIR becomes the kernel's cwd). Example: --workdir-from-cwd"},
+    {"connection-file", 1, OPT_CONNECTION_FILE, "PATH", "kernel mode: use the ports/key of PATH if it exists (kernelspec launch), else write the connection info there (0600) once the kernel is ready. Example: --connection-file /tmp/k.json"},
+    {"ip", 1, OPT_IP, "ADDR", "kernel mode: address of the client-side channels (an ipc path prefix with --transport ipc). Default 127.0.0.1. Example: --ip 0.0.0.0"},
+    {"transport", 1, OPT_TRANSPORT, "tcp|ipc", "kernel mode: transport of the client-side channels. Default tcp. Example: --transport ipc"},
+    {"port-range", 1, OPT_PORT_RANGE, "LO..HI", "kernel mode: choose client-side tcp ports in this range. Default: any free port. Example: --port-range 9000..9100"},
+    {"kernel-cmd", 1, OPT_KERNEL_CMD, "CMD", "kernel mode: kernel command inside the sandbox, {connection_file} is replaced. Default 'python3 -m ipykernel_launcher -f {connection_file}'. Example: --kernel-cmd '/usr/bin/python3 -m ipykernel_launcher -f {connection_file}'"},
+    {"max-message", 1, OPT_MAX_MESSAGE, "SIZE", "kernel mode: drop Jupyter messages larger than this. Default 64M. Example: --max-message 16M"},
+    {"exec-timeout", 1, OPT_EXEC_TIMEOUT, "SECONDS", "kernel mode: interrupt a cell running longer than this; kill the sandbox if it is still running after a grace period (exit 124). Example: --exec-timeout 120"},
+    {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
     {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more)"},
     {"help", 0, OPT_HELP, NULL, "show this help"},
 };
@@ -117,6 +128,37 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
       return kbox_error_make(err, 0, "--seccomp: only 'unconfined' is accepted (use --profile to choose a filter)");
     spec->seccomp_unconfined = true;
     return 0;
+  case OPT_WORKDIR_FROM_CWD:
+    free(spec->workdir);
+    spec->workdir = getcwd(NULL, 0);
+    if (spec->workdir == NULL) return kbox_error_make(err, errno, "--workdir-from-cwd: cannot read the current directory");
+    return 0;
+  case OPT_CONNECTION_FILE: free(spec->connection_file); spec->connection_file = strdup(arg); return 0;
+  case OPT_IP:
+    if (strlen(arg) == 0 || strlen(arg) > 200) return kbox_error_make(err, 0, "--ip: must be 1 to 200 characters");
+    free(spec->kernel_ip);
+    spec->kernel_ip = strdup(arg);
+    return 0;
+  case OPT_TRANSPORT:
+    if (strcmp(arg, "tcp") != 0 && strcmp(arg, "ipc") != 0)
+      return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", arg);
+    free(spec->kernel_transport);
+    spec->kernel_transport = strdup(arg);
+    return 0;
+  case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->port_lo, &spec->port_hi, err);
+  case OPT_KERNEL_CMD:
+    if (strstr(arg, "{connection_file}") == NULL)
+      return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", arg);
+    free(spec->kernel_cmd);
+    spec->kernel_cmd = strdup(arg);
+    return 0;
+  case OPT_MAX_MESSAGE:
+    if (kbox_parse_size("--max-message", arg, &spec->max_message, err) < 0) return -1;
+    if (spec->max_message < 4096 || spec->max_message > (1ULL << 31))
+      return kbox_error_make(err, 0, "--max-message: must be between 4K and 2G");
+    return 0;
+  case OPT_EXEC_TIMEOUT: return kbox_parse_seconds("--exec-timeout", arg, &spec->exec_timeout_ms, err);
+  case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->idle_timeout_ms, err);
   case OPT_VERBOSE: spec->verbosity++; return 0;
   case OPT_HELP: *help_shown = true; return 0;
   }

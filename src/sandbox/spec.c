@@ -18,6 +18,7 @@ void kbox_spec_init(struct kbox_spec *spec) {
   spec->pids = 256;
   spec->cpus = 1.0;
   spec->nofile = 1024;
+  spec->max_message = 64ULL << 20;
   spec->host_uid = getuid();
   spec->host_gid = getgid();
 }
@@ -37,6 +38,10 @@ void kbox_spec_free(struct kbox_spec *spec) {
   kbox_strv_free(&spec->argv);
   free(spec->cgroup_parent);
   free(spec->profile);
+  free(spec->connection_file);
+  free(spec->kernel_ip);
+  free(spec->kernel_transport);
+  free(spec->kernel_cmd);
   memset(spec, 0, sizeof(*spec));
 }
 
@@ -106,7 +111,11 @@ int kbox_spec_validate(struct kbox_spec *spec, kbox_error_t *err) {
       return kbox_error_make(err, errno, "--bind: source %s", spec->binds[i].src);
     if (check_inner_path("--bind", spec->binds[i].dst, err) < 0) return -1;
   }
-  if (spec->argv.n == 0)
-    return kbox_error_make(err, 0, "no command given (usage: kbox run [OPTIONS] -- CMD [ARGS...])");
+  /* No CMD: run a Jupyter kernel (src/kernel); kernel options make no sense with a CMD. */
+  spec->kernel_mode = spec->argv.n == 0;
+  if (!spec->kernel_mode && (spec->connection_file || spec->kernel_ip || spec->kernel_transport ||
+                             spec->port_lo || spec->kernel_cmd || spec->exec_timeout_ms || spec->idle_timeout_ms))
+    return kbox_error_make(err, 0, "--connection-file, --ip, --transport, --port-range, --kernel-cmd, --exec-timeout "
+                                   "and --idle-timeout apply to kernel mode only (give no CMD to start a kernel)");
   return 0;
 }

@@ -36,6 +36,17 @@ struct kbox_spec {
   char *report_path;         /* NULL: none, "-": stderr */
   struct kbox_strv argv;     /* the workload command */
 
+  /* kernel mode (no CMD): src/kernel */
+  bool kernel_mode;
+  char *connection_file;     /* --connection-file: read if it exists (kernelspec), else written */
+  char *kernel_ip;           /* --ip (host side; an ipc path prefix with --transport ipc) */
+  char *kernel_transport;    /* --transport tcp|ipc */
+  unsigned port_lo, port_hi; /* --port-range, 0..0 = any */
+  char *kernel_cmd;          /* --kernel-cmd, with {connection_file} */
+  uint64_t max_message;      /* --max-message bytes */
+  uint64_t exec_timeout_ms;  /* --exec-timeout, 0: none */
+  uint64_t idle_timeout_ms;  /* --idle-timeout, 0: none */
+
   /* limits */
   uint64_t memory_bytes;
   uint64_t swap_bytes;

@@ -1,0 +1,276 @@
+#include "kernel/broker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define BATCH 64            /* messages per socket per dispatch round */
+#define MAX_FRAMES 4096     /* identities + parts + binary buffers */
+#define HB_MAX_BYTES 65536
+#define LOG_FIRST_DROPS 20  /* then one line every LOG_EVERY drops */
+#define LOG_EVERY 1000
+
+long long kbox_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Count a dropped message and say why (rate-limited so a flood cannot flood the log). */
+static void drop(struct kbox_broker *b, enum kbox_channel ch, bool from_client, const char *why) {
+  b->dropped++;
+  if (b->dropped <= LOG_FIRST_DROPS || b->dropped % LOG_EVERY == 0)
+    kbox_log(KBOX_LOG_WARN, "broker: dropped a %s message %s the kernel: %s (%llu dropped so far)",
+             kbox_channel_names[ch], from_client ? "to" : "from", why, b->dropped);
+}
+
+static int set_int(void *s, int opt, int v) { return zmq_setsockopt(s, opt, &v, sizeof(v)); }
+
+/* A socket with the options every broker socket shares. */
+static void *new_socket(struct kbox_broker *b, int type, kbox_error_t *err) {
+  void *s = zmq_socket(b->ctx, type);
+  if (s == NULL) {
+    kbox_error_make(err, errno, "zmq_socket");
+    return NULL;
+  }
+  set_int(s, ZMQ_LINGER, 0);
+  return s;
+}
+
+/* Bind one host channel, choosing a port when none was given. */
+static int bind_host(void *s, struct kbox_conn *c, enum kbox_channel ch, unsigned lo, unsigned hi, kbox_error_t *err) {
+  char ep[400];
+  bool ipc = strcmp(c->transport, "ipc") == 0;
+  if (ipc && c->port[ch] == 0) {
+    for (unsigned p = 1; p < 65536; p++) {
+      char path[300];
+      struct stat st;
+      snprintf(path, sizeof(path), "%s-%u", c->ip, p);
+      if (stat(path, &st) < 0 && errno == ENOENT) {
+        c->port[ch] = p;
+        break;
+      }
+    }
+  }
+  if (c->port[ch] != 0 || ipc) {
+    kbox_conn_endpoint(c, ch, ep, sizeof(ep));
+    if (zmq_bind(s, ep) < 0) return kbox_error_make(err, errno, "cannot bind the %s channel at %s", kbox_channel_names[ch], ep);
+    return 0;
+  }
+  if (lo > 0) {
+    for (unsigned p = lo; p <= hi; p++) {
+      c->port[ch] = p;
+      kbox_conn_endpoint(c, ch, ep, sizeof(ep));
+      if (zmq_bind(s, ep) == 0) return 0;
+    }
+    c->port[ch] = 0;
+    return kbox_error_make(err, 0, "--port-range %u..%u: no free port left for the %s channel", lo, hi, kbox_channel_names[ch]);
+  }
+  snprintf(ep, sizeof(ep), strchr(c->ip, ':') ? "tcp://[%s]:*" : "tcp://%s:*", c->ip);
+  if (zmq_bind(s, ep) < 0) return kbox_error_make(err, errno, "cannot bind the %s channel at %s", kbox_channel_names[ch], ep);
+  char last[400];
+  size_t n = sizeof(last);
+  zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, last, &n);
+  const char *colon = strrchr(last, ':');
+  c->port[ch] = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+  return 0;
+}
+
+static int open_host(struct kbox_broker *b, struct kbox_conn *host, unsigned lo, unsigned hi, kbox_error_t *err) {
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    void *s = new_socket(b, ch == KBOX_CH_IOPUB ? ZMQ_PUB : ZMQ_ROUTER, err);
+    if (s == NULL) return -1;
+    b->host[ch] = s;
+    int64_t maxmsg = ch == KBOX_CH_HB ? HB_MAX_BYTES : (int64_t)b->max_message;
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    if (ch != KBOX_CH_IOPUB) set_int(s, ZMQ_ROUTER_HANDOVER, 1);
+    if (bind_host(s, host, (enum kbox_channel)ch, lo, hi, err) < 0) return -1;
+  }
+  return 0;
+}
+
+static int open_kernel(struct kbox_broker *b, const struct kbox_conn *kern, kbox_error_t *err) {
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    void *s = new_socket(b, ch == KBOX_CH_IOPUB ? ZMQ_SUB : ZMQ_DEALER, err);
+    if (s == NULL) return -1;
+    b->kern[ch] = s;
+    /* One identity on every channel, so the kernel's stdin ROUTER can route input_request to
+       the identity it saw on shell. */
+    if (ch != KBOX_CH_IOPUB) zmq_setsockopt(s, ZMQ_ROUTING_ID, "kbox", 4);
+    else zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    set_int(s, ZMQ_RCVHWM, 0);
+    char ep[400];
+    kbox_conn_endpoint(kern, (enum kbox_channel)ch, ep, sizeof(ep));
+    if (zmq_connect(s, ep) < 0) return kbox_error_make(err, errno, "cannot connect to the kernel's %s socket %s", kbox_channel_names[ch], ep);
+  }
+  return 0;
+}
+
+int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct kbox_conn *kern,
+                     unsigned port_lo, unsigned port_hi, size_t max_message, kbox_error_t *err) {
+  memset(b, 0, sizeof(*b));
+  b->max_message = max_message;
+  kbox_frames_init(&b->buf);
+  kbox_wire_new_id(b->session);
+  char rnd[33];
+  kbox_wire_new_id(rnd);
+  snprintf(b->self_ident, sizeof(b->self_ident), "kbox-%.16s", rnd);
+  b->last_activity_ms = kbox_now_ms();
+  if (kbox_auth_init(&b->host_auth, host->scheme, host->key, err) < 0) return kbox_error_prefix(err, "host channels");
+  if (kbox_auth_init(&b->kern_auth, kern->scheme, kern->key, err) < 0) return -1;
+  b->ctx = zmq_ctx_new();
+  if (b->ctx == NULL) return kbox_error_make(err, errno, "zmq_ctx_new");
+  if (open_host(b, host, port_lo, port_hi, err) < 0 || open_kernel(b, kern, err) < 0) return -1;
+  return 0;
+}
+
+void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    if (b->host[ch] != NULL) {
+      set_int(b->host[ch], ZMQ_LINGER, linger_ms);
+      zmq_close(b->host[ch]);
+    }
+    if (b->kern[ch] != NULL) zmq_close(b->kern[ch]);
+    b->host[ch] = b->kern[ch] = NULL;
+  }
+  if (b->ctx != NULL) zmq_ctx_term(b->ctx);
+  b->ctx = NULL;
+  kbox_auth_free(&b->host_auth);
+  kbox_auth_free(&b->kern_auth);
+  kbox_frames_free(&b->buf);
+}
+
+void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items) {
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    items[ch] = (zmq_pollitem_t){.socket = b->host[ch], .events = ZMQ_POLLIN};
+    items[KBOX_CH_N + ch] = (zmq_pollitem_t){.socket = b->kern[ch], .events = ZMQ_POLLIN};
+  }
+}
+
+/* Client -> kernel on shell/control/stdin. */
+static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long now) {
+  struct kbox_frames *f = &b->buf;
+  size_t delim = 0;
+  const char *why = kbox_wire_check(&b->host_auth, f, &delim);
+  if (why != NULL) return drop(b, ch, true, why);
+  /* The first frame is the client identity the ROUTER added: keep it as the prefix the kernel
+     will echo back, so the reply can be routed to this client. */
+  kbox_wire_resign(&b->kern_auth, f, delim);
+  b->last_activity_ms = now;
+  if (kbox_frames_send(b->kern[ch], f) < 0) drop(b, ch, true, errno == EAGAIN ? "the kernel's queue is full" : zmq_strerror(errno));
+  else b->forwarded++;
+}
+
+/* A reply to one of the broker's own requests. */
+static void own_reply(struct kbox_broker *b, size_t delim) {
+  struct kbox_wire_msg m;
+  if (kbox_wire_parse(&b->buf, delim, &m) != NULL) return;
+  if (strcmp(m.msg_type, "kernel_info_reply") == 0) b->ready = true;
+  else if (strcmp(m.msg_type, "shutdown_reply") == 0) b->shutdown_replied = true;
+  kbox_wire_msg_free(&m);
+}
+
+/* Is frame 0 the broker's own identity? */
+static bool is_own(struct kbox_broker *b, const struct kbox_frames *f) {
+  size_t n = strlen(b->self_ident);
+  return f->n > 0 && kbox_frame_size(f, 0) == n && memcmp(kbox_frame_data(f, 0), b->self_ident, n) == 0;
+}
+
+/* Kernel -> client on shell/control/stdin. */
+static void from_kernel(struct kbox_broker *b, enum kbox_channel ch) {
+  struct kbox_frames *f = &b->buf;
+  size_t delim = 0;
+  const char *why = kbox_wire_check(&b->kern_auth, f, &delim);
+  if (why != NULL) return drop(b, ch, false, why);
+  if (delim == 0) return drop(b, ch, false, "no client identity to route the reply to");
+  if (is_own(b, f)) return own_reply(b, delim);
+  kbox_wire_resign(&b->host_auth, f, delim);
+  /* ROUTER without ROUTER_MANDATORY: a gone or slow client's message is dropped, never blocks. */
+  if (kbox_frames_send(b->host[ch], f) == 0) b->forwarded++;
+}
+
+/* Follow execution_state and the running execute_request from iopub status messages. */
+static void track_status(struct kbox_broker *b, size_t delim, long long now) {
+  struct kbox_wire_msg m;
+  if (kbox_wire_parse(&b->buf, delim, &m) != NULL) return;
+  const char *state = json_string_value(json_object_get(m.content, "execution_state"));
+  const char *ptype = json_string_value(json_object_get(m.parent, "msg_type"));
+  const char *pid = json_string_value(json_object_get(m.parent, "msg_id"));
+  if (state != NULL && strcmp(state, "busy") == 0) {
+    b->busy = true;
+    if (ptype != NULL && pid != NULL && strcmp(ptype, "execute_request") == 0) {
+      snprintf(b->exec_id, sizeof(b->exec_id), "%s", pid);
+      b->exec_started_ms = now;
+    }
+  } else if (state != NULL && strcmp(state, "idle") == 0) {
+    b->busy = false;
+    b->last_activity_ms = now;
+    if (pid != NULL && strcmp(pid, b->exec_id) == 0) b->exec_id[0] = '\0';
+  }
+  kbox_wire_msg_free(&m);
+}
+
+/* Cheap test for a status message: the header mentions "status" as msg_type. */
+static bool is_status(const struct kbox_frames *f, size_t delim) {
+  const char *h = kbox_frame_data(f, delim + 2);
+  size_t n = kbox_frame_size(f, delim + 2);
+  return memmem(h, n, "\"status\"", 8) != NULL;
+}
+
+/* Kernel iopub -> clients. */
+static void from_iopub(struct kbox_broker *b, long long now) {
+  struct kbox_frames *f = &b->buf;
+  size_t delim = 0;
+  const char *why = kbox_wire_check(&b->kern_auth, f, &delim);
+  if (why != NULL) return drop(b, KBOX_CH_IOPUB, false, why);
+  if (is_status(f, delim)) track_status(b, delim, now);
+  kbox_wire_resign(&b->host_auth, f, delim);
+  if (kbox_frames_send(b->host[KBOX_CH_IOPUB], f) == 0) b->forwarded++;
+}
+
+/* Heartbeat frames go through untouched (they are not Jupyter messages). */
+static void hb(struct kbox_broker *b, void *to) {
+  if (b->buf.n > 8) return drop(b, KBOX_CH_HB, to == b->kern[KBOX_CH_HB], "too many heartbeat frames");
+  kbox_frames_send(to, &b->buf);
+}
+
+/* Read up to BATCH messages from one socket and route them. */
+static void pump(struct kbox_broker *b, int idx, long long now) {
+  bool client = idx < KBOX_CH_N;
+  enum kbox_channel ch = (enum kbox_channel)(idx % KBOX_CH_N);
+  void *s = client ? b->host[ch] : b->kern[ch];
+  size_t max = ch == KBOX_CH_HB ? HB_MAX_BYTES : b->max_message;
+  for (int i = 0; i < BATCH; i++) {
+    bool too_big = false;
+    int r = kbox_frames_recv(s, &b->buf, max, MAX_FRAMES, &too_big);
+    if (r <= 0) return;
+    if (too_big) {
+      drop(b, ch, client, "message larger than --max-message (or too many frames)");
+      continue;
+    }
+    if (ch == KBOX_CH_HB) hb(b, client ? b->kern[ch] : b->host[ch]);
+    else if (client && ch == KBOX_CH_IOPUB) continue; /* PUB never receives */
+    else if (client) from_client(b, ch, now);
+    else if (ch == KBOX_CH_IOPUB) from_iopub(b, now);
+    else from_kernel(b, ch);
+    kbox_frames_clear(&b->buf);
+  }
+}
+
+void kbox_broker_dispatch(struct kbox_broker *b, const zmq_pollitem_t *items, long long now_ms) {
+  for (int i = 0; i < KBOX_BROKER_NPOLL; i++)
+    if (items[i].revents & ZMQ_POLLIN) pump(b, i, now_ms);
+  kbox_frames_clear(&b->buf);
+}
+
+int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char *msg_type, json_t *content) {
+  kbox_wire_build(&b->kern_auth, &b->buf, b->self_ident, strlen(b->self_ident), b->session, msg_type, NULL,
+                  content, NULL);
+  return kbox_frames_send(b->kern[ch], &b->buf);
+}

@@ -1,0 +1,53 @@
+/* The channel broker: host-side Jupyter sockets (what clients connect to) <-> the kernel's ipc
+   sockets in the sandbox's run directory. Every message is checked, re-signed with the other
+   side's key, and forwarded without blocking. */
+#ifndef KBOX_KERNEL_BROKER_H
+#define KBOX_KERNEL_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <zmq.h>
+
+#include "kernel/connection.h"
+#include "kernel/wire.h"
+
+#define KBOX_BROKER_NPOLL (2 * KBOX_CH_N)
+
+struct kbox_broker {
+  void *ctx;
+  void *host[KBOX_CH_N]; /* ROUTER shell/control/stdin/hb, PUB iopub */
+  void *kern[KBOX_CH_N]; /* DEALER shell/control/stdin/hb, SUB iopub */
+  struct kbox_auth host_auth, kern_auth;
+  size_t max_message;
+  char session[33];
+  char self_ident[24];   /* identity prefix of the broker's own requests */
+  struct kbox_frames buf;
+
+  /* what the supervisor acts on */
+  bool ready;                 /* the kernel answered our kernel_info_request */
+  long long last_activity_ms; /* last client message (not heartbeats) or kernel going idle */
+  bool busy;                  /* last execution_state seen on iopub */
+  char exec_id[64];           /* msg_id of the execute_request running now ("" = none) */
+  long long exec_started_ms;
+  bool shutdown_replied;
+
+  /* statistics */
+  unsigned long long forwarded, dropped;
+};
+
+/* Create the sockets: bind the host side per *host (ports 0 are chosen and written back; tcp ports
+   come from [port_lo, port_hi] when port_lo > 0) and connect to the kernel per *kern. */
+int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct kbox_conn *kern,
+                     unsigned port_lo, unsigned port_hi, size_t max_message, kbox_error_t *err);
+/* Close everything; linger_ms lets replies already queued (e.g. shutdown_reply) go out. */
+void kbox_broker_close(struct kbox_broker *b, int linger_ms);
+/* Fill items[0..KBOX_BROKER_NPOLL) for zmq_poll. */
+void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items);
+/* Handle what zmq_poll reported readable (a bounded batch per socket, so no one starves others). */
+void kbox_broker_dispatch(struct kbox_broker *b, const zmq_pollitem_t *items, long long now_ms);
+/* Send a request of the broker's own to the kernel (kernel_info_request, shutdown_request...). */
+int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char *msg_type, json_t *content);
+
+long long kbox_now_ms(void);
+
+#endif

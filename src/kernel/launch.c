@@ -1,0 +1,213 @@
+#include "kernel/launch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sandbox/idmap.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+#define DEFAULT_KERNEL_CMD "python3 -m ipykernel_launcher -f {connection_file}"
+
+/* Base directory of run dirs: $XDG_RUNTIME_DIR/kbox, else /run/kbox (root) or /tmp/kbox-UID. */
+static int base_dir(char *out, size_t n, kbox_error_t *err) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  struct stat st;
+  if (xdg != NULL && xdg[0] == '/' && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode) && access(xdg, W_OK) == 0)
+    snprintf(out, n, "%s/kbox", xdg);
+  else if (geteuid() == 0)
+    snprintf(out, n, "/run/kbox");
+  else
+    snprintf(out, n, "/tmp/kbox-%u", (unsigned)geteuid());
+  if (mkdir(out, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating run directory base %s", out);
+  if (lstat(out, &st) < 0) return kbox_error_make(err, errno, "%s", out);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0)
+    return kbox_error_make(err, 0, "run directory base %s must be a directory owned by uid %u with mode 0700",
+                           out, (unsigned)geteuid());
+  return 0;
+}
+
+/* Bind the abstract socket that says "the run dir of ID is in use"; -1 with EADDRINUSE if taken. */
+static int lock_run(const char *id) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "kbox-run/%u/%s", (unsigned)geteuid(), id);
+  if (bind(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP || flag == FTW_D) rmdir(path);
+  else unlink(path);
+  return 0;
+}
+
+static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* Remove run dirs left behind by kbox processes that died without cleaning up. */
+static void remove_stale(const char *base) {
+  cleanup_close int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = dfd >= 0 ? fdopendir(dup(dfd)) : NULL;
+  if (d == NULL) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    kbox_error_t ignored = NULL;
+    if (e->d_name[0] == '.' || kbox_validate_id("", e->d_name, &ignored) < 0) {
+      kbox_error_free(&ignored);
+      continue;
+    }
+    int lock = lock_run(e->d_name);
+    if (lock < 0) continue; /* alive */
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
+    kbox_debug("removing stale run directory %s", p);
+    rm_rf(p);
+    close(lock);
+  }
+  closedir(d);
+}
+
+/* Create RUNDIR (0700, ours) and RUNDIR/k owned by the sandbox user (it binds its sockets there). */
+static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
+  char base[3800];
+  if (base_dir(base, sizeof(base), err) < 0) return -1;
+  remove_stale(base);
+  k->run_lock = lock_run(k->spec->id);
+  if (k->run_lock < 0) return kbox_error_make(err, errno, "--id %s: its run directory is in use", k->spec->id);
+  if (asprintf(&k->rundir, "%s/%s", base, k->spec->id) < 0 || asprintf(&k->kdir, "%s/k", k->rundir) < 0) abort();
+  rm_rf(k->rundir);
+  if (mkdir(k->rundir, 0700) < 0) return kbox_error_make(err, errno, "creating run directory %s", k->rundir);
+  if (mkdir(k->kdir, 0700) < 0) return kbox_error_make(err, errno, "creating %s", k->kdir);
+  if (strlen(k->kdir) + sizeof("/kernel-65535") > sizeof(((struct sockaddr_un *)0)->sun_path))
+    return kbox_error_make(err, 0, "run directory %s is too long for unix socket paths", k->kdir);
+  if (!k->spec->rootless) {
+    struct kbox_idmap map;
+    if (kbox_idmap_compute(k->spec, &map, err) < 0) return -1;
+    if (chown(k->kdir, map.base + k->spec->uid, map.base + k->spec->gid) < 0)
+      return kbox_error_make(err, errno, "chown %s", k->kdir);
+  }
+  return 0;
+}
+
+/* The client-side connection: from --connection-file if it exists, else from the options. */
+static int host_conn(struct kbox_kernel *k, kbox_error_t *err) {
+  struct kbox_spec *s = k->spec;
+  kbox_conn_init(&k->host);
+  snprintf(k->host.kernel_name, sizeof(k->host.kernel_name), "kbox");
+  if (s->connection_file != NULL && access(s->connection_file, F_OK) == 0) {
+    k->conn_given = true;
+    return kbox_conn_read(s->connection_file, &k->host, err);
+  }
+  if (s->kernel_transport != NULL) snprintf(k->host.transport, sizeof(k->host.transport), "%s", s->kernel_transport);
+  if (s->kernel_ip != NULL) snprintf(k->host.ip, sizeof(k->host.ip), "%s", s->kernel_ip);
+  else if (strcmp(k->host.transport, "ipc") == 0) snprintf(k->host.ip, sizeof(k->host.ip), "%s/client", k->rundir);
+  return kbox_conn_new_key(&k->host, err);
+}
+
+/* The kernel's connection file inside the run dir (ipc, fresh key), readable by the sandbox user. */
+static int kernel_conn(struct kbox_kernel *k, kbox_error_t *err) {
+  struct kbox_conn inner;
+  kbox_conn_init(&inner);
+  snprintf(inner.transport, sizeof(inner.transport), "ipc");
+  snprintf(inner.ip, sizeof(inner.ip), "%s/kernel", KBOX_KERNEL_INNER_DIR);
+  snprintf(inner.kernel_name, sizeof(inner.kernel_name), "python3");
+  for (int ch = 0; ch < KBOX_CH_N; ch++) inner.port[ch] = (unsigned)ch + 1;
+  if (kbox_conn_new_key(&inner, err) < 0) return -1;
+  k->kern = inner;
+  snprintf(k->kern.ip, sizeof(k->kern.ip), "%s/kernel", k->kdir);
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/kernel.json", k->kdir);
+  if (kbox_conn_write(path, &inner, k->spec->id, true, err) < 0) return -1;
+  if (!k->spec->rootless) {
+    struct kbox_idmap map;
+    if (kbox_idmap_compute(k->spec, &map, err) < 0) return -1;
+    if (chown(path, map.base + k->spec->uid, map.base + k->spec->gid) < 0) return kbox_error_make(err, errno, "chown %s", path);
+  }
+  return 0;
+}
+
+/* argv of the kernel: --kernel-cmd (or the default) split on blanks, {connection_file} replaced. */
+static void kernel_argv(struct kbox_kernel *k) {
+  const char *cmd = k->spec->kernel_cmd ? k->spec->kernel_cmd : DEFAULT_KERNEL_CMD;
+  cleanup_free char *copy = strdup(cmd);
+  const char *cf = KBOX_KERNEL_INNER_DIR "/kernel.json";
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, " \t\n", &save); tok != NULL; tok = strtok_r(NULL, " \t\n", &save)) {
+    char *at = strstr(tok, "{connection_file}");
+    if (at == NULL) {
+      kbox_strv_add(&k->spec->argv, tok);
+      continue;
+    }
+    char *arg = NULL;
+    if (asprintf(&arg, "%.*s%s%s", (int)(at - tok), tok, cf, at + strlen("{connection_file}")) < 0) abort();
+    kbox_strv_add_owned(&k->spec->argv, arg);
+  }
+}
+
+/* The kernel's environment: no JPY_PARENT_PID (ipykernel would watch a parent that is pid 1). */
+static void kernel_env(struct kbox_spec *s) {
+  struct kbox_strv kept = {0};
+  for (size_t i = 0; i < s->env.n; i++)
+    if (strncmp(s->env.v[i], "JPY_PARENT_PID=", 15) != 0) kbox_strv_add(&kept, s->env.v[i]);
+  if (kbox_strv_getenv(&kept, "PYDEVD_DISABLE_FILE_VALIDATION") == NULL)
+    kbox_strv_setenv(&kept, "PYDEVD_DISABLE_FILE_VALIDATION", "1");
+  kbox_strv_free(&s->env);
+  s->env = kept;
+}
+
+int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err) {
+  memset(k, 0, sizeof(*k));
+  k->spec = spec;
+  k->run_lock = k->out_fd = -1;
+  k->started_ms = kbox_now_ms();
+  if (make_rundir(k, err) < 0 || host_conn(k, err) < 0 || kernel_conn(k, err) < 0) return -1;
+  kbox_spec_add_bind(spec, k->kdir, KBOX_KERNEL_INNER_DIR, false);
+  kernel_argv(k);
+  kernel_env(spec);
+  if (kbox_broker_open(&k->broker, &k->host, &k->kern, spec->port_lo, spec->port_hi, spec->max_message, err) < 0) {
+    kbox_broker_close(&k->broker, 0);
+    return kbox_error_prefix(err, "kernel broker");
+  }
+  k->broker_open = true;
+  /* Our stdout carries the connection JSON only: the kernel's own stdout goes to stderr. */
+  fflush(stdout);
+  k->out_fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+  if (k->out_fd < 0 || dup2(2, 1) < 0) return kbox_error_make(err, errno, "redirecting stdout");
+  return 0;
+}
+
+void kbox_kernel_cleanup(struct kbox_kernel *k) {
+  if (k->spec == NULL) return;
+  if (k->broker_open) kbox_broker_close(&k->broker, 0);
+  k->broker_open = false;
+  if (k->conn_written && k->spec->connection_file != NULL) unlink(k->spec->connection_file);
+  k->conn_written = false;
+  if (k->rundir != NULL) rm_rf(k->rundir);
+  free(k->rundir);
+  free(k->kdir);
+  k->rundir = k->kdir = NULL;
+  if (k->run_lock >= 0) close(k->run_lock);
+  if (k->out_fd >= 0) {
+    dup2(k->out_fd, 1);
+    close(k->out_fd);
+  }
+  k->run_lock = k->out_fd = -1;
+}

@@ -1,0 +1,47 @@
+/* Kernel mode of `kbox run` (no CMD): the run directory, both connection files, the kernel
+   command, the broker, and supervising the kernel until it ends. */
+#ifndef KBOX_KERNEL_LAUNCH_H
+#define KBOX_KERNEL_LAUNCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "kernel/broker.h"
+#include "kernel/connection.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/spec.h"
+
+/* Where the run directory appears inside the sandbox. */
+#define KBOX_KERNEL_INNER_DIR "/run/kbox"
+
+struct kbox_kernel {
+  struct kbox_spec *spec;
+  char *rundir;          /* BASE/ID, 0700, removed at exit */
+  char *kdir;            /* RUNDIR/k, bind-mounted at KBOX_KERNEL_INNER_DIR */
+  int run_lock;          /* abstract socket marking the run dir as alive */
+  int out_fd;            /* kbox's real stdout (the sandbox's stdout goes to stderr) */
+  struct kbox_conn host; /* what clients use */
+  struct kbox_conn kern; /* the kernel's sockets, as host paths */
+  bool conn_given;       /* --connection-file existed: kernelspec launch */
+  bool conn_written;     /* kbox created --connection-file (removed at exit) */
+  struct kbox_broker broker;
+  bool broker_open;
+
+  /* outcome, for the report */
+  const char *ended_by;  /* NULL: the kernel ended on its own */
+  long long started_ms, ready_ms;
+  unsigned exec_interrupts;
+};
+
+/* Everything before the sandbox starts: run dir, connection files, kernel argv, broker sockets. */
+int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
+/* The event loop: broker, signals, deadlines; returns once the sandbox's pid 1 is reaped. */
+void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd);
+/* One line on stderr when the kernel did not end cleanly. */
+void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb);
+/* The "kernel" object of the --report verdict. */
+json_t *kbox_kernel_report(const struct kbox_kernel *k);
+/* Remove everything kbox created (run dir, connection file it wrote); safe to call twice. */
+void kbox_kernel_cleanup(struct kbox_kernel *k);
+
+#endif
