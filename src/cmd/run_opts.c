@@ -4,10 +4,12 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sandbox/mounts.h"
 #include "security/security.h"
+#include "cmd/image.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/parse.h"
@@ -16,6 +18,7 @@ enum {
   OPT_ROOTFS = 1000, OPT_DISK, OPT_WORKDIR, OPT_BIND, OPT_NET, OPT_ENV, OPT_ENV_FILE, OPT_USER,
   OPT_HOSTNAME, OPT_ID, OPT_TIMEOUT, OPT_REPORT, OPT_MEMORY, OPT_SWAP, OPT_PIDS, OPT_CPUS, OPT_NOFILE,
   OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
+  OPT_IMAGE, OPT_STARTUP_DIR,
   OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
   OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
 };
@@ -29,7 +32,9 @@ struct opt_doc {
 };
 
 static const struct opt_doc run_opts[] = {
-    {"rootfs", 1, OPT_ROOTFS, "DIR", "lower layer of the root filesystem; repeat to stack layers (later ones on top). Default: the built default image, else / read-only. Example: --rootfs /"},
+    {"rootfs", 1, OPT_ROOTFS, "DIR", "lower layer of the root filesystem; repeat to stack layers (later ones on top). Default: the 'default' image plus the kbox layer (see --image). Example: --rootfs /"},
+    {"image", 1, OPT_IMAGE, "NAME", "use image NAME (built by 'kbox image build NAME') with the kbox layer (IPython startup helpers) above it; the default when no --rootfs is given is 'default'. Example: --image default"},
+    {"startup-dir", 1, OPT_STARTUP_DIR, "DIR", "mount DIR read-only at " KBOX_USER_STARTUP_DIR "; IPython runs its *.py/*.ipy files (name order) after kbox's startup scripts (image + kbox layer only). Example: --startup-dir ./startup"},
     {"disk", 1, OPT_DISK, "SIZE", "size cap of the writable upper layer (tmpfs, discarded at exit). Default 512M. Example: --disk 1G"},
     {"workdir", 1, OPT_WORKDIR, "DIR", "share DIR read-write at the same path and make it the cwd. Example: --workdir \"$PWD\""},
     {"bind", 1, OPT_BIND, "SRC[:DST][:ro]", "bind-mount a host path into the sandbox (repeatable). Example: --bind /data:/mnt/data:ro"},
@@ -73,11 +78,26 @@ void kbox_run_opts_help(FILE *out) {
   }
 }
 
+/* --startup-dir DIR: a read-only bind at the fixed path the kbox layer's IPython config reads. */
+static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
+  for (size_t i = 0; i < spec->n_binds; i++)
+    if (strcmp(spec->binds[i].dst, KBOX_USER_STARTUP_DIR) == 0)
+      return kbox_error_make(err, 0, "--startup-dir: given twice (put all startup files in one directory)");
+  cleanup_free char *dir = realpath(arg, NULL);
+  struct stat st;
+  if (dir == NULL || stat(dir, &st) < 0) return kbox_error_make(err, errno, "--startup-dir: %s", arg);
+  if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "--startup-dir: %s is not a directory", arg);
+  kbox_spec_add_bind(spec, dir, KBOX_USER_STARTUP_DIR, true);
+  return 0;
+}
+
 /* Apply one parsed option to the spec. */
 static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
   uint64_t u = 0;
   switch (id) {
   case OPT_ROOTFS: kbox_strv_add(&spec->rootfs, arg); return 0;
+  case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
+  case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
   case OPT_DISK: spec->disk_set = true; return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
   case OPT_WORKDIR:
     free(spec->workdir);
@@ -199,7 +219,7 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
     spec->id = strdup(hex);
   }
   if (spec->hostname == NULL) spec->hostname = strdup(spec->id);
-  if (spec->rootfs.n == 0) kbox_strv_add(&spec->rootfs, "/");
+  if (spec->rootfs.n == 0 && kbox_image_add_layers("default", &spec->rootfs, err) < 0) return -1;
   if (spec->profile == NULL) spec->profile = strdup("default");
   if (kbox_security_prepare(spec, err) < 0) return -1;
   spec->rootless = geteuid() != 0;
