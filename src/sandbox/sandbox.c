@@ -70,14 +70,16 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
-  if (!spec->rootless && spec->workdir != NULL &&
+  uint64_t ns_flags = spec->ns_flags != 0 ? spec->ns_flags : KBOX_NS_FLAGS_ALL;
+  bool new_userns = (ns_flags & CLONE_NEWUSER) != 0; /* else ids are not shifted: nothing to idmap */
+  if (!spec->rootless && new_userns && spec->workdir != NULL &&
       kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
     return kbox_error_prefix(err, "--workdir");
   /* Root: take the source trees here, in the initial namespace, so they are not locked and
      overlayfs accepts them. Rootless: pid 1 takes them inside its own namespaces. */
   struct kbox_mounts mounts;
   kbox_mounts_init(&mounts, spec, workdir_fd);
-  if (!spec->rootless && (mounts.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0) {
+  if (!spec->rootless && new_userns && (mounts.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0) {
     kbox_mounts_free(&mounts);
     return -1;
   }
@@ -93,7 +95,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
   fflush(NULL);
   int cgroup_fd = sb->cgroup != NULL ? sb->cgroup->v2_fd : -1; /* born inside its limits */
-  pid_t pid = kbox_clone3(KBOX_NS_FLAGS_ALL, cgroup_fd, &sb->pidfd, err);
+  pid_t pid = kbox_clone3(ns_flags, cgroup_fd, &sb->pidfd, err);
   if (pid == 0) {
     close(sp[0]);
     struct kbox_init_args args = {.spec = spec, .chan = sp[1], .mounts = &mounts};
@@ -109,7 +111,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
     kbox_sandbox_kill(sb);
     return -1;
   }
-  if (kbox_idmap_write(pid, &map, err) < 0 || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
+  if ((new_userns && kbox_idmap_write(pid, &map, err) < 0) || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
   }

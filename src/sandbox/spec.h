@@ -65,6 +65,8 @@ struct kbox_spec {
 
   /* computed */
   bool rootless;             /* kbox runs without CAP_SYS_ADMIN in the initial user namespace */
+  uint64_t ns_flags;         /* clone3 namespace flags; 0 = all (KBOX_NS_FLAGS_ALL). kbox entrypoint
+                                drops those a pod forbids; without CLONE_NEWUSER ids are not mapped */
   uid_t host_uid;            /* who runs kbox */
   gid_t host_gid;
   int verbosity;
