@@ -40,7 +40,7 @@ static int explain_enable_failure(const char *parent, const char *name, kbox_err
   int e = (*err)->errno_;
   if (e == EBUSY)
     return kbox_error_hint(err,
-                           "cgroup v2 gives the %s controller to child cgroups only when %s holds no processes "
+                           "cgroup v2 gives controllers (%s) to child cgroups only when %s holds no processes "
                            "itself (the no-internal-processes rule), and kbox runs there; start kbox in a leaf of "
                            "a delegated subtree (e.g. systemd-run --scope -p Delegate=yes kbox run ...) or pass "
                            "--cgroup-parent to an empty cgroup whose subtree_control lists memory pids cpu",
@@ -55,21 +55,24 @@ static int explain_enable_failure(const char *parent, const char *name, kbox_err
 }
 
 int kbox_cgroup_v2_enable(const char *parent, unsigned mask, kbox_error_t *err) {
-  unsigned have = controllers_in(parent, "cgroup.subtree_control");
+  unsigned need = mask & ~controllers_in(parent, "cgroup.subtree_control");
+  if (need == 0) return 0;
   unsigned avail = kbox_cgroup_v2_available(parent);
+  char list[64] = "", names[64] = "";
   for (int c = 0; c < KBOX_CTL_N; c++) {
-    unsigned bit = 1u << c;
-    if (!(mask & bit) || (have & bit)) continue;
-    if (!(avail & bit))
+    if (!(need & (1u << c))) continue;
+    if (!(avail & (1u << c)))
       return kbox_error_make(err, 0,
                              "the %s controller is not available in %s (missing from its cgroup.controllers); "
                              "fix: enable it in the cgroup.subtree_control of every ancestor, or pass "
                              "--cgroup-parent to a cgroup that has it",
                              v2_names[c], parent);
-    if (kbox_cg_write(parent, "cgroup.subtree_control", err, "+%s", v2_names[c]) < 0) {
-      kbox_error_prefix(err, "enabling the %s controller for sandbox cgroups", v2_names[c]);
-      return explain_enable_failure(parent, v2_names[c], err);
-    }
+    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s+%s", *list ? " " : "", v2_names[c]);
+    snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", *names ? " " : "", v2_names[c]);
+  }
+  if (kbox_cg_write(parent, "cgroup.subtree_control", err, "%s", list) < 0) {
+    kbox_error_prefix(err, "enabling the %s controller(s) for sandbox cgroups", names);
+    return explain_enable_failure(parent, names, err);
   }
   return 0;
 }
