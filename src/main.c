@@ -13,6 +13,7 @@ struct verb {
 
 static const struct verb verbs[] = {
     {"run", kbox_cmd_run, "run a command (or, later, a kernel) in a new sandbox"},
+    {"entrypoint", kbox_cmd_entrypoint, "kernel image entrypoint for Enterprise Gateway and jupyter-kernel-controller pods"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
     {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };

@@ -4,6 +4,7 @@
 
 int kbox_cmd_run(int argc, char **argv);
 int kbox_cmd_doctor(int argc, char **argv);
+int kbox_cmd_entrypoint(int argc, char **argv);
 int kbox_cmd_image(int argc, char **argv);
 
 #endif

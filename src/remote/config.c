@@ -46,6 +46,7 @@ static const struct setting_doc settings[] = {
     {KBOX_RS_REQUIRE, {"KBOX_REQUIRE"}, {"require"}, "LIST", "protections that must be active, e.g. userns,seccomp (else fail)"},
     {KBOX_RS_STATUS_FILE, {"KBOX_STATUS_FILE"}, {"status-file"}, "FILE", "write active/missing protections as JSON here. Default /tmp/kbox-status.json; empty = none"},
     {KBOX_RS_ROOTFS, {"KBOX_ROOTFS"}, {"rootfs"}, "DIR", "lower layer of the kernel's sandbox. Default as kbox run"},
+    {KBOX_RS_PROFILE, {"KBOX_PROFILE"}, {"profile"}, "NAME|PATH", "security profile of the kernel's sandbox (as kbox run --profile). Default 'default'"},
     {KBOX_RS_IGNORED, {NULL}, {"RemoteProcessProxy.spark-context-initialization-mode", "spark-context-initialization-mode", "kernel-class-name"}, "X", "accepted for launcher compatibility, unused"},
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -71,6 +72,7 @@ void kbox_remote_config_free(struct kbox_remote_config *c) {
   free(c->require);
   free(c->status_file);
   free(c->rootfs);
+  free(c->profile);
   memset(c, 0, sizeof(*c));
 }
 
@@ -269,6 +271,7 @@ static int finish_misc(struct kbox_remote_config *c, kbox_error_t *err) {
   c->username = dup_raw(c, KBOX_RS_USERNAME);
   c->require = dup_raw(c, KBOX_RS_REQUIRE);
   c->rootfs = dup_raw(c, KBOX_RS_ROOTFS);
+  c->profile = dup_raw(c, KBOX_RS_PROFILE);
   if (c->raw[KBOX_RS_STATUS_FILE] == NULL) c->status_file = strdup("/tmp/kbox-status.json");
   else c->status_file = dup_raw(c, KBOX_RS_STATUS_FILE);
   return 0;

@@ -1,0 +1,358 @@
+/* `kbox entrypoint`: the kernel image's entrypoint in pods started by Enterprise Gateway (remote
+   mode) or jupyter-kernel-controller (kube mode). The kernel runs behind kbox's broker in a nested
+   sandbox exactly as with `kbox run`; this file adds PID 1 duties, the pod configuration, the
+   protections the pod permits, EG's encrypted response and its comm port. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "cmd/run_opts.h"
+#include "kernel/launch.h"
+#include "remote/comm.h"
+#include "remote/config.h"
+#include "remote/eg.h"
+#include "remote/protections.h"
+#include "sandbox/init.h"
+#include "sandbox/sandbox.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+
+/* Namespaces the nested sandbox cannot do without (init mounts, sets the hostname, brings lo up). */
+#define CORE_NS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: kbox entrypoint [OPTIONS]\n"
+          "Entrypoint of the kbox kernel image. Configured by the variables Jupyter Enterprise Gateway\n"
+          "(KERNEL_ID, RESPONSE_ADDRESS, PUBLIC_KEY, PORT_RANGE) or jupyter-kernel-controller (KERNEL_ID,\n"
+          "KERNEL_*_PORT, KERNEL_IDLE_TIMEOUT, KERNEL_WORKING_DIR) set in the pod, or these options:\n\n");
+  kbox_remote_config_help(out);
+  fprintf(out,
+          "\nThe kernel's channels are bound on 0.0.0.0 (tcp); ipykernel itself runs in a sandbox with no\n"
+          "network. Exit status: the kernel's, 0 after an idle cull or SIGTERM, 125 when kbox failed\n"
+          "(missing or bad variable, unreachable gateway, missing required protection).\n");
+}
+
+/* ---- PID 1: reap everything, forward termination signals to the worker, exit with its status ---- */
+
+static const int pid1_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, 0};
+
+__attribute__((noreturn)) static void pid1_loop(pid_t worker) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGCHLD) {
+      kill(worker, sig);
+      continue;
+    }
+    for (;;) {
+      int st = 0;
+      pid_t p = waitpid(-1, &st, WNOHANG);
+      if (p <= 0) break;
+      if (p == worker) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+  }
+}
+
+/* As PID 1 of a container: fork the real work and stay behind as a minimal init. Returns in the
+   worker (or when not PID 1). */
+static void become_init_if_pid1(void) {
+  if (getpid() != 1) return;
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  fflush(NULL);
+  pid_t worker = fork();
+  if (worker < 0) {
+    perror("kbox: fork");
+    _exit(KBOX_EXIT_RUNTIME);
+  }
+  if (worker > 0) pid1_loop(worker);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+}
+
+/* ---- the comm port and EG's response, served by threads beside the kernel's event loop ---- */
+
+struct entry {
+  struct kbox_remote_config cfg;
+  struct kbox_protections prot;
+  struct kbox_spec spec;
+  struct kbox_sandbox sb;
+  struct kbox_kernel kernel;
+  struct kbox_comm comm;
+  char dir[64];            /* private temp dir for the connection file */
+  char conn_path[128];
+  volatile int stop;       /* threads: leave */
+  volatile int eg_failed;  /* the response could not be delivered: exit non-zero */
+};
+
+/* The comm port's {"signum": N}: signal the kernel through the sandbox's pid 1 (which forwards
+   catchable signals); 0 only checks that it is alive. */
+static int comm_signal(int signum, void *data) {
+  struct entry *e = data;
+  if (e->sb.reaped || e->sb.pidfd < 0) return -1;
+  if (signum == 0) return (int)syscall(SYS_pidfd_send_signal, e->sb.pidfd, 0, NULL, 0);
+  kbox_info("comm port: sending signal %d to the kernel", signum);
+  kbox_sandbox_signal(&e->sb, signum);
+  return 0;
+}
+
+static void *comm_thread(void *arg) {
+  struct entry *e = arg;
+  while (!e->stop && e->comm.fd >= 0) {
+    struct pollfd p = {.fd = e->comm.fd, .events = POLLIN};
+    if (poll(&p, 1, 200) > 0) kbox_comm_on_readable(&e->comm);
+  }
+  return NULL;
+}
+
+/* Wait for the broker to write the connection file (it does once the kernel answered). */
+static json_t *wait_connection_file(struct entry *e) {
+  while (!e->stop) {
+    json_error_t jerr;
+    json_t *j = access(e->conn_path, R_OK) == 0 ? json_load_file(e->conn_path, 0, &jerr) : NULL;
+    if (j != NULL) return j;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+/* Encrypt and deliver the connection info to RESPONSE_ADDRESS. */
+static int send_response(struct entry *e, json_t *info, kbox_error_t *err) {
+  json_object_set_new(info, "kernel_id", json_string(e->cfg.kernel_id));
+  json_object_set_new(info, "comm_port", json_integer(e->comm.port));
+  json_object_set_new(info, "pid", json_integer(getpid()));
+  json_object_set_new(info, "pgid", json_integer(getpgrp()));
+  json_object_set_new(info, "kbox_protections", kbox_protections_json(&e->prot));
+  cleanup_free char *payload = NULL;
+  if (kbox_eg_build_payload(info, e->cfg.public_key, &payload, err) < 0) return -1;
+  if (kbox_eg_send(e->cfg.response_address, payload, 10000, err) < 0) return -1;
+  kbox_info("connection info sent to %s (comm port %u)", e->cfg.response_address, e->comm.port);
+  return 0;
+}
+
+static void *response_thread(void *arg) {
+  struct entry *e = arg;
+  json_t *info = wait_connection_file(e);
+  if (info == NULL) return NULL;
+  kbox_error_t err = NULL;
+  if (send_response(e, info, &err) < 0) {
+    e->eg_failed = 1;
+    kbox_error_report(&err);
+    kill(getpid(), SIGTERM); /* the loop shuts the kernel down; we exit non-zero */
+  }
+  json_decref(info);
+  return NULL;
+}
+
+/* ---- set-up ---- */
+
+/* The comm port: 0.0.0.0, a random port of PORT_RANGE (MAX_PORT_RANGE_RETRIES tries), before
+   the broker takes its five ports from the same range. */
+static int open_comm(struct entry *e, kbox_error_t *err) {
+  const struct kbox_remote_config *c = &e->cfg;
+  if (c->port_lo == 0) return kbox_comm_listen(&e->comm, 0, comm_signal, e, err);
+  for (uint64_t i = 0; i < c->max_retries; i++) {
+    unsigned port = c->port_lo + (unsigned)(random() % (c->port_hi - c->port_lo + 1));
+    kbox_error_t attempt = NULL;
+    if (kbox_comm_listen(&e->comm, port, comm_signal, e, &attempt) == 0) return 0;
+    kbox_error_free(&attempt);
+  }
+  return kbox_error_make(err, 0, "no free comm port in PORT_RANGE %u..%u after MAX_PORT_RANGE_RETRIES=%llu tries",
+                         c->port_lo, c->port_hi, (unsigned long long)c->max_retries);
+}
+
+/* Controller mode: a connection file with the fixed ports and key, which the broker then uses. */
+static int write_fixed_connection(struct entry *e, kbox_error_t *err) {
+  struct kbox_conn conn;
+  kbox_conn_init(&conn);
+  snprintf(conn.ip, sizeof(conn.ip), "0.0.0.0");
+  snprintf(conn.key, sizeof(conn.key), "%s", e->cfg.key);
+  snprintf(conn.kernel_name, sizeof(conn.kernel_name), "python3");
+  for (int ch = 0; ch < KBOX_CH_N; ch++) conn.port[ch] = e->cfg.ports[ch];
+  return kbox_conn_write(e->conn_path, &conn, e->cfg.kernel_id, true, err);
+}
+
+/* Turn the pod configuration into `kbox run` kernel-mode options and resolve them into a spec. */
+static int build_spec(struct entry *e, kbox_error_t *err) {
+  const struct kbox_remote_config *c = &e->cfg;
+  struct kbox_strv a = {0};
+  char range[32], idle[32];
+  kbox_strv_add(&a, "entrypoint");
+  kbox_strv_add(&a, "--ip");
+  kbox_strv_add(&a, "0.0.0.0");
+  kbox_strv_add(&a, "--connection-file");
+  kbox_strv_add(&a, e->conn_path);
+  kbox_strv_add(&a, "--id");
+  kbox_strv_add(&a, c->kernel_id);
+  if (c->port_lo != 0) {
+    snprintf(range, sizeof(range), "%u..%u", c->port_lo, c->port_hi);
+    kbox_strv_add(&a, "--port-range");
+    kbox_strv_add(&a, range);
+  }
+  if (c->idle_timeout_s != 0) {
+    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)c->idle_timeout_s);
+    kbox_strv_add(&a, "--idle-timeout");
+    kbox_strv_add(&a, idle);
+  }
+  if (c->working_dir != NULL) {
+    kbox_strv_add(&a, "--workdir");
+    kbox_strv_add(&a, c->working_dir);
+  }
+  if (c->rootfs != NULL) {
+    kbox_strv_add(&a, "--rootfs");
+    kbox_strv_add(&a, c->rootfs);
+  }
+  if (c->profile != NULL) {
+    kbox_strv_add(&a, "--profile");
+    kbox_strv_add(&a, c->profile);
+  }
+  for (int i = 0; i < c->verbosity; i++) kbox_strv_add(&a, "--verbose");
+  bool help = false;
+  kbox_spec_init(&e->spec);
+  int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
+  kbox_strv_free(&a);
+  if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
+  e->spec.rootless = geteuid() != 0;
+  e->spec.ns_flags = kbox_protections_ns_flags(&e->prot);
+  return 0;
+}
+
+/* Probe, log one line, enforce KBOX_REQUIRE, refuse when the sandbox cannot be built at all. */
+static int check_protections(struct entry *e, kbox_error_t *err) {
+  uint32_t required = 0;
+  if (kbox_protections_parse_require(e->cfg.require, &required, err) < 0) return -1;
+  kbox_protections_probe(&e->prot);
+  char line[1024];
+  kbox_protections_summary(&e->prot, line, sizeof(line));
+  fprintf(stderr, "kbox: %s\n", line);
+  if (kbox_protections_check(&e->prot, required, err) < 0) return -1;
+  if ((kbox_protections_ns_flags(&e->prot) & CORE_NS) != CORE_NS) {
+    kbox_error_make(err, 0, "this pod permits neither user namespaces nor the capabilities to create pid/mount/net/ipc/uts namespaces, which the nested sandbox needs");
+    return kbox_error_hint(err, "allow user namespaces (seccomp Unconfined or a profile permitting clone/unshare; unmasked /proc), see docs/pods.md");
+  }
+  return 0;
+}
+
+static void write_status(struct entry *e, const char *state) {
+  if (e->cfg.status_file == NULL) return;
+  json_t *extra = json_pack("{s:s, s:s, s:s}", "kernel_id", e->cfg.kernel_id, "mode",
+                            e->cfg.mode == KBOX_REMOTE_EG ? "enterprise-gateway" : "kernel-controller", "state", state);
+  kbox_error_t err = NULL;
+  if (kbox_protections_write_status(&e->prot, extra, e->cfg.status_file, &err) < 0) {
+    kbox_log(KBOX_LOG_WARN, "%s", err->msg);
+    kbox_error_free(&err);
+  }
+  json_decref(extra);
+}
+
+/* Everything before the sandbox starts. */
+static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_error_t *err) {
+  kbox_remote_config_init(&e->cfg);
+  e->comm.fd = -1;
+  if (kbox_remote_config_from_env(&e->cfg, err) < 0 || kbox_remote_config_parse_args(&e->cfg, argc, argv, help, err) < 0)
+    return -1;
+  if (*help) return 0;
+  kbox_log_set_level(e->cfg.verbosity >= 2 ? KBOX_LOG_DEBUG : e->cfg.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
+  if (kbox_remote_config_finish(&e->cfg, err) < 0) return -1;
+  if (e->cfg.mode == KBOX_REMOTE_EG &&
+      (kbox_eg_check_public_key(e->cfg.public_key, err) < 0 || kbox_eg_resolve(e->cfg.response_address, err) < 0))
+    return -1;
+  if (check_protections(e, err) < 0) return -1;
+  snprintf(e->dir, sizeof(e->dir), "/tmp/kbox-entrypoint-XXXXXX");
+  if (mkdtemp(e->dir) == NULL) return kbox_error_make(err, errno, "mkdtemp %s", e->dir);
+  snprintf(e->conn_path, sizeof(e->conn_path), "%s/connection.json", e->dir);
+  srandom((unsigned)(getpid() ^ time(NULL)));
+  if (e->cfg.mode == KBOX_REMOTE_EG && open_comm(e, err) < 0) return -1;
+  if (e->cfg.mode == KBOX_REMOTE_CONTROLLER && write_fixed_connection(e, err) < 0) return -1;
+  if (build_spec(e, err) < 0) return -1;
+  return kbox_kernel_prepare(&e->kernel, &e->spec, err);
+}
+
+static int forward_signals_fd(kbox_error_t *err) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) return kbox_error_make(err, errno, "signalfd");
+  return fd;
+}
+
+/* Run the kernel until it ends; returns the exit status. */
+static int serve(struct entry *e, int sigfd) {
+  setpgid(e->sb.pid, e->sb.pid);
+  kbox_protections_set(&e->prot, KBOX_PROT_CGROUP, e->sb.cgroup != NULL,
+                       "no cgroup for the sandbox (the pod's own limits still apply)");
+  write_status(e, "running");
+  pthread_t comm_t, resp_t;
+  bool eg = e->cfg.mode == KBOX_REMOTE_EG;
+  if (eg) {
+    pthread_create(&comm_t, NULL, comm_thread, e);
+    pthread_create(&resp_t, NULL, response_thread, e);
+  }
+  kbox_kernel_supervise(&e->kernel, &e->sb, sigfd);
+  e->stop = 1;
+  if (eg) {
+    pthread_join(resp_t, NULL);
+    pthread_join(comm_t, NULL);
+  }
+  kbox_sandbox_kill(&e->sb);
+  kbox_kernel_explain_end(&e->kernel, &e->sb);
+  int code = kbox_sandbox_exit_code(&e->sb);
+  if (e->eg_failed) return KBOX_EXIT_RUNTIME;
+  if (e->kernel.ended_by != NULL && strcmp(e->kernel.ended_by, "idle_timeout") == 0) {
+    kbox_log(KBOX_LOG_WARN, "idle for KERNEL_IDLE_TIMEOUT=%llus: culled", (unsigned long long)e->cfg.idle_timeout_s);
+    return 0;
+  }
+  return code;
+}
+
+int kbox_cmd_entrypoint(int argc, char **argv) {
+  become_init_if_pid1();
+  struct entry *e = calloc(1, sizeof(*e));
+  cleanup_error kbox_error_t err = NULL;
+  bool help = false, started = false;
+  int code = 0, sigfd = -1;
+  if (prepare(e, argc, argv, &help, &err) < 0 || help) {
+    if (help) usage(stdout);
+    else code = kbox_error_report(&err);
+  } else if ((sigfd = forward_signals_fd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0) {
+    code = kbox_error_report(&err);
+    started = sigfd >= 0;
+  } else {
+    started = true;
+    code = serve(e, sigfd);
+  }
+  if (started) kbox_sandbox_destroy(&e->sb);
+  if (e->kernel.spec != NULL) kbox_kernel_cleanup(&e->kernel);
+  kbox_comm_close(&e->comm);
+  if (sigfd >= 0) close(sigfd);
+  if (e->conn_path[0] != '\0') unlink(e->conn_path);
+  if (e->dir[0] != '\0') rmdir(e->dir);
+  if (e->spec.id != NULL) kbox_spec_free(&e->spec);
+  kbox_remote_config_free(&e->cfg);
+  free(e);
+  return code;
+}
