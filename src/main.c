@@ -14,6 +14,11 @@ struct verb {
 static const struct verb verbs[] = {
     {"run", kbox_cmd_run, "run a command (or, later, a kernel) in a new sandbox"},
     {"entrypoint", kbox_cmd_entrypoint, "kernel image entrypoint for Enterprise Gateway and jupyter-kernel-controller pods"},
+    {"exec", kbox_cmd_exec, "run code in a sandboxed kernel and print the outputs as one JSON object"},
+    {"ps", kbox_cmd_ps, "list the kernels started with an id (--detach), with status and memory"},
+    {"inspect", kbox_cmd_inspect, "show one kernel's state as JSON"},
+    {"interrupt", kbox_cmd_interrupt, "interrupt the cell running in a kernel"},
+    {"kill", kbox_cmd_kill, "shut a kernel down (gracefully, then by force) and remove its state"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
     {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };

@@ -4,6 +4,11 @@
 
 int kbox_cmd_run(int argc, char **argv);
 int kbox_cmd_doctor(int argc, char **argv);
+int kbox_cmd_exec(int argc, char **argv);
+int kbox_cmd_ps(int argc, char **argv);
+int kbox_cmd_inspect(int argc, char **argv);
+int kbox_cmd_interrupt(int argc, char **argv);
+int kbox_cmd_kill(int argc, char **argv);
 int kbox_cmd_entrypoint(int argc, char **argv);
 int kbox_cmd_image(int argc, char **argv);
 

@@ -9,6 +9,7 @@
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
 #include "cgroup/limits.h"
+#include "kernel/detach.h"
 #include "kernel/launch.h"
 #include "sandbox/init.h"
 #include "sandbox/report.h"
@@ -119,6 +120,13 @@ int kbox_cmd_run(int argc, char **argv) {
   }
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   spec.rootless = geteuid() != 0;
+  /* --detach: get-or-create by id; the caller's process prints the connection JSON and returns while
+     a background child goes on as the supervisor (src/kernel/detach.c). */
+  if (spec.detach && kbox_detach_start(&spec, &code, &err) != 0) {
+    if (err != NULL) code = kbox_error_report(&err);
+    kbox_spec_free(&spec);
+    return code;
+  }
   cleanup_close int sigfd = forward_signals_fd(&err);
   struct kbox_sandbox sb;
   /* Kernel mode (no CMD): run dir, connection files, broker sockets, kernel argv (src/kernel). */
@@ -135,6 +143,7 @@ int kbox_cmd_run(int argc, char **argv) {
   } else if (kern != NULL) {
     /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
     setpgid(sb.pid, sb.pid);
+    kbox_detach_record(kern, sb.pid); /* state for ps / exec --id / kill (src/kernel/state.c) */
     kbox_kernel_supervise(kern, &sb, sigfd);
     kbox_sandbox_kill(&sb);
     explain_end(&sb, kern);
@@ -148,6 +157,7 @@ int kbox_cmd_run(int argc, char **argv) {
     code = kbox_sandbox_exit_code(&sb);
   }
   if (sigfd >= 0) kbox_sandbox_destroy(&sb);
+  if (kern != NULL && spec.detach) kbox_detach_end(kern);
   if (kern != NULL) kbox_kernel_cleanup(kern);
   kbox_spec_free(&spec);
   return code;

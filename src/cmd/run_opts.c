@@ -19,6 +19,7 @@ enum {
   OPT_HOSTNAME, OPT_ID, OPT_TIMEOUT, OPT_REPORT, OPT_MEMORY, OPT_SWAP, OPT_PIDS, OPT_CPUS, OPT_NOFILE,
   OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
   OPT_IMAGE, OPT_STARTUP_DIR,
+  OPT_DETACH,
   OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
   OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
 };
@@ -64,6 +65,7 @@ static const struct opt_doc run_opts[] = {
     {"max-message", 1, OPT_MAX_MESSAGE, "SIZE", "kernel mode: drop Jupyter messages larger than this. Default 64M. Example: --max-message 16M"},
     {"exec-timeout", 1, OPT_EXEC_TIMEOUT, "SECONDS", "kernel mode: interrupt a cell running longer than this; kill the sandbox if it is still running after a grace period (exit 124). Example: --exec-timeout 120"},
     {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
+    {"detach", 0, OPT_DETACH, NULL, "kernel mode: start in the background (kbox keeps supervising it), print the connection JSON once the kernel is ready and return; with --id, print the running kernel's connection JSON if it exists (get-or-create). See kbox ps / exec --id / kill. Example: kbox run --id s1 --detach"},
     {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more)"},
     {"help", 0, OPT_HELP, NULL, "show this help"},
 };
@@ -179,10 +181,17 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_EXEC_TIMEOUT: return kbox_parse_seconds("--exec-timeout", arg, &spec->exec_timeout_ms, err);
   case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->idle_timeout_ms, err);
+  case OPT_DETACH: spec->detach = true; return 0;
   case OPT_VERBOSE: spec->verbosity++; return 0;
   case OPT_HELP: *help_shown = true; return 0;
   }
   return kbox_error_make(err, 0, "internal: unhandled option %d", id);
+}
+
+int kbox_run_opts_takes_arg(const char *name) {
+  for (size_t i = 0; i < N_RUN_OPTS; i++)
+    if (strcmp(run_opts[i].name, name) == 0) return run_opts[i].has_arg;
+  return -1;
 }
 
 int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *help_shown, kbox_error_t *err) {

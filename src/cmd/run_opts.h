@@ -11,5 +11,7 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
 /* Apply defaults that depend on the environment (id, hostname, rootfs) and validate. */
 int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err);
 void kbox_run_opts_help(FILE *out);
+/* 1 if run option --name takes a value, 0 if not, -1 if there is no such option (for kbox exec). */
+int kbox_run_opts_takes_arg(const char *name);
 
 #endif

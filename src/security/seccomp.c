@@ -33,6 +33,16 @@ static bool is_override(const struct kbox_sc_def *d, const struct kbox_sc_rule *
   return !is_allowing(r->action) && allowed_somewhere(d, name);
 }
 
+/* Can this machine issue syscalls of arch at all? Others are left out of the filter: they can never
+   occur here, and each one costs compile time (about 4 ms for aarch64 on x86_64). */
+static bool arch_runs_here(uint32_t arch) {
+  uint32_t native = seccomp_arch_native();
+  if (arch == native) return true;
+  if (native == SCMP_ARCH_X86_64) return arch == SCMP_ARCH_X86 || arch == SCMP_ARCH_X32;
+  if (native == SCMP_ARCH_AARCH64) return arch == SCMP_ARCH_ARM;
+  return false;
+}
+
 static scmp_filter_ctx new_ctx(const struct kbox_sc_def *d, uint32_t default_action, kbox_error_t *err) {
   scmp_filter_ctx ctx = seccomp_init(default_action);
   if (ctx == NULL) {
@@ -42,6 +52,7 @@ static scmp_filter_ctx new_ctx(const struct kbox_sc_def *d, uint32_t default_act
   seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
   for (size_t i = 0; i < d->n_arches; i++) {
+    if (!arch_runs_here(d->arches[i])) continue;
     int r = seccomp_arch_add(ctx, d->arches[i]);
     if (r < 0 && r != -EEXIST) {
       seccomp_release(ctx);

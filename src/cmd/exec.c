@@ -1,0 +1,404 @@
+/* kbox exec: run code in a sandboxed kernel and print one PyBoxOut-shaped JSON object.
+   One-shot mode starts `kbox run` (kernel mode) as a child process: the sandbox, broker and
+   supervision stay in one tested place, the child's --report gives the verdict, and a crash of
+   either side cannot corrupt the other. --id uses a detached kernel's state instead. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "cmd/run_opts.h"
+#include "kernel/broker.h"
+#include "kernel/client.h"
+#include "kernel/state.h"
+#include "util/cleanup.h"
+#include "util/parse.h"
+#include "util/strv.h"
+
+enum {
+  EXEC_OK = 0,
+  EXEC_RAISED = 1,
+  EXEC_DIED = 2,     /* the kernel died during execution (not out of memory) */
+  EXEC_OOM = 3,      /* the kernel was killed for exceeding --memory */
+  EXEC_TIMEOUT = 124,
+  EXEC_FAILURE = 125, /* bad options, the sandbox or kernel did not start, unknown id */
+};
+
+#define DEFAULT_TIMEOUT_MS 60000
+#define DEFAULT_MAX_OUTPUT (4u << 20)
+#define GRACE_MS 5000
+#define START_MS 90000
+
+struct exec_opts {
+  struct kbox_strv cells;
+  struct kbox_strv run_args;
+  const char *id;
+  long long timeout_ms;
+  uint64_t max_output;
+  bool text;
+};
+
+static void exec_usage(FILE *out) {
+  fprintf(out,
+          "Usage: kbox exec [RUN OPTIONS] [EXEC OPTIONS] (-c CODE ... | FILE | -)\n"
+          "       kbox exec --id ID [EXEC OPTIONS] (-c CODE ... | FILE | -)\n"
+          "Run Python code in a sandboxed Jupyter kernel and print ONE JSON object:\n"
+          "  {\"data\": [MIME bundles...], \"error\": null | {\"ename\", \"evalue\", \"traceback\"},\n"
+          "   \"status\": \"ok|error|timeout|oom|died|sandbox_error\", \"timed_out\": bool, \"truncated\": bool,\n"
+          "   \"report\": {sandbox verdict (one-shot) or kernel state (--id)}}\n"
+          "Without --id a fresh kernel is started with the run options (see 'kbox run --help') and torn\n"
+          "down afterwards. With --id ID the code runs in the kernel started by 'kbox run --id ID --detach'\n"
+          "(state is kept between calls; concurrent calls on one kernel wait for each other).\n\n"
+          "Exec options:\n"
+          "  -c CODE              a cell of code; repeat for more cells (run in order, stop at the first error)\n"
+          "  FILE | -             read one cell from FILE or standard input\n"
+          "  --id ID              run in the detached kernel ID\n"
+          "  --timeout SECONDS    per cell: interrupt it after this long (default 60)\n"
+          "  --max-output SIZE    keep at most SIZE bytes of output, then a truncation marker (default 4M)\n"
+          "  --text               print a human-readable rendering instead of JSON\n\n"
+          "Exit status: 0 ran without error, 1 the code raised, 2 the kernel died, 3 out of memory,\n"
+          "124 a cell timed out, 125 kbox or the sandbox failed (bad option, kernel did not start, unknown id).\n\n"
+          "Examples:\n"
+          "  kbox exec -c 'import math; math.sqrt(16)'\n"
+          "  kbox exec --memory 512M --timeout 10 analysis.py\n"
+          "  kbox run --id s1 --detach >/dev/null && kbox exec --id s1 -c 'x = 41' && kbox exec --id s1 -c 'x + 1'\n");
+}
+
+/* Read all of fd into a string. */
+static char *slurp_fd(int fd) {
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) abort();
+  for (;;) {
+    if (n + 1 >= cap && (buf = realloc(buf, cap *= 2)) == NULL) abort();
+    ssize_t r = read(fd, buf + n, cap - n - 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+static int add_file_cell(struct exec_opts *o, const char *path, kbox_error_t *err) {
+  cleanup_close int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kbox_error_make(err, errno, "reading code from %s", path);
+  kbox_strv_add_owned(&o->cells, slurp_fd(fd));
+  return 0;
+}
+
+/* Value of an option given as "--name VALUE" or "--name=VALUE"; NULL when arg is not --name. */
+static const char *opt_value(const char *name, int argc, char **argv, int *i, bool *missing) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return NULL;
+  if (argv[*i][n] == '=') return argv[*i] + n + 1;
+  if (argv[*i][n] != '\0') return NULL;
+  if (*i + 1 >= argc) {
+    *missing = true;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+/* Split argv into exec's own options and the run options passed on to `kbox run`. */
+static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_error_t *err) {
+  o->timeout_ms = DEFAULT_TIMEOUT_MS;
+  o->max_output = DEFAULT_MAX_OUTPUT;
+  const char *file = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    bool missing = false;
+    uint64_t u;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      *help = true;
+      return 0;
+    } else if (strcmp(a, "-c") == 0) {
+      if (i + 1 >= argc) return kbox_error_make(err, 0, "-c needs the code to run (see 'kbox exec --help')");
+      kbox_strv_add(&o->cells, argv[++i]);
+    } else if (strcmp(a, "--text") == 0) {
+      o->text = true;
+    } else if ((v = opt_value("--id", argc, argv, &i, &missing)) != NULL) {
+      if (kbox_validate_id("--id", v, err) < 0) return -1;
+      o->id = v;
+    } else if ((v = opt_value("--timeout", argc, argv, &i, &missing)) != NULL) {
+      if (kbox_parse_seconds("--timeout", v, &u, err) < 0) return -1;
+      o->timeout_ms = (long long)u;
+    } else if ((v = opt_value("--max-output", argc, argv, &i, &missing)) != NULL) {
+      if (kbox_parse_size("--max-output", v, &o->max_output, err) < 0) return -1;
+    } else if (missing) {
+      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox exec --help')", a);
+    } else if (strcmp(a, "-") == 0 || a[0] != '-') {
+      if (file != NULL) return kbox_error_make(err, 0, "more than one FILE given ('%s' and '%s'); use -c for more cells", file, a);
+      file = a;
+    } else if (strcmp(a, "--") == 0) {
+      if (i + 1 < argc) file = argv[++i];
+    } else if (strncmp(a, "--", 2) == 0) {
+      char name[64];
+      snprintf(name, sizeof(name), "%.*s", (int)strcspn(a + 2, "="), a + 2);
+      int takes = kbox_run_opts_takes_arg(name);
+      if (takes < 0) return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help' and 'kbox run --help')", a);
+      if (strcmp(name, "detach") == 0 || strcmp(name, "report") == 0 || strcmp(name, "connection-file") == 0)
+        return kbox_error_make(err, 0, "%s cannot be used with kbox exec (the verdict is in its JSON; for a kernel that "
+                               "stays, use 'kbox run --id ID --detach' and 'kbox exec --id ID')", a);
+      kbox_strv_add(&o->run_args, a);
+      if (takes == 1 && strchr(a, '=') == NULL) {
+        if (i + 1 >= argc) return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox run --help')", a);
+        kbox_strv_add(&o->run_args, argv[++i]);
+      }
+    } else {
+      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help')", a);
+    }
+  }
+  if (file != NULL && add_file_cell(o, file, err) < 0) return -1;
+  if (o->cells.n == 0) return kbox_error_make(err, 0, "no code given: use -c CODE, a FILE, or - for standard input");
+  if (o->id != NULL && o->run_args.n > 0)
+    return kbox_error_make(err, 0, "run options (%s...) apply when a kernel starts: give them to 'kbox run --id %s --detach'",
+                           o->run_args.v[0], o->id);
+  return 0;
+}
+
+static int pidfd_open_(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+/* A started one-shot kernel: the `kbox run` child and what it reports. */
+struct child {
+  pid_t pid;
+  int pidfd;
+  int report_fd; /* memfd the child's --report goes to */
+  int err_fd;    /* memfd with the child's stderr */
+  int status;
+  bool reaped;
+};
+
+/* Start `kbox run RUN_ARGS --report /proc/self/fd/N` with stdout on a pipe; read the connection
+   JSON line from it. */
+static int start_child(struct exec_opts *o, struct child *ch, struct kbox_conn *conn, kbox_error_t *err) {
+  ch->report_fd = memfd_create("kbox-report", MFD_CLOEXEC);
+  ch->err_fd = memfd_create("kbox-stderr", MFD_CLOEXEC);
+  int p[2];
+  if (ch->report_fd < 0 || ch->err_fd < 0 || pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "memfd/pipe");
+  char report[64];
+  snprintf(report, sizeof(report), "/proc/self/fd/%d", ch->report_fd);
+  struct kbox_strv av = {0};
+  kbox_strv_add(&av, "kbox");
+  kbox_strv_add(&av, "run");
+  for (size_t i = 0; i < o->run_args.n; i++) kbox_strv_add(&av, o->run_args.v[i]);
+  kbox_strv_add(&av, "--report");
+  kbox_strv_add(&av, report);
+  ch->pid = fork();
+  if (ch->pid < 0) {
+    kbox_strv_free(&av);
+    return kbox_error_make(err, errno, "fork");
+  }
+  if (ch->pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0); /* our death shuts the kernel down */
+    int null = open("/dev/null", O_RDONLY);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0 || dup2(ch->err_fd, 2) < 0) _exit(EXEC_FAILURE);
+    fcntl(ch->report_fd, F_SETFD, 0);
+    execv("/proc/self/exe", av.v);
+    dprintf(2, "kbox: exec /proc/self/exe: %s\n", strerror(errno));
+    _exit(EXEC_FAILURE);
+  }
+  kbox_strv_free(&av);
+  close(p[1]);
+  cleanup_close int rd = p[0];
+  ch->pidfd = pidfd_open_(ch->pid);
+  char line[8192];
+  size_t n = 0;
+  long long deadline = kbox_now_ms() + START_MS;
+  while (n < sizeof(line) - 1 && memchr(line, '\n', n) == NULL) {
+    long long left = deadline - kbox_now_ms();
+    struct pollfd pfd = {.fd = rd, .events = POLLIN};
+    if (left <= 0) return kbox_error_make(err, 0, "the kernel did not start within %d s", START_MS / 1000);
+    if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return kbox_error_make(err, errno, "poll");
+    ssize_t r = read(rd, line + n, sizeof(line) - 1 - n);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r <= 0) return kbox_error_make(err, 0, "the sandboxed kernel did not start");
+    n += (size_t)r;
+  }
+  line[n] = '\0';
+  json_error_t je;
+  json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, &je);
+  if (j == NULL) return kbox_error_make(err, 0, "kbox run printed no connection JSON: %s", je.text);
+  kbox_conn_init(conn);
+  int rc = kbox_conn_from_json(j, conn, "kbox run's connection JSON", err);
+  json_decref(j);
+  return rc;
+}
+
+/* Shut the child down (SIGTERM: graceful kernel shutdown), kill it if it lingers, reap it. */
+static void stop_child(struct child *ch) {
+  if (ch->pid <= 0 || ch->reaped) return;
+  kill(ch->pid, SIGTERM);
+  struct pollfd pfd = {.fd = ch->pidfd, .events = POLLIN};
+  if (ch->pidfd < 0 || poll(&pfd, 1, 10000) <= 0) kill(ch->pid, SIGKILL);
+  while (waitpid(ch->pid, &ch->status, 0) < 0 && errno == EINTR) {
+  }
+  ch->reaped = true;
+}
+
+static json_t *read_memfd_json(int fd) {
+  lseek(fd, 0, SEEK_SET);
+  cleanup_free char *s = slurp_fd(fd);
+  return s[0] ? json_loads(s, 0, NULL) : NULL;
+}
+
+/* Copy the child's stderr to ours (when something went wrong). */
+static void show_child_stderr(const struct child *ch) {
+  if (ch->err_fd < 0) return;
+  lseek(ch->err_fd, 0, SEEK_SET);
+  cleanup_free char *s = slurp_fd(ch->err_fd);
+  fputs(s, stderr);
+}
+
+/* Run every cell; returns the end of the last one run. */
+static enum kbox_exec_end run_cells(struct exec_opts *o, struct kbox_client *c, int gone_fd, struct kbox_pyboxout *out) {
+  enum kbox_exec_end end = KBOX_EXEC_OK;
+  for (size_t i = 0; i < o->cells.n && end == KBOX_EXEC_OK; i++)
+    end = kbox_client_execute(c, o->cells.v[i], o->timeout_ms, GRACE_MS, gone_fd, out);
+  return end;
+}
+
+/* Status word, exit code and kbox-made error for how the execution ended. */
+static int outcome(struct exec_opts *o, enum kbox_exec_end end, bool oom, bool detached, struct kbox_pyboxout *out,
+                   const char **status) {
+  char msg[512];
+  switch (end) {
+  case KBOX_EXEC_OK: *status = "ok"; return EXEC_OK;
+  case KBOX_EXEC_RAISED: *status = "error"; return EXEC_RAISED;
+  case KBOX_EXEC_TIMEOUT:
+    *status = "timeout";
+    if (out->error == NULL) {
+      snprintf(msg, sizeof(msg), "the cell ran past --timeout %.3gs and was interrupted", (double)o->timeout_ms / 1000.0);
+      kbox_pyboxout_set_kbox_error(out, "TimeoutError", msg);
+    }
+    return EXEC_TIMEOUT;
+  case KBOX_EXEC_STUCK:
+    *status = "timeout";
+    snprintf(msg, sizeof(msg), "the cell ran past --timeout %.3gs and ignored the interrupt for %d s; %s",
+             (double)o->timeout_ms / 1000.0, GRACE_MS / 1000,
+             detached ? "the kernel is still busy (kbox interrupt / kbox kill)" : "the kernel was killed");
+    kbox_pyboxout_set_kbox_error(out, "TimeoutError", msg);
+    return EXEC_TIMEOUT;
+  case KBOX_EXEC_GONE:
+    *status = oom ? "oom" : "died";
+    kbox_pyboxout_set_kbox_error(out, oom ? "OutOfMemory" : "KernelDied",
+                                 oom ? "the kernel was killed: its sandbox ran out of memory (raise --memory)"
+                                     : "the kernel died during execution (see the report)");
+    return oom ? EXEC_OOM : EXEC_DIED;
+  case KBOX_EXEC_FAILED: break;
+  }
+  *status = "sandbox_error";
+  kbox_pyboxout_set_kbox_error(out, "SandboxError", "lost the connection to the kernel");
+  return EXEC_FAILURE;
+}
+
+/* Print the result (JSON or --text) and return code. */
+static int emit(struct exec_opts *o, struct kbox_pyboxout *out, const char *status, json_t *report, int code) {
+  json_t *r = kbox_pyboxout_json(out);
+  json_object_set_new(r, "status", json_string(status));
+  json_object_set_new(r, "timed_out", json_boolean(out->timed_out));
+  json_object_set_new(r, "report", report ? report : json_null());
+  if (o->text) {
+    kbox_pyboxout_render_text(r, stdout);
+  } else {
+    char *s = json_dumps(r, JSON_COMPACT);
+    if (s != NULL) puts(s);
+    free(s);
+  }
+  fflush(stdout);
+  json_decref(r);
+  return code;
+}
+
+static int exec_oneshot(struct exec_opts *o) {
+  cleanup_error kbox_error_t err = NULL;
+  struct child ch = {.pid = -1, .pidfd = -1, .report_fd = -1, .err_fd = -1};
+  struct kbox_conn conn;
+  struct kbox_client c = {0};
+  struct kbox_pyboxout out;
+  kbox_pyboxout_init(&out, o->max_output);
+  const char *status = "sandbox_error";
+  int code = EXEC_FAILURE;
+  enum kbox_exec_end end = KBOX_EXEC_FAILED;
+  if (start_child(o, &ch, &conn, &err) < 0 || kbox_client_open(&c, &conn, &err) < 0 ||
+      kbox_client_wait_ready(&c, 30000, ch.pidfd, &err) < 0) {
+    kbox_pyboxout_set_kbox_error(&out, "SandboxError", err->msg);
+  } else {
+    end = run_cells(o, &c, ch.pidfd, &out);
+  }
+  kbox_client_close(&c);
+  stop_child(&ch);
+  json_t *report = ch.report_fd >= 0 ? read_memfd_json(ch.report_fd) : NULL;
+  bool oom = json_is_true(json_object_get(report, "oom_killed"));
+  if (err == NULL) code = outcome(o, end, oom, false, &out, &status);
+  if (code >= EXEC_DIED) show_child_stderr(&ch);
+  code = emit(o, &out, status, report, code);
+  kbox_pyboxout_free(&out);
+  if (ch.pidfd >= 0) close(ch.pidfd);
+  if (ch.report_fd >= 0) close(ch.report_fd);
+  if (ch.err_fd >= 0) close(ch.err_fd);
+  return code;
+}
+
+static int exec_in(struct exec_opts *o) {
+  cleanup_error kbox_error_t err = NULL;
+  struct kbox_state st;
+  if (kbox_state_read(o->id, &st, &err) < 0) return kbox_error_report(&err);
+  if (!st.alive)
+    return kbox_error_make(&err, 0, "kernel '%s' is dead (its supervisor is gone): 'kbox kill %s' removes its state, "
+                           "'kbox run --id %s --detach' replaces it", o->id, o->id, o->id), kbox_error_report(&err);
+  cleanup_close int lock = kbox_state_lock_exec(&st, (int)(o->timeout_ms + GRACE_MS) + 30000, &err);
+  if (lock < 0) return kbox_error_report(&err);
+  struct kbox_conn conn;
+  if (kbox_state_conn(&st, &conn, &err) < 0) return kbox_error_report(&err);
+  cleanup_close int gone = st.pid > 0 ? pidfd_open_(st.pid) : -1;
+  struct kbox_client c = {0};
+  struct kbox_pyboxout out;
+  kbox_pyboxout_init(&out, o->max_output);
+  const char *status = "sandbox_error";
+  int code = EXEC_FAILURE;
+  if (kbox_client_open(&c, &conn, &err) < 0 || kbox_client_wait_ready(&c, 30000, gone, &err) < 0) {
+    kbox_pyboxout_set_kbox_error(&out, "SandboxError", err->msg);
+  } else {
+    enum kbox_exec_end end = run_cells(o, &c, gone, &out);
+    code = outcome(o, end, false, true, &out, &status);
+  }
+  kbox_client_close(&c);
+  struct kbox_state now;
+  kbox_error_t ignored = NULL;
+  json_t *report = kbox_state_read(o->id, &now, &ignored) == 0 ? kbox_state_json(&now) : NULL;
+  kbox_error_free(&ignored);
+  if (code == EXEC_DIED && report != NULL) json_object_set_new(report, "hint", json_string("the kernel is gone: its log "
+                                                                "and state may explain why (kbox inspect)"));
+  code = emit(o, &out, status, report, code);
+  kbox_pyboxout_free(&out);
+  return code;
+}
+
+int kbox_cmd_exec(int argc, char **argv) {
+  cleanup_error kbox_error_t err = NULL;
+  struct exec_opts o = {0};
+  bool help = false;
+  int code;
+  if (parse(argc, argv, &o, &help, &err) < 0) {
+    code = kbox_error_report(&err);
+  } else if (help) {
+    exec_usage(stdout);
+    code = 0;
+  } else {
+    signal(SIGPIPE, SIG_IGN);
+    code = o.id != NULL ? exec_in(&o) : exec_oneshot(&o);
+  }
+  kbox_strv_free(&o.cells);
+  kbox_strv_free(&o.run_args);
+  return code;
+}
