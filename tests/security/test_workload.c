@@ -40,7 +40,13 @@ static const char *data_py =
     "print('sum=%d' % int(s.sum()))\n"
     "print('threads=%d svd=%s' % (len(res), set(res)))\n"
     "print('tcp=%s sub=%s pool=%s' % (got.decode(), sub, sq))\n"
-    "print('symmetric=%s' % bool(np.allclose(b, b.T)))\n";
+    "print('symmetric=%s' % bool(np.allclose(b, b.T)))\n"
+    "try:\n"
+    "    import scipy.optimize, scipy.stats\n"
+    "    r = scipy.optimize.minimize(lambda x: ((x - 3) ** 2).sum(), np.zeros(3))\n"
+    "    print('scipy=%s %s' % (np.round(r.x, 2).tolist(), round(float(scipy.stats.norm.cdf(0)), 2)))\n"
+    "except ImportError:\n"
+    "    print('scipy=absent')\n";
 
 static bool python_has(const char *modules) {
   char cmd[512];
@@ -100,6 +106,8 @@ Test(workload, data_stack_runs_without_a_single_denial) {
     cr_expect_str_eq(kt_field(r.out, "threads") ? kt_field(r.out, "threads") : "?", "4 svd={1.0}");
     cr_expect_str_eq(kt_field(r.out, "tcp") ? kt_field(r.out, "tcp") : "?", "ping sub=sub pool=[1, 2]");
     cr_expect_str_eq(kt_field(r.out, "symmetric") ? kt_field(r.out, "symmetric") : "?", "True");
+    cr_expect_str_eq(kt_field(r.out, "scipy") ? kt_field(r.out, "scipy") : "?",
+                     python_has("scipy") ? "[3.0, 3.0, 3.0] 0.5" : "absent");
     kt_result_free(&r);
   }
   kt_rmrf(dir);
