@@ -340,7 +340,7 @@ static int exec_oneshot(struct exec_opts *o) {
   json_t *report = ch.report_fd >= 0 ? read_memfd_json(ch.report_fd) : NULL;
   bool oom = json_is_true(json_object_get(report, "oom_killed"));
   if (err == NULL) code = outcome(o, end, oom, false, &out, &status);
-  if (code >= EXEC_DIED) show_child_stderr(&ch);
+  if (code == EXEC_DIED || code == EXEC_OOM || code == EXEC_FAILURE) show_child_stderr(&ch);
   code = emit(o, &out, status, report, code);
   kbox_pyboxout_free(&out);
   if (ch.pidfd >= 0) close(ch.pidfd);
@@ -373,6 +373,7 @@ static int exec_in(struct exec_opts *o) {
     code = outcome(o, end, false, true, &out, &status);
   }
   kbox_client_close(&c);
+  close(steal_fd(lock)); /* the state below should not show our own lock as "busy" */
   struct kbox_state now;
   kbox_error_t ignored = NULL;
   json_t *report = kbox_state_read(o->id, &now, &ignored) == 0 ? kbox_state_json(&now) : NULL;

@@ -38,7 +38,7 @@ int kbox_state_base(char *out, size_t n, bool create, kbox_error_t *err) {
   return 0;
 }
 
-/* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone. */
+/* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone or a zombie. */
 static unsigned long long proc_start(pid_t pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -50,10 +50,12 @@ static unsigned long long proc_start(pid_t pid) {
   char *p = strrchr(buf, ')'); /* the command name may contain spaces and parentheses */
   if (p == NULL) return 0;
   unsigned long long v = 0;
-  /* after ")": state is field 3; skip to field 22 */
+  /* after ")": state is field 3 (a zombie counts as gone); skip to field 22 */
   int field = 2;
   for (char *tok = strtok(p + 1, " "); tok != NULL; tok = strtok(NULL, " "))
-    if (++field == 22) {
+    if (++field == 3 && (tok[0] == 'Z' || tok[0] == 'X')) {
+      return 0;
+    } else if (field == 22) {
       v = strtoull(tok, NULL, 10);
       break;
     }
