@@ -353,9 +353,11 @@ static int exec_in(struct exec_opts *o) {
   cleanup_error kbox_error_t err = NULL;
   struct kbox_state st;
   if (kbox_state_read(o->id, &st, &err) < 0) return kbox_error_report(&err);
-  if (!st.alive)
-    return kbox_error_make(&err, 0, "kernel '%s' is dead (its supervisor is gone): 'kbox kill %s' removes its state, "
-                           "'kbox run --id %s --detach' replaces it", o->id, o->id, o->id), kbox_error_report(&err);
+  if (!st.alive) {
+    kbox_error_make(&err, 0, "kernel '%s' is dead (its supervisor is gone): 'kbox kill %s' removes its state, "
+                    "'kbox run --id %s --detach' replaces it", o->id, o->id, o->id);
+    return kbox_error_report(&err);
+  }
   cleanup_close int lock = kbox_state_lock_exec(&st, (int)(o->timeout_ms + GRACE_MS) + 30000, &err);
   if (lock < 0) return kbox_error_report(&err);
   struct kbox_conn conn;
