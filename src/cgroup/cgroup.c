@@ -135,32 +135,35 @@ static bool host_has_swap(void) {
   return lines > 1;
 }
 
-/* Limits without a cgroup: memory and pids go to rlimits, the rest is unenforced. One warning,
-   or an error under --require-limits. */
+/* Limits without a cgroup: memory and pids go to rlimits, the rest is unenforced. One warning
+   line (what, then the first cause with its fix), or an error under --require-limits. */
 static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
-  char msg[8192];
-  size_t off = 0;
-  bool any = false;
+  char what[512] = "";
+  const char *why = NULL;
+  int more = 0;
   for (int l = 0; l < KBOX_LIM_N; l++) {
     if (cg->mech[l] != KBOX_MECH_NONE) continue;
-    if (l == KBOX_LIM_MEMORY || l == KBOX_LIM_PIDS) cg->mech[l] = KBOX_MECH_RLIMIT;
+    const char *how = "NOT enforced";
+    if (l == KBOX_LIM_MEMORY) how = "by RLIMIT_AS (address space, not resident memory)";
+    if (l == KBOX_LIM_PIDS) how = "by RLIMIT_NPROC";
     if (l == KBOX_LIM_SWAP) {
-      if (cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_RLIMIT) cg->mech[l] = KBOX_MECH_RLIMIT; /* inside RLIMIT_AS */
+      if (cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_RLIMIT) how = "counted in RLIMIT_AS";
       else if (!host_has_swap()) continue; /* no swap device: nothing to limit, nothing to warn about */
     }
-    any = true;
-    const char *how = l == KBOX_LIM_MEMORY ? "falls back to RLIMIT_AS (address space, not resident memory)"
-                      : l == KBOX_LIM_PIDS ? "falls back to RLIMIT_NPROC (per user)"
-                      : l == KBOX_LIM_SWAP && cg->mech[l] == KBOX_MECH_RLIMIT ? "is inside RLIMIT_AS"
-                                                                               : "is NOT enforced";
-    off += (size_t)snprintf(msg + off, off < sizeof(msg) ? sizeof(msg) - off : 0, "%s%s %s (%s)",
-                            off ? "; " : "", kbox_lim_name((enum kbox_lim)l), how,
-                            cg->why_not[l] ? cg->why_not[l] : "no cgroup controller for it");
+    if (strncmp(how, "NOT", 3) != 0) cg->mech[l] = KBOX_MECH_RLIMIT;
+    size_t off = strlen(what);
+    snprintf(what + off, sizeof(what) - off, "%s%s %s", off ? ", " : "", kbox_lim_name((enum kbox_lim)l), how);
+    const char *reason = cg->why_not[l] ? cg->why_not[l] : "no cgroup controller for it";
+    if (why == NULL) why = reason;
+    else if (strcmp(why, reason) != 0) more++;
   }
-  if (!any) return 0;
+  if (what[0] == '\0') return 0;
+  char tail[64] = "";
+  if (more) snprintf(tail, sizeof(tail), " (and %d similar cause%s)", more, more > 1 ? "s" : "");
   if (require_limits)
-    return kbox_error_make(err, 0, "--require-limits: not every limit can be enforced by cgroups: %s", msg);
-  kbox_warn("%s", msg);
+    return kbox_error_make(err, 0, "--require-limits: not every limit can be enforced by cgroups (%s), because: %s%s",
+                           what, why, tail);
+  kbox_warn("limits without cgroups: %s; because: %s%s", what, why, tail);
   return 0;
 }
 

@@ -2,7 +2,7 @@
      hog mem          touch memory 1 MiB at a time until killed
      hog try MIB      allocate MIB at once and touch it; prints ALLOCATED or ENOMEM
      hog forks        fork forever (every child too); retries when fork fails
-     hog spin SECS    burn CPU for SECS seconds of wall time
+     hog spin SECS [N]  burn CPU for SECS seconds of wall time in N processes (default 1)
      hog fill PATH MIB  write MIB to PATH; prints WROTE or the errno name (ENOSPC) */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,10 +47,13 @@ __attribute__((noreturn)) static void forks(void) {
   for (;;) fork();
 }
 
-static int spin(double secs) {
+static int spin(double secs, int procs) {
+  for (int i = 1; i < procs; i++)
+    if (fork() == 0) break;
   double t = now();
   volatile unsigned long x = 0;
   while (now() - t < secs) x++;
+  while (wait(NULL) > 0) {}
   return 0;
 }
 
@@ -80,8 +84,8 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "mem") == 0) return mem();
   if (argc >= 3 && strcmp(argv[1], "try") == 0) return try_alloc(atol(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "forks") == 0) forks();
-  if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atof(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "spin") == 0) return spin(atof(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
   if (argc >= 4 && strcmp(argv[1], "fill") == 0) return fill(argv[2], atol(argv[3]));
-  fprintf(stderr, "usage: hog mem | try MIB | forks | spin SECS | fill PATH MIB\n");
+  fprintf(stderr, "usage: hog mem | try MIB | forks | spin SECS [N] | fill PATH MIB\n");
   return 2;
 }
