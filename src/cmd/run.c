@@ -92,7 +92,7 @@ static void explain_end(const struct kbox_sandbox *sb, const struct kbox_kernel 
 }
 
 /* Write --report if requested. */
-static void write_report(struct kbox_sandbox *sb, const char *setup_error, const struct kbox_kernel *kern) {
+static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern) {
   if (sb->spec->report_path == NULL) return;
   json_t *r = kbox_report_build(sb, setup_error);
   if (kern != NULL) json_object_set_new(r, "kernel", kbox_kernel_report(kern));
@@ -138,7 +138,7 @@ int kbox_cmd_run(int argc, char **argv) {
     return code;
   }
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
-    if (sigfd >= 0) write_report(&sb, err->msg, NULL);
+    if (sigfd >= 0) write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
   } else if (kern != NULL) {
     /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */

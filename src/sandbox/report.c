@@ -20,15 +20,16 @@ const char *kbox_report_reason(const struct kbox_sandbox *sb) {
   return "sandbox-died";
 }
 
-json_t *kbox_report_build(const struct kbox_sandbox *sb, const char *setup_error) {
+json_t *kbox_report_build(const struct kbox_sandbox *sb, const struct kbox_error_s *setup_error) {
   json_t *r = json_object();
   json_object_set_new(r, "id", json_string(sb->spec->id));
-  json_object_set_new(r, "exit_code", json_integer(sb->spec == NULL ? 0 : kbox_sandbox_exit_code(sb)));
   if (setup_error != NULL) {
+    json_object_set_new(r, "exit_code", json_integer(setup_error->exit_code));
     json_object_set_new(r, "reason", json_string("setup-failed"));
-    json_object_set_new(r, "error", json_string(setup_error));
+    json_object_set_new(r, "error", json_string(setup_error->msg));
     return r;
   }
+  json_object_set_new(r, "exit_code", json_integer(kbox_sandbox_exit_code(sb)));
   json_object_set_new(r, "reason", json_string(kbox_report_reason(sb)));
   int sig = 0;
   if (sb->have_status && WIFSIGNALED(sb->status)) sig = WTERMSIG(sb->status);

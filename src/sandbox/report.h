@@ -5,8 +5,9 @@
 #include <jansson.h>
 #include "sandbox/sandbox.h"
 
-/* Build the verdict: id, exit, reason, times. Other modules add their keys to the object. */
-json_t *kbox_report_build(const struct kbox_sandbox *sb, const char *setup_error);
+/* Build the verdict: id, exit, reason, times. Other modules add their keys to the object. When
+   setup_error is given, the sandbox never ran: the verdict carries that error and its exit code. */
+json_t *kbox_report_build(const struct kbox_sandbox *sb, const struct kbox_error_s *setup_error);
 /* Write the verdict to a file (mode 0644) or to stderr for "-". */
 int kbox_report_write(const char *path, json_t *report, kbox_error_t *err);
 /* One line for a person when the workload did not simply exit (NULL when nothing to say). */

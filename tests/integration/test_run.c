@@ -376,3 +376,25 @@ Test(run_cli, help_and_version) {
     cr_assert(strstr(r.out, documented[i]) != NULL, "run --help does not explain %s", documented[i]);
   kt_result_free(&r);
 }
+
+Test(run_root, report_of_a_failed_start_has_kboxs_exit_code, .fini = fx_cleanup) {
+  fx_require(-1);
+  char *dir = kt_tmpdir();
+  char report[512];
+  snprintf(report, sizeof(report), "%s/verdict.json", dir);
+  struct kt_result r;
+  fx_run(-1, FX_ARGS("--report", report), FX_ARGS("/no/such/cmd"), &r);
+  cr_assert_eq(r.exit_code, 127);
+  FILE *f = fopen(report, "r");
+  cr_assert(f != NULL, "no report written for a failed start");
+  char *text = NULL;
+  size_t len = 0;
+  cr_assert(getdelim(&text, &len, '\0', f) > 0);
+  fclose(f);
+  cr_assert(strstr(text, "\"exit_code\": 127") != NULL, "report: %s", text);
+  cr_assert(strstr(text, "\"reason\": \"setup-failed\"") != NULL, "report: %s", text);
+  free(text);
+  kt_result_free(&r);
+  kt_rmrf(dir);
+  free(dir);
+}
