@@ -211,13 +211,14 @@ void kbox_cgroup_collect(struct kbox_cgroup *cg) {
 void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
   if (cg == NULL) return;
   if (cg->v2_dir != NULL) kbox_cgroup_remove_dir(cg->v2_dir);
+  /* Co-mounted v1 controllers share one directory: remove each directory once, free afterwards. */
   for (int c = 0; c < KBOX_CTL_N; c++) {
     if (cg->v1_dir[c] == NULL) continue;
     bool seen = false;
     for (int o = 0; o < c; o++) seen |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
     if (!seen) kbox_cgroup_remove_dir(cg->v1_dir[c]);
-    free(cg->v1_dir[c]);
   }
+  for (int c = 0; c < KBOX_CTL_N; c++) free(cg->v1_dir[c]);
   if (cg->v2_fd >= 0) close(cg->v2_fd);
   if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
   for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);

@@ -10,6 +10,7 @@ int kbox_cmd_inspect(int argc, char **argv);
 int kbox_cmd_interrupt(int argc, char **argv);
 int kbox_cmd_kill(int argc, char **argv);
 int kbox_cmd_entrypoint(int argc, char **argv);
+int kbox_cmd_kernelspec(int argc, char **argv);
 int kbox_cmd_image(int argc, char **argv);
 
 #endif

@@ -169,7 +169,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->port_lo, &spec->port_hi, err);
   case OPT_KERNEL_CMD:
-    if (strstr(arg, "{connection_file}") == NULL)
+    if (strstr(arg, "{connection_file}") == NULL && strstr(arg, "{kbox_connection_file}") == NULL)
       return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", arg);
     free(spec->kernel_cmd);
     spec->kernel_cmd = strdup(arg);

@@ -151,13 +151,17 @@ static void kernel_argv(struct kbox_kernel *k) {
   const char *cf = KBOX_KERNEL_INNER_DIR "/kernel.json";
   char *save = NULL;
   for (char *tok = strtok_r(copy, " \t\n", &save); tok != NULL; tok = strtok_r(NULL, " \t\n", &save)) {
-    char *at = strstr(tok, "{connection_file}");
+    /* {kbox_connection_file} is the spelling in kernelspecs (jupyter_client fills in every
+       {connection_file} of argv with the client's file, including inside --kernel-cmd). */
+    const char *ph = "{kbox_connection_file}";
+    char *at = strstr(tok, ph);
+    if (at == NULL) at = strstr(tok, ph = "{connection_file}");
     if (at == NULL) {
       kbox_strv_add(&k->spec->argv, tok);
       continue;
     }
     char *arg = NULL;
-    if (asprintf(&arg, "%.*s%s%s", (int)(at - tok), tok, cf, at + strlen("{connection_file}")) < 0) abort();
+    if (asprintf(&arg, "%.*s%s%s", (int)(at - tok), tok, cf, at + strlen(ph)) < 0) abort();
     kbox_strv_add_owned(&k->spec->argv, arg);
   }
 }

@@ -1,0 +1,157 @@
+/* Unit tests of src/kernel/wire.c and connection.c: HMAC, message checks, building, files. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernel/connection.h"
+#include "kernel/wire.h"
+#include "testlib.h"
+
+/* RFC 4231 test case 2, with the data split over the four parts. */
+Test(wire, hmac_sha256_rfc4231_over_four_parts) {
+  struct kbox_auth a;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "hmac-sha256", "Jefe", &err), 0);
+  const char *data = "what do ya want for nothing?";
+  const void *part[4] = {data, data + 5, data + 12, data + 20};
+  size_t len[4] = {5, 7, 8, strlen(data) - 20};
+  char hex[129];
+  kbox_auth_sign(&a, part, len, hex);
+  cr_assert_str_eq(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  kbox_auth_free(&a);
+}
+
+Test(wire, unknown_scheme_is_refused) {
+  struct kbox_auth a;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "rot13", "k", &err), -1);
+  cr_assert(strstr(err->msg, "rot13") != NULL);
+  kbox_error_free(&err);
+}
+
+/* A built message with an identity: passes the check, parses back. */
+Test(wire, build_check_parse_roundtrip) {
+  struct kbox_auth a;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "hmac-sha256", "secret", &err), 0);
+  struct kbox_frames f;
+  kbox_frames_init(&f);
+  json_t *content = json_pack("{s:s}", "code", "1+1");
+  char id[33];
+  kbox_wire_build(&a, &f, "client-7", 8, "sess", "execute_request", NULL, content, id);
+  size_t delim = 99;
+  cr_assert_null(kbox_wire_check(&a, &f, &delim));
+  cr_assert_eq(delim, 1);
+  struct kbox_wire_msg m;
+  cr_assert_null(kbox_wire_parse(&f, delim, &m));
+  cr_assert_str_eq(m.msg_type, "execute_request");
+  cr_assert_str_eq(m.msg_id, id);
+  cr_assert_str_eq(json_string_value(json_object_get(m.content, "code")), "1+1");
+  cr_assert_str_eq(json_string_value(json_object_get(m.header, "session")), "sess");
+  kbox_wire_msg_free(&m);
+  json_decref(content);
+  kbox_frames_free(&f);
+  kbox_auth_free(&a);
+}
+
+/* Each defect gets its own reason. */
+Test(wire, defects_are_rejected_with_reasons) {
+  struct kbox_auth a, other;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "hmac-sha256", "secret", &err), 0);
+  cr_assert_eq(kbox_auth_init(&other, "hmac-sha256", "other", &err), 0);
+  struct kbox_frames f;
+  kbox_frames_init(&f);
+  size_t d;
+  kbox_frames_add(&f, "garbage", 7);
+  cr_assert(strstr(kbox_wire_check(&a, &f, &d), "delimiter") != NULL);
+
+  kbox_wire_build(&other, &f, "c", 1, "s", "kernel_info_request", NULL, NULL, NULL);
+  cr_assert(strstr(kbox_wire_check(&a, &f, &d), "signature") != NULL);
+
+  kbox_wire_build(&a, &f, "c", 1, "s", "kernel_info_request", NULL, NULL, NULL);
+  kbox_frames_set(&f, 2, "", 0);
+  cr_assert(strstr(kbox_wire_check(&a, &f, &d), "missing signature") != NULL);
+
+  kbox_wire_build(&a, &f, "c", 1, "s", "kernel_info_request", NULL, NULL, NULL);
+  zmq_msg_close(&f.v[--f.n]); /* drop content */
+  cr_assert(strstr(kbox_wire_check(&a, &f, &d), "truncated") != NULL);
+
+  kbox_wire_build(&a, &f, "c", 1, "s", "kernel_info_request", NULL, NULL, NULL);
+  kbox_frames_set(&f, 6, "[1,2]", 5);
+  cr_assert(strstr(kbox_wire_check(&a, &f, &d), "JSON object") != NULL);
+
+  /* Correctly signed, but the header is not a Jupyter header. */
+  kbox_wire_build(&a, &f, "c", 1, "s", "kernel_info_request", NULL, NULL, NULL);
+  kbox_frames_set(&f, 3, "{\"x\": 1}", 8);
+  kbox_wire_resign(&a, &f, 1);
+  cr_assert(strstr(kbox_wire_check(&a, &f, &d), "msg_type") != NULL);
+
+  /* Re-signing with the right key makes a message from another key valid. */
+  kbox_wire_build(&other, &f, "c", 1, "s", "kernel_info_request", NULL, NULL, NULL);
+  kbox_wire_resign(&a, &f, 1);
+  cr_assert_null(kbox_wire_check(&a, &f, &d));
+  kbox_frames_free(&f);
+  kbox_auth_free(&a);
+  kbox_auth_free(&other);
+}
+
+Test(wire, empty_key_means_unsigned) {
+  struct kbox_auth a;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "hmac-sha256", "", &err), 0);
+  struct kbox_frames f;
+  kbox_frames_init(&f);
+  kbox_wire_build(&a, &f, NULL, 0, "s", "status", NULL, NULL, NULL);
+  cr_assert_eq(kbox_frame_size(&f, 1), 0);
+  size_t d;
+  cr_assert_null(kbox_wire_check(&a, &f, &d));
+  cr_assert_eq(d, 0);
+  kbox_frames_free(&f);
+}
+
+Test(connection, write_is_0600_exclusive_and_reads_back) {
+  char *dir = kt_tmpdir();
+  char path[512];
+  snprintf(path, sizeof(path), "%s/c.json", dir);
+  struct kbox_conn c, r;
+  kbox_conn_init(&c);
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_conn_new_key(&c, &err), 0);
+  for (int i = 0; i < KBOX_CH_N; i++) c.port[i] = 5000 + (unsigned)i;
+  snprintf(c.transport, sizeof(c.transport), "ipc");
+  snprintf(c.ip, sizeof(c.ip), "/tmp/x/kernel");
+  cr_assert_eq(kbox_conn_write(path, &c, "k1", true, &err), 0);
+  struct stat st;
+  cr_assert_eq(stat(path, &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0600);
+  cr_assert_eq(kbox_conn_write(path, &c, "k1", true, &err), -1, "an existing file must not be overwritten");
+  kbox_error_free(&err);
+  kbox_conn_init(&r);
+  cr_assert_eq(kbox_conn_read(path, &r, &err), 0);
+  cr_assert_str_eq(r.key, c.key);
+  cr_assert_str_eq(r.transport, "ipc");
+  cr_assert_eq(r.port[KBOX_CH_HB], 5004);
+  char ep[300];
+  kbox_conn_endpoint(&r, KBOX_CH_CONTROL, ep, sizeof(ep));
+  cr_assert_str_eq(ep, "ipc:///tmp/x/kernel-5003");
+  kt_rmrf(dir);
+}
+
+Test(connection, bad_fields_are_named) {
+  struct kbox_conn c;
+  kbox_conn_init(&c);
+  kbox_error_t err = NULL;
+  json_t *j = json_pack("{s:s}", "shell_port", "x");
+  cr_assert_eq(kbox_conn_from_json(j, &c, "f.json", &err), -1);
+  cr_assert(strstr(err->msg, "shell_port") != NULL);
+  kbox_error_free(&err);
+  json_decref(j);
+  j = json_pack("{s:s}", "transport", "udp");
+  cr_assert_eq(kbox_conn_from_json(j, &c, "f.json", &err), -1);
+  cr_assert(strstr(err->msg, "udp") != NULL);
+  kbox_error_free(&err);
+  json_decref(j);
+}
