@@ -26,6 +26,7 @@ int kbox_idmap_compute(const struct kbox_spec *spec, struct kbox_idmap *map, kbo
     return 0;
   }
   uint64_t base = KBOX_DEFAULT_ID_BASE;
+  if (spec->ns_flags != 0 && !(spec->ns_flags & CLONE_NEWUSER)) return 0; /* no new userns: ids are not shifted (base 0) */
   const char *env = getenv("KBOX_ID_BASE");
   if (env != NULL && kbox_parse_uint("KBOX_ID_BASE", env, 1, 4294967295ULL - KBOX_ID_RANGE, &base, err) < 0)
     return -1;
