@@ -1,4 +1,4 @@
-# kbox startup 10: read_df(path, autodetect_encoding=True, **kwargs) -> pandas.DataFrame.
+# kbox startup 10: the read_df() helper (table files to pandas DataFrames, encoding auto-detection).
 
 
 def read_df(path, autodetect_encoding=True, **kwargs):
