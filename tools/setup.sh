@@ -43,5 +43,7 @@ log "building the sanitizer configuration (build-asan/: address + undefined)"
 [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
 
-if [ -x tools/setup.d/after-build.sh ]; then tools/setup.d/after-build.sh; fi
+log "building the default kernel image (Debian trixie + data stack; a few minutes the first time, then 'up to date')"
+tools/mkrootfs build default
+
 log "kbox is built: build/src/kbox (try: build/src/kbox doctor)"
