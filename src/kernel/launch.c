@@ -1,18 +1,16 @@
 #include "kernel/launch.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "kernel/runlock.h"
 #include "sandbox/idmap.h"
 #include "util/cleanup.h"
 #include "util/log.h"
@@ -38,63 +36,20 @@ static int base_dir(char *out, size_t n, kbox_error_t *err) {
   return 0;
 }
 
-/* Bind the abstract socket that says "the run dir of ID is in use"; -1 with EADDRINUSE if taken. */
-static int lock_run(const char *id) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "kbox-run/%u/%s", (unsigned)geteuid(), id);
-  if (bind(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP || flag == FTW_D) rmdir(path);
-  else unlink(path);
-  return 0;
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-/* Remove run dirs left behind by kbox processes that died without cleaning up. */
-static void remove_stale(const char *base) {
-  cleanup_close int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = dfd >= 0 ? fdopendir(dup(dfd)) : NULL;
-  if (d == NULL) return;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    kbox_error_t ignored = NULL;
-    if (e->d_name[0] == '.' || kbox_validate_id("", e->d_name, &ignored) < 0) {
-      kbox_error_free(&ignored);
-      continue;
-    }
-    int lock = lock_run(e->d_name);
-    if (lock < 0) continue; /* alive */
-    char p[4096];
-    snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
-    kbox_debug("removing stale run directory %s", p);
-    rm_rf(p);
-    close(lock);
-  }
-  closedir(d);
-}
-
 /* Create RUNDIR (0700, ours) and RUNDIR/k owned by the sandbox user (it binds its sockets there). */
 static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
   char base[3800];
   if (base_dir(base, sizeof(base), err) < 0) return -1;
-  remove_stale(base);
-  k->run_lock = lock_run(k->spec->id);
-  if (k->run_lock < 0) return kbox_error_make(err, errno, "--id %s: its run directory is in use", k->spec->id);
+  kbox_runlock_sweep(base);
   if (asprintf(&k->rundir, "%s/%s", base, k->spec->id) < 0 || asprintf(&k->kdir, "%s/k", k->rundir) < 0) abort();
-  rm_rf(k->rundir);
-  if (mkdir(k->rundir, 0700) < 0) return kbox_error_make(err, errno, "creating run directory %s", k->rundir);
+  k->run_lock = kbox_runlock_acquire(k->rundir, err);
+  if (k->run_lock < 0) {
+    free(k->rundir); /* not ours: cleanup must not touch it */
+    free(k->kdir);
+    k->rundir = k->kdir = NULL;
+    return kbox_error_prefix(err, "--id %s", k->spec->id);
+  }
+  kbox_runlock_clear(k->rundir); /* leftovers of a dead kbox with the same id */
   if (mkdir(k->kdir, 0700) < 0) return kbox_error_make(err, errno, "creating %s", k->kdir);
   if (strlen(k->kdir) + sizeof("/kernel-65535") > sizeof(((struct sockaddr_un *)0)->sun_path))
     return kbox_error_make(err, 0, "run directory %s is too long for unix socket paths", k->kdir);
@@ -204,11 +159,11 @@ void kbox_kernel_cleanup(struct kbox_kernel *k) {
   k->broker_open = false;
   if (k->conn_written && k->spec->connection_file != NULL) unlink(k->spec->connection_file);
   k->conn_written = false;
-  if (k->rundir != NULL) rm_rf(k->rundir);
+  if (k->rundir != NULL) kbox_runlock_remove(k->rundir, k->run_lock); /* closes run_lock */
+  else if (k->run_lock >= 0) close(k->run_lock);
   free(k->rundir);
   free(k->kdir);
   k->rundir = k->kdir = NULL;
-  if (k->run_lock >= 0) close(k->run_lock);
   if (k->out_fd >= 0) {
     dup2(k->out_fd, 1);
     close(k->out_fd);

@@ -3,18 +3,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel/runlock.h"
 #include "util/cleanup.h"
 #include "util/parse.h"
 
@@ -62,16 +59,6 @@ static unsigned long long proc_start(pid_t pid) {
   return v;
 }
 
-/* Is the run lock of ID (an abstract socket bound by the supervisor, see launch.c) held? */
-static bool run_lock_held(const char *id) {
-  cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "kbox-run/%u/%s", (unsigned)geteuid(), id);
-  return bind(fd, (struct sockaddr *)&addr, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0 &&
-         errno == EADDRINUSE;
-}
-
 /* Read a small file relative to dir into buf; -1 if missing. */
 static int read_small(const char *dir, const char *name, char *buf, size_t n) {
   char path[4200];
@@ -100,7 +87,7 @@ static void load(struct kbox_state *st) {
     if (st->alive) st->pid = pid;
     if (st->alive && spid > 0 && proc_start(spid) == sandbox_start) st->sandbox_pid = spid;
   } else {
-    st->alive = run_lock_held(st->id); /* still starting, or a foreground run of an older kbox */
+    st->alive = kbox_runlock_held(st->dir); /* still starting, or a foreground run of an older kbox */
   }
   snprintf(path, sizeof(path), "%s/connection.json", st->dir);
   st->have_conn = access(path, F_OK) == 0;
@@ -244,16 +231,10 @@ int kbox_state_conn(const struct kbox_state *st, struct kbox_conn *c, kbox_error
   return kbox_conn_read(path, c, err);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)ftw;
-  if (flag == FTW_DP || flag == FTW_D) rmdir(path);
-  else unlink(path);
-  return 0;
-}
-
 void kbox_state_remove(const struct kbox_state *st) {
-  nftw(st->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  /* Only with its run lock: a kbox that took this id again meanwhile keeps its directory. */
+  int lock = kbox_runlock_take(st->dir, true);
+  if (lock >= 0) kbox_runlock_remove(st->dir, lock);
   char log[4200];
   kbox_error_t ignored = NULL;
   if (kbox_state_log_path(st->id, log, sizeof(log), &ignored) == 0) unlink(log);

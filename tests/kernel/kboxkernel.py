@@ -62,11 +62,12 @@ def run_dir_base():
 class Direct:
     """`kbox run` in kernel mode started directly, with a client on the printed connection."""
 
-    def __init__(self, *extra, report=None):
+    def __init__(self, *extra, report=None, prefix=()):
+        """prefix: a command kbox runs under (e.g. ["unshare", "-n"] for another network namespace)."""
         from jupyter_client import BlockingKernelClient
         self.id = "kt" + os.urandom(4).hex()
         self.report = report
-        args = [KBOX, "run", "--id", self.id] + RUN_OPTS + list(extra)
+        args = list(prefix) + [KBOX, "run", "--id", self.id] + RUN_OPTS + list(extra)
         if report:
             args += ["--report", report]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,0 +1,91 @@
+"""Run directories of kernels: a live kbox in another network namespace keeps its run directory
+when a kbox starts in this one (liveness is a flock()ed lock file, not something per netns), and
+the run directory of a SIGKILLed kbox is removed by the next kbox that starts."""
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kboxkernel  # noqa: E402
+from kboxkernel import Direct, text_of  # noqa: E402
+
+# A base directory of our own, so kbox runs of other tests (or older kbox builds) on this machine
+# cannot sweep or disturb the run dirs this test watches.
+_xdg = tempfile.mkdtemp(prefix="kbox-rundir-test-")
+os.environ["XDG_RUNTIME_DIR"] = _xdg
+kboxkernel.check_host()
+
+
+def lock_free(rundir):
+    """True when nobody holds RUNDIR/lock (or it is gone)."""
+    try:
+        fd = os.open(os.path.join(rundir, "lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def start_and_stop_kernel():
+    """A complete kernel start in this netns (it sweeps stale run dirs), then a clean shutdown."""
+    k = Direct()
+    try:
+        reply, out = k.run("print(6 * 7)")
+        assert "42" in text_of(out), out
+        k.kc.shutdown()
+        assert k.wait() == 0, k.stderr
+    finally:
+        k.close()
+
+
+if os.geteuid() != 0 or shutil.which("unshare") is None:
+    kboxkernel.skip_or_fail("needs root and unshare(1) to run a kbox in another network namespace")
+_r = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True)
+if _r.returncode != 0:
+    kboxkernel.skip_or_fail("unshare -n does not work here: " + _r.stderr.strip())
+
+
+class RunDir(unittest.TestCase):
+    def test_live_kbox_in_other_netns_keeps_its_run_dir(self):
+        # ipc on the client side too: the other netns has no usable loopback for us.
+        a = Direct("--transport", "ipc", prefix=["unshare", "-n"])
+        rundir = os.path.join(kboxkernel.run_dir_base(), a.id)
+        try:
+            self.assertTrue(os.path.isdir(rundir))
+            start_and_stop_kernel()
+            self.assertTrue(os.path.exists(os.path.join(rundir, "k", "kernel.json")),
+                            "a kbox in the host netns removed the run dir of a live kbox in another netns")
+            reply, out = a.run("print(sum(range(10)))")
+            self.assertEqual(reply["status"], "ok", reply)
+            self.assertIn("45", text_of(out))
+
+            # SIGKILL: nothing cleans up, the lock dies with the process (and its sandbox).
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait()
+            deadline = time.monotonic() + 60
+            while not lock_free(rundir) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertTrue(lock_free(rundir), "the lock of a SIGKILLed kbox is still held")
+            self.assertTrue(os.path.isdir(rundir))
+            start_and_stop_kernel()
+            self.assertFalse(os.path.exists(rundir), "the run dir of a SIGKILLed kbox was not removed")
+        finally:
+            a.close()
+
+
+if __name__ == "__main__":
+    try:
+        unittest.main(verbosity=2)
+    finally:
+        shutil.rmtree(_xdg, ignore_errors=True)
