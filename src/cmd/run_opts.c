@@ -233,5 +233,6 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (kbox_security_prepare(spec, err) < 0) return -1;
   spec->rootless = geteuid() != 0;
   if (kbox_spec_validate(spec, err) < 0) return -1;
-  return spec->rootless ? kbox_mounts_check_rootless_layers(spec, err) : 0;
+  bool locked_mounts = spec->rootless || !kbox_mounts_in_initial_userns();
+  return locked_mounts ? kbox_mounts_check_rootless_layers(spec, err) : 0;
 }

@@ -360,12 +360,30 @@ static bool has_submounts(const char *dir) {
   return false;
 }
 
+/* Same user namespace as /proc/1 (when readable): false means we are in a child of it. */
+static bool same_userns_as_pid1(void) {
+  struct stat self, init;
+  if (stat("/proc/self/ns/user", &self) < 0 || stat("/proc/1/ns/user", &init) < 0) return true;
+  return self.st_dev == init.st_dev && self.st_ino == init.st_ino;
+}
+
+bool kbox_mounts_in_initial_userns(void) {
+  cleanup_file FILE *f = fopen("/proc/self/uid_map", "re");
+  if (f == NULL) return true; /* no user namespaces in this kernel */
+  unsigned long inner = 1, outer = 1, count = 0;
+  char extra[8];
+  bool identity = fscanf(f, "%lu %lu %lu", &inner, &outer, &count) == 3 && inner == 0 && outer == 0 &&
+                  count == 4294967295UL && fscanf(f, "%7s", extra) != 1;
+  return identity && same_userns_as_pid1();
+}
+
 int kbox_mounts_check_rootless_layers(const struct kbox_spec *spec, kbox_error_t *err) {
   for (size_t i = 0; i < spec->rootfs.n; i++) {
     cleanup_free char *real = realpath(spec->rootfs.v[i], NULL);
     if (real != NULL && has_submounts(real)) {
-      kbox_error_make(err, 0, "--rootfs %s: rootless kbox cannot use a directory with other filesystems mounted below it (the kernel locks them and overlayfs refuses the layer)", spec->rootfs.v[i]);
-      return kbox_error_hint(err, "use a rootfs directory (see 'kbox image build') or run kbox as root");
+      kbox_error_make(err, 0, "--rootfs %s: kbox %s cannot use a directory with other filesystems mounted below it (the kernel locks them and overlayfs refuses the layer)", spec->rootfs.v[i],
+                      spec->rootless ? "running rootless" : "running outside the host's initial user namespace (e.g. in a container)");
+      return kbox_error_hint(err, "use a rootfs directory (see 'kbox image build', or KBOX_ROOTFS for kbox entrypoint) or run kbox as root of the host");
     }
   }
   return 0;

@@ -30,8 +30,11 @@ int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err);
 /* Find the workload user's home in the layers and create it, owned by the user, in the upper layer
    (called by kbox_mounts_rootfs before the overlay is mounted). */
 int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err);
-/* Rootless: refuse layers that have mounts below them, with the reason and the fix. */
+/* Rootless or outside the initial user namespace: refuse layers that have mounts below them,
+   with the reason and the fix. */
 int kbox_mounts_check_rootless_layers(const struct kbox_spec *spec, kbox_error_t *err);
+/* True in the host's initial user namespace (identity uid map, same namespace as /proc/1). */
+bool kbox_mounts_in_initial_userns(void);
 /* pivot_root into the new root and detach the old one. */
 int kbox_mounts_pivot(struct kbox_mounts *m, kbox_error_t *err);
 

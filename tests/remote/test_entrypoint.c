@@ -65,10 +65,24 @@ static void teardown(void) {
   tmp = NULL;
 }
 
-/* The nested sandbox's root: the kernel image when built, else the host's root. */
-static const char *rootfs(void) {
+#define KERNEL_IMAGE "/var/lib/kbox/rootfs/default"
+
+static bool have_image(void) {
   struct stat st;
-  return stat("/var/lib/kbox/rootfs/default/usr", &st) == 0 ? "/var/lib/kbox/rootfs/default" : "/";
+  return stat(KERNEL_IMAGE "/usr/bin/python3", &st) == 0;
+}
+
+/* The nested sandbox's root: the kernel image when built, else the host's root (usable by kbox as
+   root of the initial user namespace only). */
+static const char *rootfs(void) {
+  return have_image() ? KERNEL_IMAGE : "/";
+}
+
+/* The kernel image, which a kbox outside the initial user namespace needs (the host's / has
+   locked submounts there, which overlayfs refuses as a layer). */
+static const char *image_or_skip(void) {
+  if (!have_image()) kt_skip_or_fail("the default kernel image " KERNEL_IMAGE " is not built (tools/mkrootfs build default)");
+  return KERNEL_IMAGE;
 }
 
 /* Start argv in the background with extra env, output to file; returns the pid. */
@@ -292,8 +306,12 @@ Test(entrypoint, controller_idle_timeout_exits_zero, .timeout = 120) {
   char *env[] = {"KERNEL_ID=kernel-idle", "KERNEL_SHELL_PORT=52417", "KERNEL_IOPUB_PORT=52418", "KERNEL_HB_PORT=52419",
                  "KERNEL_CONTROL_PORT=52420", "KERNEL_STDIN_PORT=52421", "KERNEL_IDLE_TIMEOUT=3",
                  envf("KBOX_ROOTFS=", rootfs()), "KBOX_STATUS_FILE=", NULL};
-  char *out = NULL;
-  int code = run_entry(env, 90, &out);
+  /* in a pod namespace of its own: fixed ports on the shared host network could be taken */
+  make_pod();
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/idle.out", tmp);
+  int code = wait_for(spawn(pod_argv(), env, path), 90);
+  char *out = slurp(path);
   cr_assert_eq(code, 0, "exit %d:\n%s", code, out);
   cr_assert(strstr(out, "KERNEL_IDLE_TIMEOUT=3s: culled") != NULL, "%s", out);
   cr_assert(strstr(out, "signing messages with KERNEL_ID") != NULL, "no warning about the public key: %s", out);
@@ -347,18 +365,19 @@ static pid_t spawn_degraded(char *const env[], const char *out) {
 
 Test(entrypoint, degraded_without_user_namespaces, .timeout = 240) {
   make_pod();
+  const char *image = image_or_skip();
   char status[4096], out[4096];
   snprintf(status, sizeof(status), "%s/status.json", tmp);
   snprintf(out, sizeof(out), "%s/deg.out", tmp);
   char *env[] = {"KERNEL_ID=kernel-deg", "KERNEL_SHELL_PORT=52317", "KERNEL_IOPUB_PORT=52318", "KERNEL_HB_PORT=52319",
                  "KERNEL_CONTROL_PORT=52320", "KERNEL_STDIN_PORT=52321", "KERNEL_KEY=degraded-key",
-                 envf("KBOX_ROOTFS=", rootfs()), envf("KBOX_STATUS_FILE=", status), NULL};
+                 envf("KBOX_ROOTFS=", image), envf("KBOX_STATUS_FILE=", status), NULL};
   pid_t pid = spawn_degraded(env, out);
   int c = client_check(pod_ip, "degraded-key");
   kill(pid, SIGTERM);
   int code = wait_for(pid, 30);
   char *text = slurp(out);
-  cr_assert_eq(c, 0, "the kernel did not work without user namespaces:\n%s", text);
+  cr_assert_eq(c, 0, "the kernel did not work without user namespaces (exit %d):\n%s", code, text);
   cr_assert_eq(code, 0, "exit %d:\n%s", code, text);
   cr_assert(strstr(text, "protections active: pidns,mountns,netns,ipcns,utsns,cgroupns") != NULL, "%s", text);
   cr_assert(strstr(text, "missing: userns (creating a user namespace:") != NULL, "%s", text);
@@ -368,12 +387,29 @@ Test(entrypoint, degraded_without_user_namespaces, .timeout = 240) {
   cr_assert(strstr(st, "\"pidns\"") && !strstr(st, "\"pidns\": \""), "pidns should be active: %s", st);
   free(st);
   char *env2[] = {"KBOX_REQUIRE=userns,seccomp", "KERNEL_ID=kernel-deg", "KERNEL_SHELL_PORT=52317", "KERNEL_KEY=k",
-                  envf("KBOX_ROOTFS=", rootfs()), "KBOX_STATUS_FILE=", NULL};
+                  envf("KBOX_ROOTFS=", image), "KBOX_STATUS_FILE=", NULL};
   pid = spawn_degraded(env2, out);
   code = wait_for(pid, 60);
   text = slurp(out);
   cr_assert(code != 0 && code != -1, "KBOX_REQUIRE=userns did not fail:\n%s", text);
   cr_assert(strstr(text, "KBOX_REQUIRE: required protection missing in this pod: userns (") != NULL, "%s", text);
   cr_assert(strstr(text, "seccomp (") == NULL, "seccomp works here and was reported missing: %s", text);
+  free(text);
+}
+
+/* Outside the initial user namespace the host's / has locked submounts: a layer with mounts below
+   it is refused before the sandbox starts, naming the cause (not overlayfs' bare EINVAL). */
+Test(entrypoint, degraded_refuses_a_layer_with_locked_submounts, .timeout = 120) {
+  make_pod();
+  char out[4096];
+  snprintf(out, sizeof(out), "%s/locked.out", tmp);
+  char *env[] = {"KERNEL_ID=kernel-locked", "KERNEL_SHELL_PORT=52317", "KERNEL_KEY=k", "KBOX_ROOTFS=/",
+                 "KBOX_STATUS_FILE=", NULL};
+  pid_t pid = spawn_degraded(env, out);
+  int code = wait_for(pid, 60);
+  char *text = slurp(out);
+  cr_assert_eq(code, 125, "exit %d:\n%s", code, text);
+  cr_assert(strstr(text, "--rootfs /: kbox running outside the host's initial user namespace") != NULL &&
+            strstr(text, "mounted below it") != NULL, "%s", text);
   free(text);
 }
