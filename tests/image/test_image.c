@@ -175,6 +175,10 @@ Test(image, inspect_prints_manifest_and_rebuild_is_a_no_op, .timeout = 120) {
        **w = want; *w != NULL; w++)
     cr_assert_not_null(strstr(r.out, *w), "'%s' missing from inspect:\n%s", *w, r.out);
   kt_result_free(&r);
+  char *check[] = {(char *)kt_kbox(), "image", "build", "default", "--check", NULL};
+  cr_assert_eq(kt_run(check, NULL, -1, 60, &r), 0);
+  if (r.exit_code == 3) kt_skip_or_fail("the default image is outdated (run: tools/mkrootfs build default)");
+  kt_result_free(&r);
   char *argv2[] = {(char *)kt_kbox(), "image", "build", "default", NULL};
   cr_assert_eq(kt_run(argv2, NULL, -1, 60, &r), 0);
   cr_assert_eq(r.exit_code, 0, "stderr: %s", r.err);
