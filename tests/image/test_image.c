@@ -220,3 +220,19 @@ Test(image, failed_build_keeps_previous_image_and_names_package, .timeout = 600)
   kt_rmrf(dir);
   free(dir);
 }
+
+/* The real thing: kbox's kernel mode (broker + ipykernel in the sandbox) on the default image,
+   driven by a host-side jupyter_client; the kbox layer's startup must be in effect there too. */
+Test(image, kernel_mode_on_default_image_has_helpers_and_png_plots, .timeout = 300) {
+  need_image();
+  char script[PATH_MAX];
+  snprintf(script, sizeof(script), "%s/tests/image/broker_check.py", getenv("KBOX_SOURCE_ROOT"));
+  const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  char *argv[] = {(char *)py, script, (char *)kt_kbox(), NULL};
+  struct kt_result r;
+  cr_assert_eq(kt_run(argv, NULL, -1, 280, &r), 0);
+  if (r.exit_code == 77) kt_skip_or_fail("jupyter_client is not installed on the host (tools/setup.sh installs it)");
+  cr_assert(r.exit_code == 0 && strstr(r.out, "BROKER CHECK: ok") != NULL,
+            "kernel mode check failed (exit %d)\nstdout:\n%s\nstderr:\n%s", r.exit_code, r.out, r.err);
+  kt_result_free(&r);
+}
