@@ -413,3 +413,53 @@ Test(entrypoint, degraded_refuses_a_layer_with_locked_submounts, .timeout = 120)
             strstr(text, "mounted below it") != NULL, "%s", text);
   free(text);
 }
+
+/* ---- suite 'oci': the image built by tools/mkoci, unpacked into a bundle and run by runc ---- */
+
+static char runc_root[4096], runc_id[64];
+
+static void oci_teardown(void) {
+  if (runc_id[0] != '\0') sh("runc --root %s delete -f %s >/dev/null 2>&1", runc_root, runc_id);
+  runc_id[0] = '\0';
+  teardown();
+}
+
+TestSuite(oci, .init = setup, .fini = oci_teardown);
+
+/* The real image as a pod would run it: user jovyan, no capabilities, the runtime's namespaces,
+   kbox's nested sandbox inside; controller variables; a host-side jupyter_client through the
+   pod's veth; SIGTERM through runc ends it with 0. */
+Test(oci, runc_runs_the_image_and_the_kernel_answers, .timeout = 900) {
+  if (!kt_is_root()) kt_skip_or_fail("needs root to run runc and to create a network namespace");
+  if (sh("command -v runc >/dev/null") != 0) kt_skip_or_fail("runc is not installed (Debian package runc)");
+  const char *image = image_or_skip();
+  make_pod();
+  const char *src = getenv("KBOX_SOURCE_ROOT"), *build = getenv("KBOX_BUILD_ROOT");
+  cr_assert(src && build, "KBOX_SOURCE_ROOT and KBOX_BUILD_ROOT must be set (meson test)");
+  cr_assert_eq(sh("%s/tools/mkoci build --rootfs %s --build %s --out %s/layout >%s/mkoci.out 2>&1", src, image, build,
+                  tmp, tmp), 0, "mkoci build failed (see %s/mkoci.out)", tmp);
+  cr_assert_eq(sh("%s/tools/mkoci bundle %s/layout %s/bundle --nested --netns /var/run/netns/%s"
+                  " --env KERNEL_ID=kernel-oci --env KERNEL_SHELL_PORT=52317 --env KERNEL_IOPUB_PORT=52318"
+                  " --env KERNEL_HB_PORT=52319 --env KERNEL_CONTROL_PORT=52320 --env KERNEL_STDIN_PORT=52321"
+                  " --env KERNEL_KEY=oci-key >>%s/mkoci.out 2>&1", src, tmp, tmp, ns, tmp), 0,
+               "mkoci bundle failed (see %s/mkoci.out)", tmp);
+  /* the image layout is not needed once unpacked: free its gigabyte before the kernel starts */
+  sh("rm -rf %s/layout", tmp);
+  snprintf(runc_root, sizeof(runc_root), "%s/runc-state", tmp);
+  snprintf(runc_id, sizeof(runc_id), "kbox-oci-%d", getpid());
+  char bundle[4096], out[4096];
+  snprintf(bundle, sizeof(bundle), "%s/bundle", tmp);
+  snprintf(out, sizeof(out), "%s/runc.out", tmp);
+  char *argv[] = {"runc", "--root", runc_root, "run", "--bundle", bundle, runc_id, NULL};
+  pid_t pid = spawn(argv, NULL, out);
+  int c = client_check(pod_ip, "oci-key");
+  sh("runc --root %s kill %s TERM", runc_root, runc_id);
+  int code = wait_for(pid, 60);
+  char *text = slurp(out);
+  cr_assert_eq(c, 0, "the kernel in the container did not answer; runc said:\n%s", text);
+  cr_assert_eq(code, 0, "runc run exited %d after SIGTERM:\n%s", code, text);
+  /* kbox ran as the image's user and built its own user namespace sandbox inside the container */
+  cr_assert(strstr(text, "kbox: protections active: userns,pidns,mountns,netns,ipcns,utsns,cgroupns") != NULL &&
+            strstr(text, "seccomp,caps") != NULL, "%s", text);
+  free(text);
+}
