@@ -56,7 +56,7 @@ int kbox_image_add_layers(const char *name, struct kbox_strv *rootfs, kbox_error
   if (!is_dir(image))
     return kbox_error_make(err, 0,
                            "image '%s' not found at %s; build it with: kbox image build %s (Debian trixie via "
-                           "mmdebstrap, about 2 minutes and 1 GB), or pass --rootfs DIR",
+                           "mmdebstrap: a few minutes, about 1.1 GB), or pass --rootfs DIR",
                            name, image, name);
   data_path("rootfs/layer", "layer", layer, sizeof(layer));
   if (!is_dir(layer))
