@@ -1,9 +1,15 @@
 #!/usr/bin/python3
 """Benchmark (not a test): unsandboxed ipykernel via jupyter_client vs `kbox run` (kernel mode) on
-the same Python, one run each: time to ready (kernel_info_reply), execute round trip of `1`
-(p50/p99), iopub throughput of a large print, kbox's RSS.
+the same Python: time to ready (kernel_info_reply), execute round trip of `1` (p50/p99), iopub
+throughput of a large print (ipykernel sends it as one big stream message) and of many small
+flushed prints (one message each), kbox's memory (RSS, and PSS/USS: RSS counts every shared
+library page kbox touched, PSS splits them among the processes mapping them, USS is what only
+kbox holds) and the broker's CPU time per execute.
 
-Usage: tools/bench-kernel.py [--kbox PATH] [--n 300] [--rootfs /]"""
+--repeat N alternates native and kbox runs N times and prints medians (the machine is shared:
+single runs are noisy).
+
+Usage: tools/bench-kernel.py [--kbox PATH] [--n 300] [--rootfs /] [--repeat 3]"""
 import argparse
 import json
 import os
@@ -15,28 +21,38 @@ import time
 from jupyter_client import BlockingKernelClient, KernelManager
 
 PY = "/usr/bin/python3"
+BIG = 50 << 20   # bytes printed in one cell
+FLUSHES = 2000   # small flushed prints
+
+
+def quiet(m):
+    pass
 
 
 def measure(kc, n):
-    kc.execute_interactive("1", timeout=30, output_hook=lambda m: None)
+    kc.execute_interactive("1", timeout=30, output_hook=quiet)
     lat = []
     for _ in range(n):
         t = time.perf_counter()
-        kc.execute_interactive("1", timeout=30, output_hook=lambda m: None)
+        kc.execute_interactive("1", timeout=30, output_hook=quiet)
         lat.append((time.perf_counter() - t) * 1e6)
     lat.sort()
     p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
-    size = 50 << 20
-    got = [0]
+    got = [0, 0]
 
     def hook(m):
         if m["msg_type"] == "stream":
             got[0] += len(m["content"]["text"])
+            got[1] += 1
     t = time.perf_counter()
-    kc.execute_interactive("import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(%d): sys.stdout.write(line)" % (size // 1024),
+    kc.execute_interactive("import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(%d): sys.stdout.write(line)" % (BIG // 1024),
                            timeout=300, output_hook=hook)
-    dt = time.perf_counter() - t
-    return p50, p99, got[0] / dt / 1e6
+    mbps = got[0] / (time.perf_counter() - t) / 1e6
+    got[1] = 0
+    t = time.perf_counter()
+    kc.execute_interactive("for i in range(%d): print(i, flush=True)" % FLUSHES, timeout=300, output_hook=hook)
+    msgps = got[1] / (time.perf_counter() - t)
+    return p50, p99, mbps, msgps
 
 
 def native(n):
@@ -50,15 +66,24 @@ def native(n):
     r = measure(kc, n)
     kc.stop_channels()
     km.shutdown_kernel(now=True)
-    return (ready,) + r + (None,)
+    return (ready,) + r + (None, None, None, None)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
+def memory_kib(pid):
+    """RSS, PSS and USS (private clean + dirty) of pid in KiB."""
+    v = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":"):
+                v[parts[0][:-1]] = int(parts[1])
+    return v.get("Rss", 0), v.get("Pss", 0), v.get("Private_Clean", 0) + v.get("Private_Dirty", 0)
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def kbox(path, rootfs, n):
@@ -72,11 +97,19 @@ def kbox(path, rootfs, n):
     kc.wait_for_ready(timeout=60)
     ready = time.perf_counter() - t
     r = measure(kc, n)
-    rss = rss_kib(p.pid)
+    rss, pss, uss = memory_kib(p.pid)
+    c0 = cpu_s(p.pid)
+    for _ in range(n):
+        kc.execute_interactive("1", timeout=30, output_hook=quiet)
+    cpu_us = (cpu_s(p.pid) - c0) / n * 1e6
     kc.shutdown()
     p.wait(timeout=30)
     kc.stop_channels()
-    return (ready,) + r + (rss,)
+    return (ready,) + r + (rss, pss, uss, cpu_us)
+
+
+NAMES = ["ready_s", "rt_p50_us", "rt_p99_us", "iopub_MBps", "iopub_msg_per_s", "kbox_rss_kib", "kbox_pss_kib",
+         "kbox_uss_kib", "kbox_cpu_us_per_exec"]
 
 
 def main():
@@ -84,16 +117,19 @@ def main():
     ap.add_argument("--kbox", default=os.environ.get("KBOX_BIN", "build/src/kbox"))
     ap.add_argument("--rootfs", default="/")
     ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
-    nat = native(a.n)
-    kb = kbox(a.kbox, a.rootfs, a.n)
-    names = ["ready_s", "rt_p50_us", "rt_p99_us", "iopub_MBps", "kbox_rss_kib"]
-    print("%-14s %12s %12s %8s" % ("metric", "native", "kbox", "ratio"))
-    for i, name in enumerate(names):
-        nv, kv = nat[i], kb[i]
+    nats, kbs = [], []
+    for _ in range(a.repeat):
+        nats.append(native(a.n))
+        kbs.append(kbox(a.kbox, a.rootfs, a.n))
+    med = lambda rows, i: None if rows[0][i] is None else statistics.median(r[i] for r in rows)  # noqa: E731
+    print("%-21s %12s %12s %8s   (medians of %d runs, kbox %s)" % ("metric", "native", "kbox", "ratio", a.repeat, a.kbox))
+    for i, name in enumerate(NAMES):
+        nv, kv = med(nats, i), med(kbs, i)
         ratio = "" if nv is None else "%.3f" % (kv / nv)
-        print("%-14s %12s %12.4g %8s" % (name, "-" if nv is None else "%.4g" % nv, kv, ratio))
-    print("added round trip p50: %.0f us" % (kb[1] - nat[1]))
+        print("%-21s %12s %12.4g %8s" % (name, "-" if nv is None else "%.4g" % nv, kv, ratio))
+    print("added round trip p50: %.0f us" % (med(kbs, 1) - med(nats, 1)))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #define KBOX_KERNEL_BROKER_H
 
 #include <stdbool.h>
+#include <poll.h>
 #include <stddef.h>
 #include <zmq.h>
 
@@ -22,6 +23,10 @@ struct kbox_broker {
   char session[33];
   char self_ident[24];   /* identity prefix of the broker's own requests */
   struct kbox_frames buf;
+  int fd[KBOX_BROKER_NPOLL]; /* ZMQ_FD of host[0..N) then kern[0..N) */
+  unsigned touched;          /* sockets used since their ZMQ_EVENTS was last read (bit = index) */
+  unsigned recheck;          /* sockets to look at again before sleeping */
+  size_t since_trim;         /* bytes received since the heap was last trimmed */
 
   /* what the supervisor acts on */
   bool ready;                 /* the kernel answered our kernel_info_request */
@@ -41,7 +46,12 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
                      unsigned port_lo, unsigned port_hi, size_t max_message, kbox_error_t *err);
 /* Close everything; linger_ms lets replies already queued (e.g. shutdown_reply) go out. */
 void kbox_broker_close(struct kbox_broker *b, int linger_ms);
-/* Fill items[0..KBOX_BROKER_NPOLL) for zmq_poll. */
+/* The event loop's side: fill pfd[0..KBOX_BROKER_NPOLL) with the sockets' ZMQ_FDs (edge-triggered
+   wake-ups), then call kbox_broker_service with the poll results. It returns true while a socket
+   may still hold messages (poll again with timeout 0). */
+void kbox_broker_pollfds(struct kbox_broker *b, struct pollfd *pfd);
+bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long long now_ms);
+/* Fill items[0..KBOX_BROKER_NPOLL) for zmq_poll (simple loops: the final drain at exit). */
 void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items);
 /* Handle what zmq_poll reported readable (a bounded batch per socket, so no one starves others). */
 void kbox_broker_dispatch(struct kbox_broker *b, const zmq_pollitem_t *items, long long now_ms);

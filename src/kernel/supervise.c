@@ -1,7 +1,9 @@
-/* The kernel-mode event loop: one zmq_poll over the broker's sockets, pid 1's pidfd, the
+/* The kernel-mode event loop: one poll() over the broker's sockets (their ZMQ_FDs), pid 1's pidfd, the
    signalfd and pid 1's channel, plus the deadlines (startup, --timeout, --exec-timeout,
    --idle-timeout, shutdown grace). */
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -160,32 +162,38 @@ static long long deadlines(struct loop *l, long long now) {
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
   struct loop l = {.k = k, .sb = sb};
   struct kbox_broker *b = &k->broker;
-  zmq_pollitem_t items[KBOX_BROKER_NPOLL + 3];
+  struct pollfd pfd[KBOX_BROKER_NPOLL + 3];
+  bool pending = true; /* the broker may hold messages already: do not sleep before looking */
   while (!sb->reaped) {
     long long now = kbox_now_ms();
     long long wait = deadlines(&l, now);
     if (sb->reaped) break;
-    kbox_broker_pollitems(b, items);
+    kbox_broker_pollfds(b, pfd);
     int n = KBOX_BROKER_NPOLL;
-    items[n++] = (zmq_pollitem_t){.fd = sb->pidfd, .events = ZMQ_POLLIN};
-    items[n++] = (zmq_pollitem_t){.fd = sigfd, .events = ZMQ_POLLIN};
-    if (sb->chan >= 0) items[n++] = (zmq_pollitem_t){.fd = sb->chan, .events = ZMQ_POLLIN};
-    if (zmq_poll(items, n, wait < 0 ? 0 : wait) < 0 && errno != EINTR) {
-      kbox_log(KBOX_LOG_ERROR, "zmq_poll: %s", zmq_strerror(errno));
-      break;
+    pfd[n++] = (struct pollfd){.fd = sb->pidfd, .events = POLLIN};
+    pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+    if (sb->chan >= 0) pfd[n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
+    if (pending || wait < 0) wait = 0;
+    if (poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait) < 0) {
+      if (errno != EINTR) {
+        kbox_log(KBOX_LOG_ERROR, "poll: %s", strerror(errno));
+        break;
+      }
+      for (int i = 0; i < n; i++) pfd[i].revents = 0;
     }
     now = kbox_now_ms();
-    kbox_broker_dispatch(b, items, now);
+    pending = kbox_broker_service(b, pfd, now);
     if (!l.announced && b->ready) announce(&l, now);
-    if (items[KBOX_BROKER_NPOLL + 1].revents & ZMQ_POLLIN) on_signals(&l, sigfd, now);
-    if (n > KBOX_BROKER_NPOLL + 2 && (items[KBOX_BROKER_NPOLL + 2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+    if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);
+    if (n > KBOX_BROKER_NPOLL + 2 && (pfd[KBOX_BROKER_NPOLL + 2].revents & (POLLIN | POLLERR | POLLHUP))) {
       kbox_error_t ignored = NULL;
       kbox_sandbox_on_message(sb, &ignored);
       kbox_error_free(&ignored);
     }
-    if (items[KBOX_BROKER_NPOLL].revents & ZMQ_POLLIN) kbox_sandbox_reap(sb);
+    if (pfd[KBOX_BROKER_NPOLL].revents & POLLIN) kbox_sandbox_reap(sb);
   }
   /* Forward what the kernel sent last (shutdown_reply, final status) and let it leave. */
+  zmq_pollitem_t items[KBOX_BROKER_NPOLL];
   kbox_broker_pollitems(b, items);
   for (int round = 0; round < 4 && zmq_poll(items, KBOX_BROKER_NPOLL, 20) > 0; round++) {
     kbox_broker_dispatch(b, items, kbox_now_ms());

@@ -197,7 +197,7 @@ const char *kbox_wire_check(struct kbox_auth *a, const struct kbox_frames *f, si
   if (f->n < d + 6) return "truncated message (fewer than 4 parts after the signature)";
   for (size_t i = d + 2; i < d + 6; i++)
     if (!looks_like_object(f, i)) return "a header/parent/metadata/content part is not a JSON object";
-  if (a->mac_ctx != NULL) {
+  if (a != NULL && a->mac_ctx != NULL) {
     size_t sl = kbox_frame_size(f, d + 1);
     if (sl == 0) return "missing signature";
     if (sl != a->hexlen) return "bad signature";

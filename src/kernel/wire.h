@@ -53,7 +53,7 @@ void kbox_auth_sign(struct kbox_auth *a, const void *const part[4], const size_t
 
 /* Check that frames form a Jupyter message: a delimiter within the first KBOX_WIRE_MAX_IDENTS
    frames, a signature and four JSON-object parts, a header with msg_id and msg_type, and a valid
-   signature (constant-time compare). Returns NULL when fine (with *delim = index of the
+   signature (constant-time compare; a == NULL checks the form only). Returns NULL when fine (with *delim = index of the
    delimiter), else a short static reason. */
 const char *kbox_wire_check(struct kbox_auth *a, const struct kbox_frames *f, size_t *delim);
 /* Replace the signature of a checked message with one made by another key. */
