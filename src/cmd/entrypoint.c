@@ -152,6 +152,23 @@ static int send_response(struct entry *e, json_t *info, kbox_error_t *err) {
   return 0;
 }
 
+static void write_status(struct entry *e, const char *state);
+
+/* Readiness: state "ready" in the status file once the kernel answered kernel_info (the broker
+   binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply). */
+static void *ready_thread(void *arg) {
+  struct entry *e = arg;
+  while (!e->stop) {
+    if (__atomic_load_n(&e->kernel.ready_ms, __ATOMIC_RELAXED) != 0) {
+      write_status(e, "ready");
+      return NULL;
+    }
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
 static void *response_thread(void *arg) {
   struct entry *e = arg;
   json_t *info = wait_connection_file(e);
@@ -306,14 +323,16 @@ static int serve(struct entry *e, int sigfd) {
   kbox_protections_set(&e->prot, KBOX_PROT_CGROUP, e->sb.cgroup != NULL,
                        "no cgroup for the sandbox (the pod's own limits still apply)");
   write_status(e, "running");
-  pthread_t comm_t, resp_t;
+  pthread_t comm_t, resp_t, ready_t;
   bool eg = e->cfg.mode == KBOX_REMOTE_EG;
+  pthread_create(&ready_t, NULL, ready_thread, e);
   if (eg) {
     pthread_create(&comm_t, NULL, comm_thread, e);
     pthread_create(&resp_t, NULL, response_thread, e);
   }
   kbox_kernel_supervise(&e->kernel, &e->sb, sigfd);
   e->stop = 1;
+  pthread_join(ready_t, NULL);
   if (eg) {
     pthread_join(resp_t, NULL);
     pthread_join(comm_t, NULL);

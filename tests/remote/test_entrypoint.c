@@ -374,11 +374,20 @@ Test(entrypoint, degraded_without_user_namespaces, .timeout = 240) {
                  envf("KBOX_ROOTFS=", image), envf("KBOX_STATUS_FILE=", status), NULL};
   pid_t pid = spawn_degraded(env, out);
   int c = client_check(pod_ip, "degraded-key");
+  /* readiness for an exec probe: the status file says "ready" once the kernel answered */
+  bool ready = false;
+  for (int i = 0; i < 100 && !ready && c == 0; i++) {
+    char *st = slurp(status);
+    ready = strstr(st, "\"state\": \"ready\"") != NULL;
+    free(st);
+    if (!ready) usleep(100000);
+  }
   kill(pid, SIGTERM);
   int code = wait_for(pid, 30);
   char *text = slurp(out);
   cr_assert_eq(c, 0, "the kernel did not work without user namespaces (exit %d):\n%s", code, text);
   cr_assert_eq(code, 0, "exit %d:\n%s", code, text);
+  cr_assert(ready, "the status file never said the kernel was ready");
   cr_assert(strstr(text, "protections active: pidns,mountns,netns,ipcns,utsns,cgroupns") != NULL, "%s", text);
   cr_assert(strstr(text, "missing: userns (creating a user namespace:") != NULL, "%s", text);
   free(text);
