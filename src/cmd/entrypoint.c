@@ -357,7 +357,8 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
   if (prepare(e, argc, argv, &help, &err) < 0 || help) {
     if (help) usage(stdout);
     else code = kbox_error_report(&err);
-  } else if ((sigfd = forward_signals_fd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0) {
+  } else if ((sigfd = forward_signals_fd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0 ||
+             kbox_kernel_open_broker(&e->kernel, &err) < 0) {
     code = kbox_error_report(&err);
     started = sigfd >= 0;
   } else {

@@ -140,6 +140,10 @@ int kbox_cmd_run(int argc, char **argv) {
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
     if (sigfd >= 0) write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
+  } else if (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) {
+    kbox_sandbox_kill(&sb);
+    write_report(&sb, err, NULL);
+    code = kbox_error_report(&err);
   } else if (kern != NULL) {
     /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
     setpgid(sb.pid, sb.pid);

@@ -141,15 +141,20 @@ int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_erro
   kbox_spec_add_bind(spec, k->kdir, KBOX_KERNEL_INNER_DIR, false);
   kernel_argv(k);
   kernel_env(spec);
+  /* Our stdout carries the connection JSON only: the kernel's own stdout goes to stderr. */
+  fflush(stdout);
+  k->out_fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+  if (k->out_fd < 0 || dup2(2, 1) < 0) return kbox_error_make(err, errno, "redirecting stdout");
+  return 0;
+}
+
+int kbox_kernel_open_broker(struct kbox_kernel *k, kbox_error_t *err) {
+  const struct kbox_spec *spec = k->spec;
   if (kbox_broker_open(&k->broker, &k->host, &k->kern, spec->port_lo, spec->port_hi, spec->max_message, err) < 0) {
     kbox_broker_close(&k->broker, 0);
     return kbox_error_prefix(err, "kernel broker");
   }
   k->broker_open = true;
-  /* Our stdout carries the connection JSON only: the kernel's own stdout goes to stderr. */
-  fflush(stdout);
-  k->out_fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
-  if (k->out_fd < 0 || dup2(2, 1) < 0) return kbox_error_make(err, errno, "redirecting stdout");
   return 0;
 }
 

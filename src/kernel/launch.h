@@ -33,7 +33,7 @@ struct kbox_kernel {
   unsigned exec_interrupts;
 };
 
-/* Everything before the sandbox starts: run dir, connection files, kernel argv, broker sockets. */
+/* Everything before the sandbox starts: run dir, connection files, kernel argv. */
 int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
 /* The event loop: broker, signals, deadlines; returns once the sandbox's pid 1 is reaped. */
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd);
@@ -42,6 +42,10 @@ void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sand
 /* The "kernel" object of the --report verdict. */
 json_t *kbox_kernel_report(const struct kbox_kernel *k);
 /* Remove everything kbox created (run dir, connection file it wrote); safe to call twice. */
+/* Open the broker's sockets (host side bound, kernel side connecting). libzmq starts threads, so
+   call this only AFTER the sandbox was cloned: a clone3 child of a threaded process may inherit a
+   lock (malloc's) held by another thread and hang. */
+int kbox_kernel_open_broker(struct kbox_kernel *k, kbox_error_t *err);
 void kbox_kernel_cleanup(struct kbox_kernel *k);
 
 #endif

@@ -63,8 +63,27 @@ static int wait_started(struct kbox_sandbox *sb, kbox_error_t *err) {
   return kbox_error_make(err, 0, "unexpected message %d from the sandbox", m.type);
 }
 
+/* clone3 bypasses glibc's fork handling: a child cloned while another thread holds a lock (malloc's)
+   would hang on it. Refuse to clone from a threaded process, loudly, instead of hanging sometimes. */
+static int check_single_threaded(kbox_error_t *err) {
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+  if (fd >= 0) close(fd);
+  if (n <= 0) return 0; /* no /proc: nothing to check with */
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  long threads = 1;
+  for (int field = 2; p != NULL && field < 20; field++) p = strchr(p + 1, ' ');
+  if (p != NULL) threads = strtol(p + 1, NULL, 10);
+  if (threads > 1)
+    return kbox_error_make(err, 0, "internal error: the sandbox must be created before kbox starts threads (%ld running)", threads);
+  return 0;
+}
+
 int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err) {
   sandbox_reset(sb, spec);
+  if (check_single_threaded(err) < 0) return -1;
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
   struct kbox_idmap map;
