@@ -12,7 +12,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-    {"run", kbox_cmd_run, "run a command (or, later, a kernel) in a new sandbox"},
+    {"run", kbox_cmd_run, "run a command, or a Jupyter kernel behind a broker, in a new sandbox"},
     {"kernelspec", kbox_cmd_kernelspec, "install, list or remove Jupyter kernelspecs that start sandboxed kernels"},
     {"entrypoint", kbox_cmd_entrypoint, "kernel image entrypoint for Enterprise Gateway and jupyter-kernel-controller pods"},
     {"exec", kbox_cmd_exec, "run code in a sandboxed kernel and print the outputs as one JSON object"},
