@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel/jscan.h"
 #include "util/log.h"
 
 #define BATCH 64            /* messages per socket per dispatch round */
@@ -228,25 +229,37 @@ static void from_kernel(struct kbox_broker *b, enum kbox_channel ch) {
   if (send_at(b, ch, f) == 0) b->forwarded++;
 }
 
+/* The string member key of JSON object part i of the message (span.p NULL when absent). */
+static struct kbox_jspan member(const struct kbox_frames *f, size_t i, const char *key) {
+  const char *const keys[] = {key};
+  struct kbox_jspan v = {0};
+  if (!kbox_jscan_object(kbox_frame_data(f, i), kbox_frame_size(f, i), keys, 1, &v)) v.p = NULL;
+  return v;
+}
+
 /* Follow execution_state and the running execute_request from iopub status messages. */
 static void track_status(struct kbox_broker *b, size_t delim, long long now) {
-  struct kbox_wire_msg m;
-  if (kbox_wire_parse(&b->buf, delim, &m) != NULL) return;
-  const char *state = json_string_value(json_object_get(m.content, "execution_state"));
-  const char *ptype = json_string_value(json_object_get(m.parent, "msg_type"));
-  const char *pid = json_string_value(json_object_get(m.parent, "msg_id"));
-  if (state != NULL && strcmp(state, "busy") == 0) {
+  const struct kbox_frames *f = &b->buf;
+  struct kbox_jspan type = member(f, delim + 2, "msg_type");
+  if (!kbox_jspan_eq(&type, "status")) return;
+  struct kbox_jspan state = member(f, delim + 5, "execution_state");
+  const char *const pkeys[] = {"msg_type", "msg_id"};
+  struct kbox_jspan parent[2];
+  if (!kbox_jscan_object(kbox_frame_data(f, delim + 3), kbox_frame_size(f, delim + 3), pkeys, 2, parent))
+    parent[0].p = parent[1].p = NULL;
+  bool pid_usable = parent[1].p != NULL && !parent[1].escaped && parent[1].n < sizeof(b->exec_id);
+  if (kbox_jspan_eq(&state, "busy")) {
     b->busy = true;
-    if (ptype != NULL && pid != NULL && strcmp(ptype, "execute_request") == 0) {
-      snprintf(b->exec_id, sizeof(b->exec_id), "%s", pid);
+    if (pid_usable && kbox_jspan_eq(&parent[0], "execute_request")) {
+      memcpy(b->exec_id, parent[1].p, parent[1].n);
+      b->exec_id[parent[1].n] = '\0';
       b->exec_started_ms = now;
     }
-  } else if (state != NULL && strcmp(state, "idle") == 0) {
+  } else if (kbox_jspan_eq(&state, "idle")) {
     b->busy = false;
     b->last_activity_ms = now;
-    if (pid != NULL && strcmp(pid, b->exec_id) == 0) b->exec_id[0] = '\0';
+    if (pid_usable && b->exec_id[0] != '\0' && kbox_jspan_eq(&parent[1], b->exec_id)) b->exec_id[0] = '\0';
   }
-  kbox_wire_msg_free(&m);
 }
 
 /* Cheap test for a status message: the header mentions "status" as msg_type. */

@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "kernel/connection.h"
+#include "kernel/jscan.h"
 #include "kernel/wire.h"
 #include "testlib.h"
 
@@ -154,4 +157,50 @@ Test(connection, bad_fields_are_named) {
   cr_assert(strstr(err->msg, "udp") != NULL);
   kbox_error_free(&err);
   json_decref(j);
+}
+
+/* The allocation-free JSON check agrees with jansson on what is a valid object... */
+Test(jscan, agrees_with_jansson) {
+  static const char *cases[] = {
+      "{}", " { } ", "{\"a\":1}", "{\"a\":-0.5e+10,\"b\":[1,2,{\"c\":null}],\"d\":true,\"e\":false}",
+      "{\"s\":\"caf\xc3\xa9 \\u00e9 \\n \\\" \\\\ \\/\"}", "{\"e\":\"\xf0\x9f\x98\x80\"}", "[]", "1", "\"s\"", "",
+      "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}", "{\"a\":1 \"b\":2}", "{a:1}", "{'a':1}",
+      "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":-}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":tru}",
+      "{\"a\":nul}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":\"x\ty\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}",
+      "{\"a\":\"\xc3\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf5\x80\x80\x80\"}",
+      "{\"a\":\"\xe0\x80\xaf\"}", "{} {}", "{}x", "{\"a\":1}}", "{\"a\":[}", "{\"a\":{\"b\":[[[]]]}}",
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    json_t *j = json_loads(cases[i], JSON_DECODE_ANY, NULL);
+    bool want = json_is_object(j);
+    json_decref(j);
+    struct kbox_jspan none;
+    cr_expect_eq(kbox_jscan_object(cases[i], strlen(cases[i]), NULL, 0, &none), want, "case %zu: %s", i, cases[i]);
+  }
+}
+
+/* ...bounds nesting, and finds top-level string members only. */
+Test(jscan, depth_limit_and_members) {
+  char deep[2 * (KBOX_JSCAN_MAX_DEPTH + 1) + 16];
+  size_t n = 0;
+  deep[n++] = '{';
+  deep[n++] = '"';
+  deep[n++] = 'a';
+  deep[n++] = '"';
+  deep[n++] = ':';
+  for (int i = 0; i < KBOX_JSCAN_MAX_DEPTH; i++) deep[n++] = '[';
+  for (int i = 0; i < KBOX_JSCAN_MAX_DEPTH; i++) deep[n++] = ']';
+  deep[n++] = '}';
+  struct kbox_jspan none;
+  cr_assert(!kbox_jscan_object(deep, n, NULL, 0, &none), "nesting deeper than the limit is refused");
+
+  const char *h = "{\"x\":{\"msg_type\":\"inner\"},\"msg_type\":\"status\",\"msg_id\":\"a\\\"b\",\"n\":5,\"msg_type2\":\"z\"}";
+  const char *const keys[] = {"msg_type", "msg_id", "n", "absent"};
+  struct kbox_jspan v[4];
+  cr_assert(kbox_jscan_object(h, strlen(h), keys, 4, v));
+  cr_assert(kbox_jspan_eq(&v[0], "status"), "the top-level member, not the nested one");
+  cr_assert(v[1].p != NULL && v[1].escaped && v[1].n == 4);
+  cr_assert(!kbox_jspan_eq(&v[1], "a\"b"), "escaped values never compare equal");
+  cr_assert_null(v[2].p, "a number is not a string member");
+  cr_assert_null(v[3].p);
 }
