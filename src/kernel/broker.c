@@ -36,10 +36,9 @@ static void drop(struct kbox_broker *b, enum kbox_channel ch, bool from_client, 
 /* Socket number i of the poll set: host[0..N) then kern[0..N). */
 static void *sock_at(struct kbox_broker *b, int i) { return i < KBOX_CH_N ? b->host[i] : b->kern[i - KBOX_CH_N]; }
 
-/* Send and remember that the socket was used: a send may consume the wake-up of its ZMQ_FD
-   (not on the host's PUB, which never has input). */
+/* Send and remember that the socket was used: a send may consume the wake-up of its ZMQ_FD. */
 static int send_at(struct kbox_broker *b, int i, struct kbox_frames *f) {
-  if (i != KBOX_CH_IOPUB) b->touched |= 1u << i;
+  b->touched |= 1u << i;
   return kbox_frames_send(sock_at(b, i), f);
 }
 
@@ -97,12 +96,15 @@ static int bind_host(void *s, struct kbox_conn *c, enum kbox_channel ch, unsigne
 
 static int open_host(struct kbox_broker *b, struct kbox_conn *host, unsigned lo, unsigned hi, kbox_error_t *err) {
   for (int ch = 0; ch < KBOX_CH_N; ch++) {
-    void *s = new_socket(b, ch == KBOX_CH_IOPUB ? ZMQ_PUB : ZMQ_ROUTER, err);
+    /* iopub: XPUB, to see clients subscribe (iopub_welcome, protocol 5.5); every subscription,
+       not just the first per topic, so each new client can be greeted. */
+    void *s = new_socket(b, ch == KBOX_CH_IOPUB ? ZMQ_XPUB : ZMQ_ROUTER, err);
     if (s == NULL) return -1;
     b->host[ch] = s;
     int64_t maxmsg = ch == KBOX_CH_HB ? HB_MAX_BYTES : (int64_t)b->max_message;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     if (ch != KBOX_CH_IOPUB) set_int(s, ZMQ_ROUTER_HANDOVER, 1);
+    else set_int(s, ZMQ_XPUB_VERBOSE, 1);
     if (bind_host(s, host, (enum kbox_channel)ch, lo, hi, err) < 0) return -1;
   }
   return 0;
@@ -269,12 +271,53 @@ static bool is_status(const struct kbox_frames *f, size_t delim) {
   return memmem(h, n, "\"status\"", 8) != NULL;
 }
 
+/* Protocol 5.5 (ipykernel 7): the kernel's iopub is an XPUB that greets every new subscriber
+   with an iopub_welcome, so a client knows its subscription is live. Behind the broker the kernel
+   only ever sees the broker's own subscription: the broker drops that greeting and greets each
+   client itself (signed with the client key), but only once the kernel has shown it speaks 5.5,
+   so clients of older kernels never get a message type they do not expect. */
+static void welcome(struct kbox_broker *b, const char *topic, size_t n) {
+  json_t *c = json_pack("{s:s%}", "subscription", topic, n);
+  if (c == NULL) return; /* a topic that is not UTF-8 */
+  kbox_wire_build(&b->host_auth, &b->buf, topic, n, b->session, "iopub_welcome", NULL, c, NULL);
+  json_decref(c);
+  if (send_at(b, KBOX_CH_IOPUB, &b->buf) == 0) b->forwarded++;
+}
+
+/* A client (un)subscribed on the host iopub XPUB: one frame, 1 or 0 then the topic. */
+static void subscription(struct kbox_broker *b) {
+  const struct kbox_frames *f = &b->buf;
+  if (f->n != 1 || kbox_frame_size(f, 0) < 1 || kbox_frame_size(f, 0) > 257) return;
+  const unsigned char *p = kbox_frame_data(f, 0);
+  if (p[0] != 1) return;
+  char topic[256];
+  size_t n = kbox_frame_size(f, 0) - 1;
+  memcpy(topic, p + 1, n);
+  kbox_frames_clear(&b->buf);
+  if (b->kernel_welcomes) welcome(b, topic, n);
+  else b->welcome_owed = true;
+}
+
+/* The kernel greeted the broker's subscription: it speaks 5.5; greet whoever subscribed so far. */
+static bool kernel_welcome(struct kbox_broker *b, size_t delim) {
+  const struct kbox_frames *f = &b->buf;
+  if (memmem(kbox_frame_data(f, delim + 2), kbox_frame_size(f, delim + 2), "\"iopub_welcome\"", 15) == NULL) return false;
+  struct kbox_jspan type = member(f, delim + 2, "msg_type");
+  if (!kbox_jspan_eq(&type, "iopub_welcome")) return false;
+  kbox_frames_clear(&b->buf);
+  b->kernel_welcomes = true;
+  if (b->welcome_owed) welcome(b, "", 0); /* the empty topic reaches every subscriber */
+  b->welcome_owed = false;
+  return true;
+}
+
 /* Kernel iopub -> clients. */
 static void from_iopub(struct kbox_broker *b, long long now) {
   struct kbox_frames *f = &b->buf;
   size_t delim = 0;
   const char *why = kbox_wire_check(KERNEL_AUTH, f, &delim);
   if (why != NULL) return drop(b, KBOX_CH_IOPUB, false, why);
+  if (kernel_welcome(b, delim)) return;
   if (is_status(f, delim)) track_status(b, delim, now);
   kbox_wire_resign(&b->host_auth, f, delim);
   if (send_at(b, KBOX_CH_IOPUB, f) == 0) b->forwarded++;
@@ -302,7 +345,7 @@ static void pump(struct kbox_broker *b, int idx, long long now) {
       continue;
     }
     if (ch == KBOX_CH_HB) hb(b, client);
-    else if (client && ch == KBOX_CH_IOPUB) continue; /* PUB never receives */
+    else if (client && ch == KBOX_CH_IOPUB) subscription(b);
     else if (client) from_client(b, ch, now);
     else if (ch == KBOX_CH_IOPUB) from_iopub(b, now);
     else from_kernel(b, ch);

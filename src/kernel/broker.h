@@ -16,7 +16,7 @@
 
 struct kbox_broker {
   void *ctx;
-  void *host[KBOX_CH_N]; /* ROUTER shell/control/stdin/hb, PUB iopub */
+  void *host[KBOX_CH_N]; /* ROUTER shell/control/stdin/hb, XPUB iopub */
   void *kern[KBOX_CH_N]; /* DEALER shell/control/stdin/hb, SUB iopub */
   struct kbox_auth host_auth, kern_auth;
   size_t max_message;
@@ -35,6 +35,8 @@ struct kbox_broker {
   char exec_id[64];           /* msg_id of the execute_request running now ("" = none) */
   long long exec_started_ms;
   bool shutdown_replied;
+  bool kernel_welcomes;       /* the kernel sent iopub_welcome (protocol 5.5): greet clients too */
+  bool welcome_owed;          /* a client subscribed before we knew */
 
   /* statistics */
   unsigned long long forwarded, dropped;
