@@ -4,10 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,6 +90,19 @@ void kbox_runlock_remove(const char *dir, int fd) {
   if (fd >= 0) close(fd);
 }
 
+/* kbox releases before the lock file marked a live run dir by binding the abstract socket
+   "kbox-run/UID/ID" instead. A dir without a lock file whose socket is bound belongs to such an
+   older kbox, still running (seen from this network namespace only, as it always was): keep it,
+   so upgrading kbox does not pull the run dirs from under kernels started by the old one. */
+static bool legacy_alive(const char *id) {
+  cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "kbox-run/%u/%s", (unsigned)geteuid(), id);
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
+  return bind(fd, (struct sockaddr *)&addr, alen) < 0 && errno == EADDRINUSE;
+}
+
 void kbox_runlock_sweep(const char *base) {
   DIR *d = opendir(base);
   if (d == NULL) return;
@@ -100,6 +116,9 @@ void kbox_runlock_sweep(const char *base) {
     struct stat st;
     snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
     if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)) continue;
+    char lock[4300];
+    snprintf(lock, sizeof(lock), "%s/" KBOX_RUNLOCK_NAME, p);
+    if (access(lock, F_OK) < 0 && legacy_alive(e->d_name)) continue;
     int fd = kbox_runlock_take(p, true);
     if (fd < 0) continue; /* alive (or not ours to judge) */
     kbox_debug("removing stale run directory %s", p);
