@@ -173,7 +173,7 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     pfd[n++] = (struct pollfd){.fd = sb->pidfd, .events = POLLIN};
     pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
     if (sb->chan >= 0) pfd[n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
-    if (pending || wait < 0) wait = 0;
+    if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
     if (poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait) < 0) {
       if (errno != EINTR) {
         kbox_log(KBOX_LOG_ERROR, "poll: %s", strerror(errno));
