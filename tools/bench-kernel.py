@@ -7,7 +7,10 @@ library page kbox touched, PSS splits them among the processes mapping them, USS
 kbox holds) and the broker's CPU time per execute.
 
 --repeat N alternates native and kbox runs N times and prints medians (the machine is shared:
-single runs are noisy).
+single runs are noisy). broker_added_p50_us compares, on the same sandboxed kernel, round trips
+through the broker with round trips straight to the kernel's ipc sockets: the broker's cost
+alone (native vs kbox also differ in cgroup CPU share and transport, which dominate on a loaded
+machine).
 
 Usage: tools/bench-kernel.py [--kbox PATH] [--n 300] [--rootfs /] [--repeat 3]"""
 import argparse
@@ -66,7 +69,7 @@ def native(n):
     r = measure(kc, n)
     kc.stop_channels()
     km.shutdown_kernel(now=True)
-    return (ready,) + r + (None, None, None, None)
+    return (ready,) + r + (None, None, None, None, None)
 
 
 def memory_kib(pid):
@@ -86,6 +89,39 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_dir_base():
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
+        return os.path.join(xdg, "kbox")
+    return "/run/kbox" if os.geteuid() == 0 else "/tmp/kbox-%d" % os.geteuid()
+
+
+def broker_added_us(kc, kernel_id, n):
+    """Round trip p50 through the broker minus p50 straight to the same sandboxed kernel's ipc
+    sockets (its connection file in the run dir), in alternating blocks: what the broker adds,
+    with the kernel, its cgroup and the machine's load the same on both sides."""
+    kdir = os.path.join(run_dir_base(), kernel_id, "k")
+    try:
+        with open(os.path.join(kdir, "kernel.json")) as f:
+            inner = json.load(f)
+    except OSError:
+        return None  # not readable here (e.g. another user's run dir)
+    inner["ip"] = os.path.join(kdir, "kernel")
+    direct = BlockingKernelClient()
+    direct.load_connection_info(inner)
+    direct.start_channels()
+    direct.wait_for_ready(timeout=60)
+    lat = {0: [], 1: []}
+    for block in range(10):
+        for which, c in ((0, kc), (1, direct)) if block % 2 == 0 else ((1, direct), (0, kc)):
+            for _ in range(max(1, n // 10)):
+                t = time.perf_counter()
+                c.execute_interactive("1", timeout=30, output_hook=quiet)
+                lat[which].append((time.perf_counter() - t) * 1e6)
+    direct.stop_channels()
+    return statistics.median(lat[0]) - statistics.median(lat[1])
+
+
 def kbox(path, rootfs, n):
     t = time.perf_counter()
     p = subprocess.Popen([path, "run", "--rootfs", rootfs, "--kernel-cmd",
@@ -102,14 +138,15 @@ def kbox(path, rootfs, n):
     for _ in range(n):
         kc.execute_interactive("1", timeout=30, output_hook=quiet)
     cpu_us = (cpu_s(p.pid) - c0) / n * 1e6
+    added = broker_added_us(kc, info["kernel_id"], n)
     kc.shutdown()
     p.wait(timeout=30)
     kc.stop_channels()
-    return (ready,) + r + (rss, pss, uss, cpu_us)
+    return (ready,) + r + (rss, pss, uss, cpu_us, added)
 
 
 NAMES = ["ready_s", "rt_p50_us", "rt_p99_us", "iopub_MBps", "iopub_msg_per_s", "kbox_rss_kib", "kbox_pss_kib",
-         "kbox_uss_kib", "kbox_cpu_us_per_exec"]
+         "kbox_uss_kib", "kbox_cpu_us_per_exec", "broker_added_p50_us"]
 
 
 def main():
@@ -123,12 +160,14 @@ def main():
     for _ in range(a.repeat):
         nats.append(native(a.n))
         kbs.append(kbox(a.kbox, a.rootfs, a.n))
-    med = lambda rows, i: None if rows[0][i] is None else statistics.median(r[i] for r in rows)  # noqa: E731
+    def med(rows, i):
+        vals = [r[i] for r in rows if r[i] is not None]
+        return statistics.median(vals) if vals else None
     print("%-21s %12s %12s %8s   (medians of %d runs, kbox %s)" % ("metric", "native", "kbox", "ratio", a.repeat, a.kbox))
     for i, name in enumerate(NAMES):
         nv, kv = med(nats, i), med(kbs, i)
-        ratio = "" if nv is None else "%.3f" % (kv / nv)
-        print("%-21s %12s %12.4g %8s" % (name, "-" if nv is None else "%.4g" % nv, kv, ratio))
+        ratio = "" if nv is None or kv is None else "%.3f" % (kv / nv)
+        print("%-21s %12s %12s %8s" % (name, "-" if nv is None else "%.4g" % nv, "-" if kv is None else "%.4g" % kv, ratio))
     print("added round trip p50: %.0f us" % (med(kbs, 1) - med(nats, 1)))
 
 
