@@ -307,16 +307,6 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
   return kbox_kernel_prepare(&e->kernel, &e->spec, err);
 }
 
-static int forward_signals_fd(kbox_error_t *err) {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd < 0) return kbox_error_make(err, errno, "signalfd");
-  return fd;
-}
-
 /* Run the kernel until it ends; returns the exit status. */
 static int serve(struct entry *e, int sigfd) {
   setpgid(e->sb.pid, e->sb.pid);
@@ -357,7 +347,7 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
   if (prepare(e, argc, argv, &help, &err) < 0 || help) {
     if (help) usage(stdout);
     else code = kbox_error_report(&err);
-  } else if ((sigfd = forward_signals_fd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0 ||
+  } else if ((sigfd = kbox_sandbox_signalfd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0 ||
              kbox_kernel_open_broker(&e->kernel, &err) < 0) {
     code = kbox_error_report(&err);
     started = sigfd >= 0;

@@ -36,17 +36,6 @@ static void run_usage(FILE *out) {
           "  kbox run --rootfs / --idle-timeout 600 > kernel.json\n");
 }
 
-/* Block the signals kbox forwards, and return a signalfd for them. */
-static int forward_signals_fd(kbox_error_t *err) {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd < 0) return kbox_error_make(err, errno, "signalfd");
-  return fd;
-}
-
 /* Poll timeout until --timeout, or -1. Marks the sandbox timed out when the time has come. */
 static int timeout_left(struct kbox_sandbox *sb) {
   if (sb->spec->timeout_ms == 0) return -1;
@@ -127,7 +116,7 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_spec_free(&spec);
     return code;
   }
-  cleanup_close int sigfd = forward_signals_fd(&err);
+  cleanup_close int sigfd = kbox_sandbox_signalfd(&err);
   struct kbox_sandbox sb;
   /* Kernel mode (no CMD): run dir, connection files, broker sockets, kernel argv (src/kernel). */
   struct kbox_kernel kernel = {0}, *kern = spec.kernel_mode ? &kernel : NULL;

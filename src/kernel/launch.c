@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kernel/runlock.h"
+#include "kernel/state.h"
 #include "sandbox/idmap.h"
 #include "util/cleanup.h"
 #include "util/log.h"
@@ -18,28 +19,10 @@
 
 #define DEFAULT_KERNEL_CMD "python3 -m ipykernel_launcher -f {connection_file}"
 
-/* Base directory of run dirs: $XDG_RUNTIME_DIR/kbox, else /run/kbox (root) or /tmp/kbox-UID. */
-static int base_dir(char *out, size_t n, kbox_error_t *err) {
-  const char *xdg = getenv("XDG_RUNTIME_DIR");
-  struct stat st;
-  if (xdg != NULL && xdg[0] == '/' && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode) && access(xdg, W_OK) == 0)
-    snprintf(out, n, "%s/kbox", xdg);
-  else if (geteuid() == 0)
-    snprintf(out, n, "/run/kbox");
-  else
-    snprintf(out, n, "/tmp/kbox-%u", (unsigned)geteuid());
-  if (mkdir(out, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating run directory base %s", out);
-  if (lstat(out, &st) < 0) return kbox_error_make(err, errno, "%s", out);
-  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0)
-    return kbox_error_make(err, 0, "run directory base %s must be a directory owned by uid %u with mode 0700",
-                           out, (unsigned)geteuid());
-  return 0;
-}
-
 /* Create RUNDIR (0700, ours) and RUNDIR/k owned by the sandbox user (it binds its sockets there). */
 static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
   char base[3800];
-  if (base_dir(base, sizeof(base), err) < 0) return -1;
+  if (kbox_state_base(base, sizeof(base), true, err) < 0) return -1;
   kbox_runlock_sweep(base);
   if (asprintf(&k->rundir, "%s/%s", base, k->spec->id) < 0 || asprintf(&k->kdir, "%s/k", k->rundir) < 0) abort();
   k->run_lock = kbox_runlock_acquire(k->rundir, err);

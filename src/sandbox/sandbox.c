@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -184,6 +185,16 @@ bool kbox_sandbox_reap(struct kbox_sandbox *sb) {
   }
   on_reaped(sb);
   return true;
+}
+
+int kbox_sandbox_signalfd(kbox_error_t *err) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) return kbox_error_make(err, errno, "signalfd");
+  return fd;
 }
 
 void kbox_sandbox_signal(struct kbox_sandbox *sb, int sig) {

@@ -29,6 +29,9 @@ struct kbox_sandbox {
   struct kbox_cgroup *cgroup; /* limits and their verdict (src/cgroup), NULL if none */
 };
 
+/* Block the signals pid 1 forwards to the workload and return a non-blocking signalfd for them
+   (kbox reads it in its event loop and passes each signal on with kbox_sandbox_signal). */
+int kbox_sandbox_signalfd(kbox_error_t *err);
 /* Build the sandbox and start the workload; returns once it has executed (or failed to). */
 int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err);
 /* Read one message from pid 1 (call when chan is readable). */
