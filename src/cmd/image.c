@@ -14,6 +14,7 @@
 #include "cmd/commands.h"
 #include "config.h"
 #include "util/cleanup.h"
+#include "util/paths.h"
 #include "util/parse.h"
 
 void kbox_images_dir(char *out, size_t n) {
@@ -26,20 +27,9 @@ void kbox_images_dir(char *out, size_t n) {
   else snprintf(out, n, "%s/.local/share/kbox/rootfs", home != NULL ? home : "");
 }
 
-/* Is this kbox binary running from a build directory inside the source tree? Then the layer and
-   mkrootfs come from the source tree, else from the installed data directory. */
-static bool from_source_tree(void) {
-  char exe[PATH_MAX];
-  ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (len <= 0) return false;
-  exe[len] = '\0';
-  size_t root = strlen(KBOX_SOURCE_ROOT);
-  return strncmp(exe, KBOX_SOURCE_ROOT, root) == 0 && exe[root] == '/';
-}
-
 /* Path of a kbox data file: SOURCE_REL under the source tree or INSTALLED_REL under the data dir. */
 static void data_path(const char *source_rel, const char *installed_rel, char *out, size_t n) {
-  if (from_source_tree()) snprintf(out, n, "%s/%s", KBOX_SOURCE_ROOT, source_rel);
+  if (kbox_running_from_source_tree()) snprintf(out, n, "%s/%s", KBOX_SOURCE_ROOT, source_rel);
   else snprintf(out, n, "%s/%s", KBOX_DATADIR, installed_rel);
 }
 

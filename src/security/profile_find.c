@@ -8,16 +8,7 @@
 #include "config.h"
 #include "security/security.h"
 #include "util/cleanup.h"
-
-/* Is this kbox binary inside the source tree (a development build)? */
-static bool running_from_source_tree(void) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n <= 0) return false;
-  exe[n] = '\0';
-  size_t len = strlen(KBOX_SOURCE_ROOT);
-  return strncmp(exe, KBOX_SOURCE_ROOT, len) == 0 && exe[len] == '/';
-}
+#include "util/paths.h"
 
 /* NAME.json in dir, if it exists. */
 static char *candidate(const char *dir, const char *name) {
@@ -46,7 +37,7 @@ int kbox_profile_find(const char *name_or_path, char **out, kbox_error_t *err) {
     return kbox_error_make(err, 0, "--profile: '%s' is neither a profile name (letters, digits, - and _) nor a path",
                            name_or_path);
   const char *dirs[2] = {KBOX_DATADIR "/profiles", KBOX_SOURCE_ROOT "/profiles"};
-  if (running_from_source_tree()) {
+  if (kbox_running_from_source_tree()) {
     dirs[0] = KBOX_SOURCE_ROOT "/profiles";
     dirs[1] = KBOX_DATADIR "/profiles";
   }
