@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "security/seccomp_cache.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -25,6 +26,19 @@ static void security_free(struct kbox_security *s) {
   free(s);
 }
 
+/* The profile's filter from the per-user cache, else compiled by libseccomp (and cached). */
+static int compile_cached(const struct kbox_sc_def *def, struct kbox_seccomp_compiled *out, kbox_error_t *err) {
+  char dir[4096], key[KBOX_SECCOMP_KEY_LEN + 1];
+  bool have_dir = kbox_seccomp_cache_dir(dir, sizeof(dir));
+  if (have_dir) {
+    kbox_seccomp_cache_key(def, key);
+    if (kbox_seccomp_cache_load(dir, key, out)) return 0;
+  }
+  if (kbox_seccomp_compile(def, out, err) < 0) return -1;
+  if (have_dir) kbox_seccomp_cache_store(dir, key, out);
+  return 0;
+}
+
 /* The loaded profile at path, loading and compiling it on first use. */
 static struct kbox_security *get_loaded(const char *path, kbox_error_t *err) {
   for (struct kbox_security *s = loaded; s != NULL; s = s->next)
@@ -33,7 +47,7 @@ static struct kbox_security *get_loaded(const char *path, kbox_error_t *err) {
   if (s == NULL) abort();
   s->path = strdup(path);
   if (kbox_profile_load(path, &s->profile, err) < 0 ||
-      (kbox_seccomp_compile(&s->profile->seccomp, &s->filter, err) < 0 && kbox_error_prefix(err, "profile %s", path))) {
+      (compile_cached(&s->profile->seccomp, &s->filter, err) < 0 && kbox_error_prefix(err, "profile %s", path))) {
     security_free(s);
     return NULL;
   }
