@@ -9,6 +9,7 @@ enum kbox_msg_type {
   KBOX_MSG_ERROR,     /* pid1 -> host: a setup step failed (exit_code, errno_, text) */
   KBOX_MSG_STARTED,   /* pid1 -> host: the workload was executed (pid in `status`) */
   KBOX_MSG_EXITED,    /* pid1 -> host: the workload ended (wait status in `status`) */
+  KBOX_MSG_JOINED,    /* host -> pid1: pid 1 is in all its cgroups; the workload may start */
 };
 
 struct kbox_msg {

@@ -41,11 +41,12 @@ static int setup_sandbox(struct kbox_init_args *a, kbox_error_t *err) {
   return 0;
 }
 
-/* Wait for the host to write our id maps (or die with it). */
-static void wait_for_go(int chan) {
+/* Wait for the host's message `type` (GO: our id maps are written; JOINED: we are in our
+   cgroups), or die with the host. */
+static void wait_for(int chan, int type) {
   struct kbox_msg msg;
   kbox_error_t err = NULL;
-  if (kbox_msg_recv(chan, &msg, &err) != 1 || msg.type != KBOX_MSG_GO) _exit(KBOX_EXIT_RUNTIME);
+  if (kbox_msg_recv(chan, &msg, &err) != 1 || msg.type != type) _exit(KBOX_EXIT_RUNTIME);
 }
 
 /* Take an identity that exists in the new user namespace (root mode: inside root; rootless: the
@@ -130,7 +131,7 @@ __attribute__((noreturn)) static void supervise(int chan, int sfd, pid_t workloa
 void kbox_init_main(struct kbox_init_args *a) {
   kbox_error_t err = NULL;
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  wait_for_go(a->chan);
+  wait_for(a->chan, KBOX_MSG_GO);
   if (become_mapped_root(a, &err) < 0) init_fail(a->chan, &err);
   /* Not dumpable: the workload (even with the same uid, rootless) cannot ptrace or read our memory. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -146,6 +147,7 @@ void kbox_init_main(struct kbox_init_args *a) {
   }
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
+  wait_for(a->chan, KBOX_MSG_JOINED); /* the host attached us to v1 cgroups while we mounted */
   pid_t workload = start_workload(a, a->mounts->home);
   kbox_msg_send(a->chan, KBOX_MSG_STARTED, workload, &err);
   supervise(a->chan, sfd, workload);

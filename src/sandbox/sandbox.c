@@ -126,15 +126,19 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   sb->chan = sp[0];
   if (pid < 0) return -1;
   sb->pid = pid;
-  /* v1 hierarchies: pid 1 waits for GO, so it runs nothing before it is in its cgroups. */
-  if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
-    kbox_sandbox_kill(sb);
-    return -1;
-  }
   if ((new_userns && kbox_idmap_write(pid, &map, err) < 0) || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
   }
+  /* v1 hierarchies: moving pid 1 waits for an RCU grace period (milliseconds), so it is done while
+     pid 1 mounts; pid 1 starts no process before JOINED, so the workload is born in its cgroups. */
+  if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
+    kbox_sandbox_kill(sb);
+    return -1;
+  }
+  /* When this fails pid 1 has already failed: wait_started reads its reason. */
+  kbox_error_t ignored = NULL;
+  if (kbox_msg_send(sb->chan, KBOX_MSG_JOINED, 0, &ignored) < 0) kbox_error_free(&ignored);
   if (wait_started(sb, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
