@@ -198,6 +198,18 @@ Test(limits, sigkill_of_kbox_leaves_no_cgroup_behind, .timeout = 60) {
     n = find_sandbox_dirs(kbox, dirs, 8);
   }
   cr_assert_geq(n, 3, "expected memory, pids and cpu sandbox cgroups, found %d", n);
+  /* Wait until the sandbox is in them (its reaper is started before the sandbox is cloned): a kill
+     between mkdir and the reaper's start is covered by the stale sweep at the next start instead. */
+  bool populated = false;
+  for (int i = 0; i < 500 && !populated; i++) {
+    char procs[4200], buf[64] = "";
+    snprintf(procs, sizeof(procs), "%s/cgroup.procs", dirs[0]);
+    FILE *pf = fopen(procs, "r");
+    populated = pf != NULL && fgets(buf, sizeof(buf), pf) != NULL;
+    if (pf != NULL) fclose(pf);
+    if (!populated) sleep_ms(20);
+  }
+  cr_assert(populated, "the sandbox never entered %s", dirs[0]);
   /* kbox itself is outside its sandbox cgroups. */
   char path[64], self[8192];
   snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)kbox);
