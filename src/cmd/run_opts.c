@@ -53,7 +53,7 @@ static const struct opt_doc run_opts[] = {
     {"cpus", 1, OPT_CPUS, "FLOAT", "CPU bandwidth in CPUs. Default 1. Example: --cpus 0.5"},
     {"nofile", 1, OPT_NOFILE, "N", "open file limit (RLIMIT_NOFILE). Default 1024. Example: --nofile 4096"},
     {"cgroup-parent", 1, OPT_CGROUP_PARENT, "PATH", "create the sandbox cgroup under PATH instead of kbox's own cgroup. Example: --cgroup-parent /kbox.slice"},
-    {"require-limits", 0, OPT_REQUIRE_LIMITS, NULL, "fail instead of warning when a limit cannot be enforced by cgroups"},
+    {"require-limits", 0, OPT_REQUIRE_LIMITS, NULL, "fail instead of warning when a limit cannot be enforced by cgroups. Example: --require-limits --memory 2G"},
     {"profile", 1, OPT_PROFILE, "NAME|PATH", "security profile (seccomp, capabilities, default limits). Default 'default'. Example: --profile strict"},
     {"seccomp", 1, OPT_SECCOMP, "unconfined", "debugging only: run without a seccomp filter. Example: --seccomp=unconfined"},
     {"workdir-from-cwd", 0, OPT_WORKDIR_FROM_CWD, NULL, "like --workdir with the directory kbox was started in (for kernelspecs: a client's cwd=DIR becomes the kernel's cwd). Example: --workdir-from-cwd"},
@@ -66,8 +66,8 @@ static const struct opt_doc run_opts[] = {
     {"exec-timeout", 1, OPT_EXEC_TIMEOUT, "SECONDS", "kernel mode: interrupt a cell running longer than this; kill the sandbox if it is still running after a grace period (exit 124). Example: --exec-timeout 120"},
     {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
     {"detach", 0, OPT_DETACH, NULL, "kernel mode: start in the background (kbox keeps supervising it), print the connection JSON once the kernel is ready and return; with --id, print the running kernel's connection JSON if it exists (get-or-create). See kbox ps / exec --id / kill. Example: kbox run --id s1 --detach"},
-    {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more)"},
-    {"help", 0, OPT_HELP, NULL, "show this help"},
+    {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more). Example: --verbose --verbose"},
+    {"help", 0, OPT_HELP, NULL, "show this help. Example: kbox run --help"},
 };
 #define N_RUN_OPTS (sizeof(run_opts) / sizeof(run_opts[0]))
 
