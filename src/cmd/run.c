@@ -108,6 +108,7 @@ int kbox_cmd_run(int argc, char **argv) {
     return 0;
   }
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
+  kbox_log_set_id(spec.id);
   spec.rootless = geteuid() != 0;
   /* --detach: get-or-create by id; the caller's process prints the connection JSON and returns while
      a background child goes on as the supervisor (src/kernel/detach.c). */

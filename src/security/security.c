@@ -75,10 +75,3 @@ int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err) {
   return kbox_seccomp_install(&spec->security->filter, err);
 }
 
-void kbox_security_forget_all(void) {
-  while (loaded != NULL) {
-    struct kbox_security *next = loaded->next;
-    security_free(loaded);
-    loaded = next;
-  }
-}

@@ -24,7 +24,5 @@ int kbox_profile_find(const char *name_or_path, char **out, kbox_error_t *err);
 int kbox_security_prepare(struct kbox_spec *spec, kbox_error_t *err);
 /* In the workload, after capabilities are dropped and no_new_privs is set: install the filter. */
 int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err);
-/* Forget every loaded profile (specs pointing at them must not be used afterwards). */
-void kbox_security_forget_all(void);
 
 #endif

@@ -1,4 +1,5 @@
 #include "util/error.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -82,7 +83,7 @@ void kbox_error_free(kbox_error_t *err) {
 int kbox_error_report(kbox_error_t *err) {
   if (err == NULL || *err == NULL) return 0;
   int code = (*err)->exit_code;
-  fprintf(stderr, "kbox: %s\n", (*err)->msg);
+  kbox_log(KBOX_LOG_ERROR, "%s", (*err)->msg); /* names the sandbox id once it is known */
   kbox_error_free(err);
   return code;
 }

@@ -32,7 +32,8 @@ int kbox_error_prefix(kbox_error_t *err, const char *fmt, ...) __attribute__((fo
 /* Append a suggested fix: "...; fix: TEXT". */
 int kbox_error_hint(kbox_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kbox_error_free(kbox_error_t *err);
-/* Print "kbox: MSG" to stderr, free the error and return its exit code. */
+/* Print the message as an error log line ("kbox[ID]: error: MSG" once the sandbox id is known), free
+   the error and return its exit code. */
 int kbox_error_report(kbox_error_t *err);
 
 #define cleanup_error __attribute__((cleanup(kbox_error_free)))
