@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,6 +22,7 @@
 #include "kernel/client.h"
 #include "kernel/state.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "util/parse.h"
 #include "util/strv.h"
 
@@ -73,20 +75,15 @@ static void exec_usage(FILE *out) {
           "  kbox run --id s1 --detach >/dev/null && kbox exec --id s1 -c 'x = 41' && kbox exec --id s1 -c 'x + 1'\n");
 }
 
-/* Read all of fd into a string. */
+/* Read all of fd into a string ("" if it cannot be read). */
 static char *slurp_fd(int fd) {
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  if (buf == NULL) abort();
-  for (;;) {
-    if (n + 1 >= cap && (buf = realloc(buf, cap *= 2)) == NULL) abort();
-    ssize_t r = read(fd, buf + n, cap - n - 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    n += (size_t)r;
+  char *text = NULL;
+  kbox_error_t err = NULL;
+  if (kbox_read_fd(fd, "input", SIZE_MAX, &text, NULL, &err) < 0) {
+    kbox_error_free(&err);
+    text = strdup("");
   }
-  buf[n] = '\0';
-  return buf;
+  return text;
 }
 
 static int add_file_cell(struct exec_opts *o, const char *path, kbox_error_t *err) {

@@ -9,15 +9,13 @@
 
 #include "util/cleanup.h"
 
-int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {
-  cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kbox_error_make(err, errno, "cannot open %s", path);
+int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err) {
   size_t cap = 4096, n = 0;
   cleanup_free char *buf = malloc(cap + 1);
   if (buf == NULL) abort();
   for (;;) {
     if (n == cap) {
-      if (cap >= max) return kbox_error_make(err, 0, "%s is larger than %zu bytes", path, max);
+      if (cap >= max) return kbox_error_make(err, 0, "%s is larger than %zu bytes", name, max);
       cap = cap * 2 > max ? max : cap * 2;
       char *nb = realloc(buf, cap + 1);
       if (nb == NULL) abort();
@@ -25,7 +23,7 @@ int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_
     }
     ssize_t r = read(fd, buf + n, cap - n);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return kbox_error_make(err, errno, "cannot read %s", path);
+    if (r < 0) return kbox_error_make(err, errno, "cannot read %s", name);
     if (r == 0) break;
     n += (size_t)r;
   }
@@ -33,6 +31,12 @@ int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_
   if (len != NULL) *len = n;
   *out = steal_ptr(buf);
   return 0;
+}
+
+int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {
+  cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kbox_error_make(err, errno, "cannot open %s", path);
+  return kbox_read_fd(fd, path, max, out, len, err);
 }
 
 int kbox_read_file(const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {

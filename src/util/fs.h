@@ -8,7 +8,9 @@
 
 /* Read a whole file (at most max bytes) into a NUL-terminated buffer. */
 int kbox_read_file(const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);
-/* Same, relative to a directory fd. */
+/* Read fd to its end (at most max bytes) into a NUL-terminated buffer; name is used in errors. */
+int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err);
+/* Same as kbox_read_file, relative to a directory fd. */
 int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);
 /* Write a string to an existing file (e.g. /proc/PID/uid_map, cgroup files). */
 int kbox_write_file(const char *path, const char *data, kbox_error_t *err);
