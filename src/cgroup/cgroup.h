@@ -59,6 +59,13 @@ int kbox_cgroup_layout_parse(struct kbox_cgroup_layout *l, const char *self_cgro
 /* The layout of this process on this machine. */
 int kbox_cgroup_layout_read(struct kbox_cgroup_layout *l, kbox_error_t *err);
 void kbox_cgroup_layout_free(struct kbox_cgroup_layout *l);
+/* The layout of process PID (its /proc/PID/cgroup against our mountinfo). */
+int kbox_cgroup_layout_read_pid(struct kbox_cgroup_layout *l, pid_t pid, kbox_error_t *err);
+/* "v2", "hybrid" (v1 controllers beside a cgroup2 mount), "v1" or "none". */
+const char *kbox_cgroup_layout_mode(const struct kbox_cgroup_layout *l);
+/* Memory in use by the cgroup of process PID (v1 memory.usage_in_bytes, else v2 memory.current),
+   -1 when unknown. */
+long long kbox_cgroup_pid_memory(pid_t pid);
 /* Directory in which sandbox cgroups of a hierarchy go: MOUNT + (parent_override or SELF). */
 char *kbox_cgroup_parent_dir(const char *mount, const char *self, const char *parent_override);
 

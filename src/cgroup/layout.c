@@ -1,10 +1,12 @@
-/* Finding the cgroup hierarchies and kbox's own place in them from /proc/self/{cgroup,mountinfo}. */
+/* Finding the cgroup hierarchies and the place of kbox (or of another process) in them from
+   /proc/{self,PID}/cgroup and our mountinfo: the only reader of those files. */
 #include "cgroup/cgroup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cgroup/files.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 
@@ -110,12 +112,50 @@ int kbox_cgroup_layout_parse(struct kbox_cgroup_layout *l, const char *self_cgro
   return 0;
 }
 
-int kbox_cgroup_layout_read(struct kbox_cgroup_layout *l, kbox_error_t *err) {
+/* The layout of the process whose /proc/PID/cgroup is at cgroup_path. */
+static int read_layout(struct kbox_cgroup_layout *l, const char *cgroup_path, kbox_error_t *err) {
   cleanup_free char *self = NULL;
   cleanup_free char *mounts = NULL;
-  if (kbox_read_file("/proc/self/cgroup", 1 << 16, &self, NULL, err) < 0) return -1;
+  memset(l, 0, sizeof(*l));
+  if (kbox_read_file(cgroup_path, 1 << 16, &self, NULL, err) < 0) return -1;
   if (kbox_read_file("/proc/self/mountinfo", 1 << 22, &mounts, NULL, err) < 0) return -1;
   return kbox_cgroup_layout_parse(l, self, mounts, err);
+}
+
+int kbox_cgroup_layout_read(struct kbox_cgroup_layout *l, kbox_error_t *err) {
+  return read_layout(l, "/proc/self/cgroup", err);
+}
+
+int kbox_cgroup_layout_read_pid(struct kbox_cgroup_layout *l, pid_t pid, kbox_error_t *err) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+  return read_layout(l, path, err);
+}
+
+const char *kbox_cgroup_layout_mode(const struct kbox_cgroup_layout *l) {
+  bool v1 = false;
+  for (int c = 0; c < KBOX_CTL_N; c++) v1 |= l->v1_mount[c] != NULL;
+  if (v1) return l->v2_mount != NULL ? "hybrid" : "v1";
+  return l->v2_mount != NULL ? "v2" : "none";
+}
+
+long long kbox_cgroup_pid_memory(pid_t pid) {
+  struct kbox_cgroup_layout l;
+  kbox_error_t err = NULL;
+  if (kbox_cgroup_layout_read_pid(&l, pid, &err) < 0) {
+    kbox_error_free(&err);
+    kbox_cgroup_layout_free(&l);
+    return -1;
+  }
+  int64_t v = -1;
+  const char *mount = l.v1_mount[KBOX_CTL_MEMORY] ? l.v1_mount[KBOX_CTL_MEMORY] : l.v2_mount;
+  const char *self = l.v1_mount[KBOX_CTL_MEMORY] ? l.v1_self[KBOX_CTL_MEMORY] : l.v2_self;
+  if (mount != NULL) {
+    cleanup_free char *dir = kbox_cgroup_parent_dir(mount, self, NULL);
+    if (!kbox_cg_read_int(dir, l.v1_mount[KBOX_CTL_MEMORY] ? "memory.usage_in_bytes" : "memory.current", &v)) v = -1;
+  }
+  kbox_cgroup_layout_free(&l);
+  return v;
 }
 
 void kbox_cgroup_layout_free(struct kbox_cgroup_layout *l) {

@@ -1,159 +1,130 @@
-/* `kbox doctor`: probe what this host allows and what each missing piece disables. */
+/* `kbox doctor`: what this host allows, found by the host probe (src/sandbox/probe.c), which does
+   each step the way `kbox run` with the same options would, and what each missing piece disables. */
 #include <errno.h>
-#include <grp.h>
-#include <stdarg.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <linux/mount.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <linux/seccomp.h>
 
 #include "cmd/commands.h"
-#include "sandbox/cgroup_probe.h"
+#include "cmd/run_opts.h"
+#include "sandbox/probe.h"
 #include "util/cleanup.h"
-#include "util/fs.h"
+#include "util/log.h"
 
-struct check {
-  const char *name;
-  bool ok;
-  bool required; /* kbox run cannot fully isolate without it */
-  char detail[256];
-};
+/* Doctor's order: namespaces, then the sandbox's steps, then the limits. */
+static const enum kbox_feature order[] = {
+    KBOX_FEAT_USERNS,   KBOX_FEAT_UNPRIV_USERNS, KBOX_FEAT_PIDNS,   KBOX_FEAT_MOUNTNS, KBOX_FEAT_NETNS,
+    KBOX_FEAT_IPCNS,    KBOX_FEAT_UTSNS,         KBOX_FEAT_CGROUPNS, KBOX_FEAT_HOSTNAME, KBOX_FEAT_LOOPBACK,
+    KBOX_FEAT_OVERLAY,  KBOX_FEAT_PROC,          KBOX_FEAT_IDMAP,   KBOX_FEAT_CAPS,    KBOX_FEAT_SECCOMP,
+    KBOX_FEAT_CLONE3,   KBOX_FEAT_CGROUP};
+#define N_ORDER (sizeof(order) / sizeof(order[0]))
 
-/* Run fn in a forked child (so namespace experiments never touch kbox); true if it exits 0. */
-static bool in_child(int (*fn)(void *), void *arg, int *child_errno) {
-  int pfd[2];
-  if (pipe(pfd) < 0) return false;
-  pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    close(pfd[0]);
-    int rc = fn(arg);
-    int e = errno;
-    if (write(pfd[1], &e, sizeof(e)) < 0) _exit(2);
-    _exit(rc == 0 ? 0 : 1);
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: kbox doctor [--json] [RUN OPTIONS]\n"
+          "Probe what this host allows 'kbox run' by doing each of its set-up steps the way it would, in\n"
+          "throwaway processes: user namespaces (as you, and as an unprivileged user), each namespace type,\n"
+          "the hostname, loopback, the overlay root, a fresh /proc, idmapped mounts (workdir and layers), the\n"
+          "capability drop, the seccomp filter of the profile, clone3/pidfd, and the cgroup limits.\n"
+          "RUN OPTIONS (--rootfs, --image, --workdir, --profile, --user, --cgroup-parent, ...) are those of\n"
+          "'kbox run'; the probe uses the sandbox they describe (default: the default image).\n"
+          "Exit 0 when 'kbox run' can fully isolate here, 1 otherwise, 125 on a bad option.\n\n"
+          "  --json   print the verdicts as a JSON object\n\n"
+          "Examples:\n  kbox doctor\n  kbox doctor --json --workdir \"$PWD\"\n");
+}
+
+/* Does the option list choose the rootfs itself? */
+static bool chooses_rootfs(const struct kbox_strv *a) {
+  for (size_t i = 0; i < a->n; i++)
+    if (strcmp(a->v[i], "--rootfs") == 0 || strcmp(a->v[i], "--image") == 0) return true;
+  return false;
+}
+
+/* The spec `kbox run OPTIONS` would use. Without an image, an empty temporary layer stands in
+   (noted in *note) so the other steps can still be probed. */
+static int build_spec(struct kbox_strv *a, struct kbox_spec *spec, char *layer, size_t n, char *note, size_t nn,
+                      kbox_error_t *err) {
+  bool help = false;
+  kbox_spec_init(spec);
+  if (kbox_run_opts_parse((int)a->n, a->v, spec, &help, err) < 0) return -1;
+  if (spec->argv.n > 0) return kbox_error_make(err, 0, "doctor takes no command (got '%s')", spec->argv.v[0]);
+  if (kbox_run_opts_finish(spec, err) == 0) return 0;
+  if (chooses_rootfs(a) || spec->rootfs.n > 0) return -1;
+  snprintf(note, nn, "%s; probed with an empty layer instead", (*err)->msg);
+  kbox_error_free(err);
+  snprintf(layer, n, "/tmp/kbox-doctor-layer-XXXXXX");
+  if (mkdtemp(layer) == NULL) return kbox_error_make(err, errno, "mkdtemp %s", layer);
+  kbox_strv_add(&spec->rootfs, layer);
+  return kbox_run_opts_finish(spec, err);
+}
+
+static bool full_isolation(const struct kbox_probe *p) {
+  for (size_t i = 0; i < N_ORDER; i++)
+    if (kbox_feature_required(order[i]) && p->v[order[i]].state != KBOX_VERDICT_OK) return false;
+  return true;
+}
+
+static void print_json(const struct kbox_probe *p, const struct kbox_spec *spec, const char *note) {
+  json_t *arr = json_array(), *layers = json_array();
+  for (size_t i = 0; i < N_ORDER; i++) json_array_append_new(arr, kbox_verdict_json(p, order[i]));
+  for (size_t i = 0; i < spec->rootfs.n; i++) json_array_append_new(layers, json_string(spec->rootfs.v[i]));
+  json_t *probed = json_pack("{s:o, s:s, s:b, s:o}", "rootfs", layers, "profile", spec->profile, "rootless",
+                             spec->rootless, "workdir", spec->workdir ? json_string(spec->workdir) : json_null());
+  if (note[0] != '\0') json_object_set_new(probed, "note", json_string(note));
+  json_t *o = json_pack("{s:o, s:b, s:o}", "checks", arr, "full_isolation", full_isolation(p), "probed", probed);
+  json_dumpf(o, stdout, JSON_INDENT(2));
+  putchar('\n');
+  json_decref(o);
+}
+
+static void print_text(const struct kbox_probe *p, const struct kbox_spec *spec, const char *note) {
+  printf("probed as 'kbox run' would run here: %s, rootfs", spec->rootless ? "rootless" : "as root");
+  for (size_t i = 0; i < spec->rootfs.n; i++) printf("%s%s", i ? ":" : " ", spec->rootfs.v[i]);
+  printf(", profile %s\n", spec->profile);
+  if (note[0] != '\0') printf("note: %s\n", note);
+  for (size_t i = 0; i < N_ORDER; i++) {
+    const struct kbox_verdict *v = &p->v[order[i]];
+    const char *tag = v->state == KBOX_VERDICT_OK ? "ok" : v->state == KBOX_VERDICT_PARTIAL ? "part"
+                                                   : kbox_feature_required(order[i]) ? "FAIL" : "warn";
+    printf("%-4s %-30s %s\n", tag, kbox_feature_title(order[i]), v->detail);
+    if (v->disables[0] != '\0') printf("     %-30s -> %s\n", "", v->disables);
   }
-  close(pfd[1]);
-  int e = 0, st = 0;
-  if (read(pfd[0], &e, sizeof(e)) != sizeof(e)) e = 0;
-  close(pfd[0]);
-  waitpid(pid, &st, 0);
-  if (child_errno) *child_errno = e;
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-static int try_unshare(void *flags) { return unshare((int)(long)flags); }
-
-/* As an unprivileged user (nobody), can we create a user namespace? */
-static int try_unpriv_userns(void *unused) {
-  if (getuid() == 0 && (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)) return -1;
-  return unshare(CLONE_NEWUSER);
-}
-
-/* Mount an overlay inside a new user+mount namespace. */
-static int try_overlay(void *unused) {
-  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) return -1;
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return -1;
-  if (mount("t", "/tmp", "tmpfs", 0, NULL) < 0) return -1;
-  mkdir("/tmp/u", 0755); mkdir("/tmp/w", 0755); mkdir("/tmp/m", 0755); mkdir("/tmp/l", 0755);
-  return mount("overlay", "/tmp/m", "overlay", 0, "lowerdir=/tmp/l,upperdir=/tmp/u,workdir=/tmp/w,userxattr");
-}
-
-/* An idmapped copy of /tmp (needs privileges in the initial namespace). */
-static int try_idmap(void *unused) {
-  int fd = (int)syscall(SYS_open_tree, AT_FDCWD, "/tmp", OPEN_TREE_CLONE);
-  if (fd < 0) return -1;
-  int ns = open("/proc/self/ns/user", O_RDONLY);
-  struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns};
-  /* Our own (initial) namespace is refused with EINVAL by design; any other error means no support. */
-  long rc = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &a, sizeof(a));
-  return (rc < 0 && errno == EINVAL) ? 0 : -1;
-}
-
-static void add(struct check *c, size_t *n, const char *name, bool ok, bool required, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void add(struct check *c, size_t *n, const char *name, bool ok, bool required, const char *fmt, ...) {
-  c[*n].name = name;
-  c[*n].ok = ok;
-  c[*n].required = required;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c[*n].detail, sizeof(c[*n].detail), fmt, ap);
-  va_end(ap);
-  (*n)++;
-}
-
-static size_t run_checks(struct check *c) {
-  size_t n = 0;
-  int e = 0;
-  bool userns = in_child(try_unshare, (void *)(long)CLONE_NEWUSER, &e);
-  add(c, &n, "user namespaces", userns, true, userns ? "available" : "refused (%s): kbox run cannot start; check sysctl user.max_user_namespaces", strerror(e));
-  bool unpriv = in_child(try_unpriv_userns, NULL, &e);
-  add(c, &n, "unprivileged user namespaces", unpriv, false, unpriv ? "available: rootless kbox works" : "refused (%s): kbox must run as root", strerror(e));
-  static const struct { const char *name; long flag; } nss[] = {
-      {"pid namespace", CLONE_NEWPID}, {"mount namespace", CLONE_NEWNS}, {"network namespace", CLONE_NEWNET},
-      {"ipc namespace", CLONE_NEWIPC}, {"uts namespace", CLONE_NEWUTS}, {"cgroup namespace", CLONE_NEWCGROUP}};
-  for (size_t i = 0; i < sizeof(nss) / sizeof(nss[0]); i++) {
-    bool ok = in_child(try_unshare, (void *)(CLONE_NEWUSER | nss[i].flag), &e);
-    add(c, &n, nss[i].name, ok, true, ok ? "available" : "refused (%s): that isolation is missing", strerror(e));
-  }
-  bool ovl = in_child(try_overlay, NULL, &e);
-  add(c, &n, "overlayfs in a user namespace", ovl, true, ovl ? "works" : "fails (%s): no overlay root", strerror(e));
-  bool idm = getuid() == 0 && in_child(try_idmap, NULL, &e);
-  add(c, &n, "idmapped mounts", idm, false, idm ? "supported: root-mode workdir files keep their owner" : "unavailable: as root, --workdir needs them (run kbox as the workdir's owner instead)");
-  bool sc = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 && access("/proc/sys/kernel/seccomp/actions_avail", R_OK) == 0;
-  add(c, &n, "seccomp filters", sc, true, sc ? "available" : "unavailable: no syscall filtering");
-  int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-  add(c, &n, "clone3 / pidfd", pfd >= 0, true, pfd >= 0 ? "available" : "missing (Linux >= 5.5 needed)");
-  if (pfd >= 0) close(pfd);
-  char mode[256];
-  bool cg = kbox_cgroup_probe_summary(mode, sizeof(mode));
-  add(c, &n, "cgroups", cg, false, "%s", mode);
-  return n;
+  printf("%s\n", full_isolation(p) ? "kbox run can fully isolate on this host."
+                                   : "kbox run cannot fully isolate on this host (see FAIL lines).");
 }
 
 int kbox_cmd_doctor(int argc, char **argv) {
   bool json = false;
+  struct kbox_strv a = {0};
+  kbox_strv_add(&a, "doctor");
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0) json = true;
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      printf("Usage: kbox doctor [--json]\nProbe user namespaces, each namespace type, overlayfs in a user namespace,\n"
-             "cgroup mode and controllers, seccomp, idmapped mounts and clone3/pidfd.\n"
-             "Exit 0 when 'kbox run' can fully isolate here, 1 otherwise.\n\n"
-             "  --json   print the checks as a JSON object\n\nExample: kbox doctor --json\n");
+      usage(stdout);
+      kbox_strv_free(&a);
       return 0;
-    } else {
-      fprintf(stderr, "kbox: doctor: unknown option '%s' (see 'kbox doctor --help')\n", argv[i]);
-      return 125;
-    }
+    } else kbox_strv_add(&a, argv[i]);
   }
-  struct check checks[32];
-  size_t n = run_checks(checks);
-  bool all = true;
-  for (size_t i = 0; i < n; i++) all &= checks[i].ok || !checks[i].required;
-  if (json) {
-    json_t *o = json_object(), *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-      json_array_append_new(arr, json_pack("{s:s, s:b, s:b, s:s}", "name", checks[i].name, "ok", checks[i].ok,
-                                           "required", checks[i].required, "detail", checks[i].detail));
-    json_object_set_new(o, "checks", arr);
-    json_object_set_new(o, "full_isolation", json_boolean(all));
-    json_dumpf(o, stdout, JSON_INDENT(2));
-    putchar('\n');
-    json_decref(o);
+  cleanup_error kbox_error_t err = NULL;
+  struct kbox_spec spec;
+  char layer[64] = "", note[1024] = "";
+  int rc = build_spec(&a, &spec, layer, sizeof(layer), note, sizeof(note), &err);
+  kbox_strv_free(&a);
+  if (rc < 0) {
+    rc = kbox_error_report(&err);
   } else {
-    for (size_t i = 0; i < n; i++)
-      printf("%-4s %-32s %s\n", checks[i].ok ? "ok" : (checks[i].required ? "FAIL" : "warn"), checks[i].name, checks[i].detail);
-    printf("%s\n", all ? "kbox run can fully isolate on this host." : "kbox run cannot fully isolate on this host (see FAIL lines).");
+    kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_ERROR);
+    struct kbox_probe *p = calloc(1, sizeof(*p));
+    if (p == NULL) abort();
+    kbox_probe_run(p, &spec, true);
+    if (json) print_json(p, &spec, note);
+    else print_text(p, &spec, note);
+    rc = full_isolation(p) ? 0 : 1;
+    free(p);
   }
-  return all ? 0 : 1;
+  if (layer[0] != '\0') rmdir(layer);
+  kbox_spec_free(&spec);
+  return rc;
 }

@@ -252,15 +252,16 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   kbox_strv_free(&a);
   if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
   e->spec.rootless = geteuid() != 0;
-  e->spec.ns_flags = kbox_protections_ns_flags(&e->prot);
   return 0;
 }
 
-/* Probe, log one line, enforce KBOX_REQUIRE, refuse when the sandbox cannot be built at all. */
+/* Probe for the spec just built, log one line, enforce KBOX_REQUIRE, refuse when the sandbox cannot
+   be built at all. */
 static int check_protections(struct entry *e, kbox_error_t *err) {
   uint32_t required = 0;
   if (kbox_protections_parse_require(e->cfg.require, &required, err) < 0) return -1;
-  kbox_protections_probe(&e->prot);
+  kbox_protections_probe(&e->prot, &e->spec);
+  e->spec.ns_flags = kbox_protections_ns_flags(&e->prot);
   char line[1024];
   kbox_protections_summary(&e->prot, line, sizeof(line));
   fprintf(stderr, "kbox: %s\n", line);
@@ -296,22 +297,21 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
   if (e->cfg.mode == KBOX_REMOTE_EG &&
       (kbox_eg_check_public_key(e->cfg.public_key, err) < 0 || kbox_eg_resolve(e->cfg.response_address, err) < 0))
     return -1;
-  if (check_protections(e, err) < 0) return -1;
   snprintf(e->dir, sizeof(e->dir), "/tmp/kbox-entrypoint-XXXXXX");
   if (mkdtemp(e->dir) == NULL) return kbox_error_make(err, errno, "mkdtemp %s", e->dir);
   snprintf(e->conn_path, sizeof(e->conn_path), "%s/connection.json", e->dir);
   srandom((unsigned)(getpid() ^ time(NULL)));
   if (e->cfg.mode == KBOX_REMOTE_EG && open_comm(e, err) < 0) return -1;
   if (e->cfg.mode == KBOX_REMOTE_CONTROLLER && write_fixed_connection(e, err) < 0) return -1;
-  if (build_spec(e, err) < 0) return -1;
+  if (build_spec(e, err) < 0 || check_protections(e, err) < 0) return -1;
   return kbox_kernel_prepare(&e->kernel, &e->spec, err);
 }
 
 /* Run the kernel until it ends; returns the exit status. */
 static int serve(struct entry *e, int sigfd) {
   setpgid(e->sb.pid, e->sb.pid);
-  kbox_protections_set(&e->prot, KBOX_PROT_CGROUP, e->sb.cgroup != NULL,
-                       "no cgroup for the sandbox (the pod's own limits still apply)");
+  if (e->sb.cgroup == NULL) /* else the probe's verdict (ok, or partial when limits fell back) stands */
+    kbox_protections_set(&e->prot, KBOX_PROT_CGROUP, false, "no cgroup for the sandbox (the pod's own limits still apply)");
   write_status(e, "running");
   pthread_t comm_t, resp_t, ready_t;
   bool eg = e->cfg.mode == KBOX_REMOTE_EG;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup/cgroup.h"
 #include "kernel/runlock.h"
 #include "util/cleanup.h"
 #include "util/parse.h"
@@ -154,46 +155,6 @@ const char *kbox_state_status(const struct kbox_state *st) {
   return st->busy ? "busy" : "idle";
 }
 
-/* Memory in use by the sandbox's cgroup (v1 memory controller or v2), -1 when unknown. */
-static long long cgroup_memory(pid_t pid) {
-  char path[64], line[4096];
-  snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-  cleanup_file FILE *f = fopen(path, "re");
-  if (f == NULL) return -1;
-  long long v = -1;
-  while (v < 0 && fgets(line, sizeof(line), f) != NULL) {
-    line[strcspn(line, "\n")] = '\0';
-    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (c2 == NULL) continue;
-    *c2 = '\0';
-    const char *ctrl = c1 + 1, *cg = c2 + 1;
-    char file[4400];
-    bool v1 = false;
-    for (const char *p = ctrl; (p = strstr(p, "memory")) != NULL; p++)
-      if ((p == ctrl || p[-1] == ',') && (p[6] == '\0' || p[6] == ',')) v1 = true;
-    const char *cands[2];
-    char a[4400], b[4400];
-    if (v1) {
-      snprintf(a, sizeof(a), "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", cg);
-      cands[0] = a;
-      cands[1] = NULL;
-    } else if (*ctrl == '\0') {
-      snprintf(a, sizeof(a), "/sys/fs/cgroup%s/memory.current", cg);
-      snprintf(b, sizeof(b), "/sys/fs/cgroup/unified%s/memory.current", cg);
-      cands[0] = a;
-      cands[1] = b;
-    } else {
-      continue;
-    }
-    for (int i = 0; i < 2 && cands[i] != NULL && v < 0; i++) {
-      snprintf(file, sizeof(file), "%s", cands[i]);
-      cleanup_file FILE *m = fopen(file, "re");
-      if (m != NULL && fscanf(m, "%lld", &v) != 1) v = -1;
-    }
-  }
-  return v;
-}
-
 json_t *kbox_state_json(const struct kbox_state *st) {
   json_t *j = json_object();
   json_object_set_new(j, "id", json_string(st->id));
@@ -203,7 +164,7 @@ json_t *kbox_state_json(const struct kbox_state *st) {
   long long now = (long long)time(NULL);
   json_object_set_new(j, "created", st->created ? json_integer(st->created) : json_null());
   json_object_set_new(j, "age_seconds", st->created ? json_integer(now - st->created) : json_null());
-  long long mem = st->sandbox_pid ? cgroup_memory(st->sandbox_pid) : -1;
+  long long mem = st->sandbox_pid ? kbox_cgroup_pid_memory(st->sandbox_pid) : -1;
   json_object_set_new(j, "memory_bytes", mem >= 0 ? json_integer(mem) : json_null());
   char path[4200];
   snprintf(path, sizeof(path), "%s/options.json", st->dir);

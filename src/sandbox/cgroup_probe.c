@@ -1,59 +1,69 @@
 #include "sandbox/cgroup_probe.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/statfs.h>
-#include <linux/magic.h>
-#include <unistd.h>
 
-#include "util/fs.h"
+#include "cgroup/cgroup.h"
+#include "cgroup/limits.h"
+#include "sandbox/probe_child.h"
 
-enum kbox_cgroup_mode kbox_cgroup_mode(void) {
-  struct statfs fs;
-  if (statfs("/sys/fs/cgroup", &fs) < 0) return KBOX_CGROUP_NONE;
-  if (fs.f_type == CGROUP2_SUPER_MAGIC) return KBOX_CGROUP_V2;
-  if (fs.f_type != TMPFS_MAGIC) return KBOX_CGROUP_NONE;
-  if (statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return KBOX_CGROUP_HYBRID;
-  return KBOX_CGROUP_V1;
+/* Between clone3 and GO: the v1 hierarchies (and v2 when clone3 could not place the child). */
+static int attach(pid_t pid, void *arg, kbox_error_t *err) {
+  struct kbox_cgroup *cg = arg;
+  return kbox_cgroup_attach(cg, pid, cg->v2_fd < 0, err);
 }
 
-const char *kbox_cgroup_mode_name(enum kbox_cgroup_mode mode) {
-  static const char *const names[] = {"none", "v1", "hybrid", "v2"};
-  return names[mode];
-}
-
-/* Is controller NAME usable: in cgroup.controllers (v2) or mounted as a v1 hierarchy. */
-static bool has_controller(enum kbox_cgroup_mode mode, const char *name) {
-  char path[128];
-  if (mode == KBOX_CGROUP_V2) {
-    char *text = NULL;
-    kbox_error_t err = NULL;
-    if (kbox_read_file("/sys/fs/cgroup/cgroup.controllers", 4096, &text, NULL, &err) < 0) {
-      kbox_error_free(&err);
-      return false;
-    }
-    bool found = false;
-    for (char *save = NULL, *t = strtok_r(text, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
-      found |= strcmp(t, name) == 0;
-    free(text);
-    return found;
+/* "memory: cgroup1, pids: cgroup1, cpu: rlimit" and how many of them a cgroup carries. */
+static int mechanisms(const struct kbox_cgroup *cg, char *buf, size_t n) {
+  static const enum kbox_lim lims[] = {KBOX_LIM_MEMORY, KBOX_LIM_PIDS, KBOX_LIM_CPU};
+  int by_cgroup = 0;
+  size_t off = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++) {
+    enum kbox_mech m = cg->mech[lims[i]];
+    by_cgroup += m == KBOX_MECH_CGROUP2 || m == KBOX_MECH_CGROUP1;
+    int w = snprintf(buf + off, n - off, "%s%s: %s", i ? ", " : "", kbox_lim_name(lims[i]),
+                     m == KBOX_MECH_NONE ? "not enforced" : kbox_mech_name(m));
+    if (w > 0 && (size_t)w < n - off) off += (size_t)w;
   }
-  snprintf(path, sizeof(path), "/sys/fs/cgroup/%s", name);
-  return access(path, F_OK) == 0;
+  return by_cgroup;
 }
 
-bool kbox_cgroup_probe_summary(char *buf, size_t n) {
-  enum kbox_cgroup_mode mode = kbox_cgroup_mode();
-  static const char *const ctl[] = {"memory", "pids", "cpu"};
-  bool all = mode != KBOX_CGROUP_NONE;
-  int off = snprintf(buf, n, "mode %s; controllers:", kbox_cgroup_mode_name(mode));
-  for (size_t i = 0; i < 3; i++) {
-    bool ok = mode != KBOX_CGROUP_NONE && has_controller(mode == KBOX_CGROUP_HYBRID ? KBOX_CGROUP_V1 : mode, ctl[i]);
-    all &= ok;
-    off += snprintf(buf + off, n > (size_t)off ? n - (size_t)off : 0, " %s%s", ctl[i], ok ? "" : "(missing)");
+/* The first reason a limit has no cgroup ("" when every one has). */
+static const char *first_reason(const struct kbox_cgroup *cg) {
+  for (int l = 0; l < KBOX_LIM_N; l++)
+    if (cg->why_not[l] != NULL) return cg->why_not[l];
+  return "";
+}
+
+void kbox_probe_cgroup(struct kbox_verdict *v, const struct kbox_spec *spec) {
+  struct kbox_cgroup_layout layout;
+  kbox_error_t err = NULL;
+  const char *mode = "none";
+  if (kbox_cgroup_layout_read(&layout, &err) == 0) mode = kbox_cgroup_layout_mode(&layout);
+  kbox_error_free(&err);
+  struct kbox_spec s = *spec;
+  s.require_limits = false;
+  struct kbox_cgroup *cg = NULL;
+  if (kbox_limits_setup(&s, &cg, &err) < 0) {
+    kbox_verdict_set(v, KBOX_FEAT_CGROUP, KBOX_VERDICT_MISSING, err->errno_, NULL, "mode %s; creating the sandbox cgroup: %s", mode, err->msg);
+    kbox_error_free(&err);
+    kbox_cgroup_layout_free(&layout);
+    return;
   }
-  if (!all && (size_t)off < n)
-    snprintf(buf + off, n - (size_t)off, "; limits fall back to rlimits");
-  return all;
+  struct kbox_probe_job job = {.ns_flags = 0, .cgroup_fd = cg->v2_fd, .cloned = attach, .arg = cg};
+  char mech[256];
+  int by_cgroup = mechanisms(cg, mech, sizeof(mech));
+  if (kbox_probe_spawn(spec, &job, NULL, &err) < 0) {
+    kbox_verdict_set(v, KBOX_FEAT_CGROUP, KBOX_VERDICT_MISSING, err->errno_, NULL,
+                     "mode %s; putting a process into the sandbox cgroup: %s", mode, err->msg);
+    kbox_error_free(&err);
+  } else if (by_cgroup == 3) {
+    kbox_verdict_set(v, KBOX_FEAT_CGROUP, KBOX_VERDICT_OK, 0, NULL, "mode %s; %s", mode, mech);
+  } else {
+    kbox_verdict_set(v, KBOX_FEAT_CGROUP, by_cgroup ? KBOX_VERDICT_PARTIAL : KBOX_VERDICT_MISSING, 0, NULL,
+                     "mode %s; %s; because: %s", mode, mech, first_reason(cg));
+  }
+  kbox_cgroup_destroy(cg);
+  kbox_cgroup_layout_free(&layout);
 }
