@@ -67,7 +67,12 @@ static bool step_rootfs(int chan, struct sandbox_probe *sp) {
 static bool fallback_root(const struct kbox_mounts *m) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return false; /* never touch the host's mounts */
   if (mount("kbox-probe", m->scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0) return false;
-  if (mkdir(m->root, 0755) < 0) return false;
+  static const char *const dirs[] = {"root", "tmp", "shm"};
+  for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+    char p[128];
+    snprintf(p, sizeof(p), "%.60s/%s", m->scratch, dirs[i]);
+    if (mkdir(p, 01777) < 0) return false;
+  }
   return mount(m->root, m->root, NULL, MS_BIND, NULL) == 0;
 }
 
@@ -148,7 +153,9 @@ static void set_aspect(struct kbox_probe_job *job, int aspect, enum kbox_verdict
 static void owner_problem(const struct sandbox_probe *sp, const struct kbox_probe_job *job, uid_t owner, char *buf, size_t n) {
   struct stat st;
   buf[0] = '\0';
-  if (!job->aspect_seen[ASPECT_WRITE]) snprintf(buf, n, "the probe ended before it wrote in the workdir");
+  if (sp->sources_failed && !job->aspect_seen[ASPECT_WRITE])
+    snprintf(buf, n, "not probed: kbox run could not take the sandbox's source trees (see overlayfs)");
+  else if (!job->aspect_seen[ASPECT_WRITE]) snprintf(buf, n, "the probe ended before it wrote in the workdir");
   else if (job->aspect[ASPECT_WRITE].state != KBOX_VERDICT_OK) snprintf(buf, n, "%s", job->aspect[ASPECT_WRITE].detail);
   else if (stat(sp->file, &st) < 0) snprintf(buf, n, "the file the sandbox wrote is not in the workdir: %s", strerror(errno));
   else if (st.st_uid != owner)
@@ -202,6 +209,7 @@ static void prepare_sources(struct sandbox_probe *sp, struct kbox_probe_job *job
       (sp->mounts.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, &err)) < 0)
     sp->sources_failed = true;
   if (!s->rootless && !sp->sources_failed && kbox_mounts_open_sources(&sp->mounts, &err) < 0) sp->sources_failed = true;
+  if (sp->sources_failed) s->workdir = NULL; /* its tree was not taken either */
   if (err != NULL) {
     kbox_verdict_set(&p->v[KBOX_FEAT_OVERLAY], KBOX_FEAT_OVERLAY, KBOX_VERDICT_MISSING, err->errno_, NULL, "%s", err->msg);
     kbox_error_free(&err);
