@@ -23,7 +23,7 @@ static const char *constrain(void) {
   return path;
 }
 
-/* argv of [WRAP MODE] kbox VERB --rootfs R [--workdir W] EXTRA... (static storage, NULL-terminated). */
+/* argv of [WRAP MODE] kbox VERB [--rootfs R] [--workdir W] EXTRA... (static storage, NULL-terminated). */
 static char **command(const char *wrap_mode, const char *verb, const char *rootfs, const char *workdir,
                       const char *const *extra) {
   static char *v[64];
@@ -34,8 +34,10 @@ static char **command(const char *wrap_mode, const char *verb, const char *rootf
   }
   v[n++] = (char *)kt_kbox();
   v[n++] = (char *)verb;
-  v[n++] = "--rootfs";
-  v[n++] = (char *)rootfs;
+  if (rootfs != NULL) {
+    v[n++] = "--rootfs";
+    v[n++] = (char *)rootfs;
+  }
   if (workdir != NULL) {
     v[n++] = "--workdir";
     v[n++] = (char *)workdir;
@@ -184,6 +186,27 @@ FX_BOTH(doctor, verdicts_match_kbox_run) {
   json_decref(doc);
   kt_rmrf(workdir);
   free(workdir);
+}
+
+/* The default image, as a new user runs it: doctor's overlay verdict against kbox run's root. */
+Test(doctor, default_image_overlay, .timeout = 180) {
+  if (!kt_is_root()) kt_skip_or_fail("needs root (the default image is installed for root)");
+  int code = 0;
+  json_t *doc = doctor(NULL, -1, NULL, NULL, &code);
+  json_t *layers = json_object_get(json_object_get(doc, "probed"), "rootfs");
+  if (json_object_get(json_object_get(doc, "probed"), "note") != NULL)
+    kt_skip_or_fail("the default image is not built (tools/setup.sh builds it)");
+  cr_assert(json_array_size(layers) >= 1 && strstr(json_string_value(json_array_get(layers, 0)), "default") != NULL,
+            "doctor did not probe the default image");
+  struct kt_result r;
+  cr_assert(kt_run(command(NULL, "run", NULL, NULL, FX_ARGS("--", "cat", "/proc/self/mountinfo")), NULL, -1, 120, &r) == 0);
+  char fstype[64];
+  root_fstype(r.out, fstype, sizeof(fstype));
+  bool overlay_root = r.exit_code == 0 && strcmp(fstype, "overlay") == 0;
+  cr_assert_eq(is_ok(doc, "overlay"), overlay_root, "doctor says overlay %s (%s); kbox run exited %d with root %s: %s",
+               state(doc, "overlay"), detail(doc, "overlay"), r.exit_code, fstype, r.err);
+  kt_result_free(&r);
+  json_decref(doc);
 }
 
 /* User namespaces disabled (user.max_user_namespaces=0 in a test namespace): doctor says missing
