@@ -27,6 +27,7 @@ struct sandbox_probe {
   struct kbox_mounts mounts;  /* as kbox_sandbox_start prepares them */
   bool sources_failed;        /* the parent could not take the layers: no overlay to try */
   uid_t layer_owner;          /* host owner of the bottom layer */
+  bool shared;                /* in the child: the workdir is mounted in the new root */
   char file[4200];            /* what the workload step creates in the workdir */
 };
 
@@ -88,6 +89,8 @@ static void step_system(int chan, struct sandbox_probe *sp, bool have_root) {
   if (sp->spec.workdir != NULL && kbox_mounts_shared(&sp->mounts, &err) < 0) {
     aspect_report(chan, ASPECT_WORKDIR, KBOX_VERDICT_MISSING, err->msg);
     kbox_error_free(&err);
+  } else {
+    sp->shared = sp->spec.workdir != NULL;
   }
   if (kbox_mounts_pivot(&sp->mounts, &err) < 0 && have_root) {
     kbox_probe_report(chan, KBOX_FEAT_OVERLAY, KBOX_VERDICT_MISSING, err->errno_, "switching to the new root: %s", err->msg);
@@ -108,7 +111,9 @@ static int take_identity(const struct kbox_spec *s, kbox_error_t *err) {
 static void step_workload(int chan, const struct sandbox_probe *sp) {
   const struct kbox_spec *s = &sp->spec;
   kbox_error_t err = NULL;
-  if (kbox_caps_drop_bounding(0, &err) == 0 && take_identity(s, &err) == 0 && s->workdir != NULL) {
+  if (s->workdir != NULL && !sp->shared)
+    aspect_report(chan, ASPECT_WRITE, KBOX_VERDICT_MISSING, "not probed: the workdir could not be mounted in the sandbox");
+  if (kbox_caps_drop_bounding(0, &err) == 0 && take_identity(s, &err) == 0 && sp->shared) {
     int fd = open(sp->file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
     char text[4400];
     snprintf(text, sizeof(text), "creating a file in the workdir as uid %u: %s", s->uid, fd < 0 ? strerror(errno) : "ok");
