@@ -42,7 +42,12 @@ void kbox_probe_cgroup(struct kbox_verdict *v, const struct kbox_spec *spec) {
   const char *mode = "none";
   if (kbox_cgroup_layout_read(&layout, &err) == 0) mode = kbox_cgroup_layout_mode(&layout);
   kbox_error_free(&err);
+  /* A name of its own: the probe's reaper removes its directories asynchronously, and must never
+     meet the sandbox cgroup that kbox run creates next under the spec's id. */
+  char id[128];
+  snprintf(id, sizeof(id), "probe-%.100s", spec->id ? spec->id : "x");
   struct kbox_spec s = *spec;
+  s.id = id;
   s.require_limits = false;
   struct kbox_cgroup *cg = NULL;
   if (kbox_limits_setup(&s, &cg, &err) < 0) {
