@@ -12,6 +12,7 @@
 #include "kernel/detach.h"
 #include "kernel/launch.h"
 #include "sandbox/init.h"
+#include "sandbox/probe.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
@@ -128,6 +129,7 @@ int kbox_cmd_run(int argc, char **argv) {
     return code;
   }
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
+    if (sigfd >= 0) kbox_probe_explain_failure(&spec, &err); /* name what the host refuses, as doctor does */
     if (sigfd >= 0) write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
   } else if (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) {

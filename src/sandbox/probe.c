@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -184,4 +185,20 @@ void kbox_probe_run(struct kbox_probe *p, const struct kbox_spec *spec, bool hos
   if (host_facts) probe_unprivileged(p, spec);
   kbox_probe_sandbox(p, spec, kbox_probe_ns_flags(p));
   kbox_probe_cgroup(&p->v[KBOX_FEAT_CGROUP], spec);
+}
+
+void kbox_probe_explain_failure(const struct kbox_spec *spec, kbox_error_t *err) {
+  if (*err == NULL || (*err)->exit_code != KBOX_EXIT_RUNTIME) return;
+  struct kbox_probe *p = calloc(1, sizeof(*p));
+  if (p == NULL) abort();
+  kbox_probe_run(p, spec, false);
+  char list[512] = "";
+  size_t off = 0;
+  for (int f = 0; f < KBOX_FEAT_COUNT; f++) {
+    if (!features[f].required || p->v[f].state != KBOX_VERDICT_MISSING) continue;
+    int w = snprintf(list + off, sizeof(list) - off, "%s%s", off ? ", " : "", features[f].title);
+    if (w > 0 && (size_t)w < sizeof(list) - off) off += (size_t)w;
+  }
+  free(p);
+  if (off > 0) kbox_error_hint(err, "this host refuses what the sandbox needs: %s (missing; 'kbox doctor' shows each step's cause)", list);
 }

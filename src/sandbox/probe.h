@@ -51,6 +51,9 @@ void kbox_verdict_set(struct kbox_verdict *v, enum kbox_feature f, enum kbox_ver
    parent and ns_flags; 0 means all namespaces). host_facts adds the doctor-only features. kbox must
    be single-threaded (clone3, like kbox_sandbox_start). */
 void kbox_probe_run(struct kbox_probe *p, const struct kbox_spec *spec, bool host_facts);
+/* After `kbox run` failed to set up the sandbox (exit 125): probe the same spec and add to err a
+   hint naming the required steps this host refuses, in doctor's words (nothing when none is). */
+void kbox_probe_explain_failure(const struct kbox_spec *spec, kbox_error_t *err);
 /* clone3 namespace flags of the namespaces that are not missing. */
 uint64_t kbox_probe_ns_flags(const struct kbox_probe *p);
 /* {"key", "name", "state", "ok", "required", "detail", "disables"} */

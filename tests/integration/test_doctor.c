@@ -224,6 +224,8 @@ Test(doctor_constrained, no_user_namespaces, .fini = fx_cleanup, .timeout = 180)
   cr_assert(kt_run(command("no-userns", "run", rootfs, NULL, FX_ARGS("--", "/bin/true")), NULL, -1, 60, &r) == 0);
   cr_assert_eq(r.exit_code, 125, "kbox run must fail where doctor says user namespaces are missing: %d %s", r.exit_code, r.err);
   cr_assert(strstr(r.err, "user namespace") != NULL && strstr(r.err, "No space left") != NULL, "%s", r.err);
+  /* and its failure names the refused step in doctor's words */
+  cr_assert(strstr(r.err, "this host refuses what the sandbox needs: user namespaces (missing") != NULL, "%s", r.err);
   kt_result_free(&r);
   json_decref(doc);
 }
@@ -243,6 +245,8 @@ Test(doctor_constrained, mount_refused, .fini = fx_cleanup, .timeout = 180) {
   cr_assert(kt_run(command("no-mount", "run", rootfs, NULL, FX_ARGS("--", "/bin/true")), NULL, -1, 60, &r) == 0);
   cr_assert_eq(r.exit_code, 125, "kbox run must fail where doctor says overlay is missing: %d %s", r.exit_code, r.err);
   cr_assert(strstr(r.err, "Operation not permitted") != NULL, "%s", r.err);
+  cr_assert(strstr(r.err, "this host refuses what the sandbox needs: overlayfs in a user namespace, fresh /proc") != NULL,
+            "%s", r.err);
   kt_result_free(&r);
   json_decref(doc);
 }
