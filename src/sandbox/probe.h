@@ -11,7 +11,11 @@
 #include "sandbox/spec.h"
 
 /* ok: the step works as kbox run does it. partial: it works only in part, or a fallback stands in
-   (the detail says what failed and what is used instead). missing: the step is refused. */
+   (the detail says what failed and what is used instead). missing: the step is refused.
+   A set-up step with a fallback (keeping the uts namespace unnamed when sethostname is refused, a
+   read-only rbind of /proc when a fresh one cannot be mounted) is probed by doing both, in the
+   probe child, with the same functions init uses: the refused step's error plus the fallback's
+   success make it partial, the fallback's failure too makes it missing. */
 enum kbox_verdict_state { KBOX_VERDICT_OK, KBOX_VERDICT_PARTIAL, KBOX_VERDICT_MISSING };
 
 /* The features first (up to KBOX_FEAT_PROTECTIONS) are protections of the sandbox, listed by the
