@@ -3,6 +3,9 @@
    refused (user namespaces disabled; mount(2) refused by a seccomp filter), doctor must say missing
    and `kbox run` must fail. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +188,45 @@ FX_BOTH(doctor, verdicts_match_kbox_run) {
   kt_result_free(&r);
   json_decref(doc);
   kt_rmrf(workdir);
+  free(workdir);
+}
+
+/* A layer on a filesystem without idmapped-mount support (ramfs, in a mount namespace of this
+   test): doctor says idmap partial, and inside kbox run the layer's root-owned files are nobody's
+   while a workdir file still keeps its owner. */
+Test(doctor_root, partial_idmap_for_a_ramfs_layer, .fini = fx_cleanup, .timeout = 180) {
+  fx_require(-1);
+  cr_assert_eq(unshare(CLONE_NEWNS), 0);
+  cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+  char *layer = kt_tmpdir(), *workdir = kt_tmpdir();
+  cr_assert_eq(mount("kbox-test", layer, "ramfs", 0, "mode=0755"), 0, "mount ramfs: %s", strerror(errno));
+  char cmd[8192];
+  snprintf(cmd, sizeof(cmd), "cp -a '%s/.' '%s/'", fx_rootfs(), layer);
+  cr_assert_eq(system(cmd), 0);
+  int code = 0;
+  json_t *doc = doctor(NULL, -1, layer, workdir, &code);
+  cr_assert_str_eq(state(doc, "idmap"), "partial", "%s", detail(doc, "idmap"));
+  cr_assert(strstr(detail(doc, "idmap"), "rootfs layers are not idmapped") != NULL, "%s", detail(doc, "idmap"));
+  cr_assert_eq(code, 0, "idmap is not required: partial keeps full isolation");
+  struct kt_result r;
+  snprintf(cmd, sizeof(cmd), "ls -lnd /bin; touch %s/made", workdir);
+  cr_assert(kt_run(command(NULL, "run", layer, workdir, FX_ARGS("--", "/bin/sh", "-c", cmd)), NULL, -1, 60, &r) == 0);
+  cr_assert_eq(r.exit_code, 0, "%s", r.err);
+  int owner = -1;
+  const char *ls = strstr(r.out, "drwx");
+  cr_assert(ls != NULL && sscanf(ls, "%*s %*s %d", &owner) == 1, "%s", r.out);
+  cr_assert_eq(owner, 65534, "doctor says the layers are not idmapped, yet /bin is owned by %d inside", owner);
+  char made[4200];
+  snprintf(made, sizeof(made), "%s/made", workdir);
+  struct stat wst, fst;
+  cr_assert(stat(workdir, &wst) == 0 && stat(made, &fst) == 0 && fst.st_uid == wst.st_uid,
+            "doctor says the workdir is idmapped, yet its file does not keep the owner");
+  kt_result_free(&r);
+  json_decref(doc);
+  umount2(layer, MNT_DETACH);
+  kt_rmrf(layer);
+  kt_rmrf(workdir);
+  free(layer);
   free(workdir);
 }
 
