@@ -2,6 +2,7 @@
    other namespace, the sandbox's own set-up steps in probe_sandbox.c, cgroups in cgroup_probe.c). */
 #include "sandbox/probe.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <stdarg.h>
@@ -187,8 +188,18 @@ void kbox_probe_run(struct kbox_probe *p, const struct kbox_spec *spec, bool hos
   kbox_probe_cgroup(&p->v[KBOX_FEAT_CGROUP], spec);
 }
 
+/* More than one thread in this process? (clone3 from a threaded process may hang the child.) */
+static bool threaded(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (d == NULL) return false;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+  closedir(d);
+  return n > 1;
+}
+
 void kbox_probe_explain_failure(const struct kbox_spec *spec, kbox_error_t *err) {
-  if (*err == NULL || (*err)->exit_code != KBOX_EXIT_RUNTIME) return;
+  if (*err == NULL || (*err)->exit_code != KBOX_EXIT_RUNTIME || threaded()) return;
   struct kbox_probe *p = calloc(1, sizeof(*p));
   if (p == NULL) abort();
   kbox_probe_run(p, spec, false);
