@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "sandbox/mounts.h"
 #include "sandbox/net.h"
 #include "sandbox/probe_child.h"
+#include "sandbox/workload.h"
 #include "security/security.h"
 
 /* Aspects of the idmap verdict, composed by the parent. */
@@ -98,14 +98,6 @@ static void step_system(int chan, struct sandbox_probe *sp, bool have_root) {
   kbox_error_free(&err);
 }
 
-/* The workload's identity as kbox_workload_exec takes it. */
-static int take_identity(const struct kbox_spec *s, kbox_error_t *err) {
-  if (setgroups(0, NULL) < 0 && errno != EPERM) return kbox_error_make(err, errno, "setgroups");
-  if (setresgid(s->gid, s->gid, s->gid) < 0) return kbox_error_make(err, errno, "setgid %u", s->gid);
-  if (setresuid(s->uid, s->uid, s->uid) < 0) return kbox_error_make(err, errno, "setuid %u", s->uid);
-  return 0;
-}
-
 /* Capabilities, identity, a file in the workdir, no_new_privs and the seccomp filter, in the
    workload's order. */
 static void step_workload(int chan, const struct sandbox_probe *sp) {
@@ -113,7 +105,7 @@ static void step_workload(int chan, const struct sandbox_probe *sp) {
   kbox_error_t err = NULL;
   if (s->workdir != NULL && !sp->shared)
     aspect_report(chan, ASPECT_WRITE, KBOX_VERDICT_MISSING, "not probed: the workdir could not be mounted in the sandbox");
-  if (kbox_caps_drop_bounding(0, &err) == 0 && take_identity(s, &err) == 0 && sp->shared) {
+  if (kbox_caps_drop_bounding(0, &err) == 0 && kbox_workload_identity(s, &err) == 0 && sp->shared) {
     int fd = open(sp->file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
     char text[4400];
     snprintf(text, sizeof(text), "creating a file in the workdir as uid %u: %s", s->uid, fd < 0 ? strerror(errno) : "ok");

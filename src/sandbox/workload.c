@@ -55,7 +55,7 @@ static int set_limits(const struct kbox_spec *spec, kbox_error_t *err) {
   return kbox_rlimits_apply(err); /* memory/pids when no cgroup carries them */
 }
 
-static int set_identity(const struct kbox_spec *spec, kbox_error_t *err) {
+int kbox_workload_identity(const struct kbox_spec *spec, kbox_error_t *err) {
   if (setgroups(0, NULL) < 0 && errno != EPERM) return kbox_error_make(err, errno, "setgroups");
   if (setresgid(spec->gid, spec->gid, spec->gid) < 0) return kbox_error_make(err, errno, "setgid %u", spec->gid);
   if (setresuid(spec->uid, spec->uid, spec->uid) < 0) return kbox_error_make(err, errno, "setuid %u", spec->uid);
@@ -98,7 +98,7 @@ void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errf
   const char *cwd = spec->workdir ? spec->workdir : home;
   if (set_limits(spec, &err) < 0) fail(errfd, &err);
   if (kbox_caps_drop_bounding(0, &err) < 0) fail(errfd, &err);
-  if (set_identity(spec, &err) < 0) fail(errfd, &err);
+  if (kbox_workload_identity(spec, &err) < 0) fail(errfd, &err);
   if (chdir(cwd) < 0 && chdir("/") < 0) { kbox_error_make(&err, errno, "chdir %s", cwd); fail(errfd, &err); }
   if (kbox_caps_finish(0, &err) < 0) fail(errfd, &err);
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {

@@ -7,6 +7,8 @@
 
 /* The environment the workload sees: PATH, HOME, LANG, TERM, then --env/--env-file values. */
 void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kbox_strv *env);
+/* The workload's identity: no supplementary groups, spec's gid and uid (also used by the host probe). */
+int kbox_workload_identity(const struct kbox_spec *spec, kbox_error_t *err);
 /* Never returns. On failure writes {exit_code, errno} to errfd and exits. */
 __attribute__((noreturn)) void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errfd);
 
