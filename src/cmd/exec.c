@@ -175,6 +175,29 @@ struct child {
   bool reaped;
 };
 
+/* Why the child ended before printing its connection JSON: the message of its last "error:" line
+   (e.g. "the kbox layer is missing at ..."), else its last line, else its exit status. */
+static int child_failed(struct child *ch, kbox_error_t *err) {
+  while (waitpid(ch->pid, &ch->status, 0) < 0 && errno == EINTR) {
+  }
+  ch->reaped = true;
+  lseek(ch->err_fd, 0, SEEK_SET);
+  cleanup_free char *text = slurp_fd(ch->err_fd);
+  const char *cause = NULL;
+  size_t len = 0;
+  for (char *line = text, *next; line != NULL && *line != '\0'; line = next) {
+    next = strchr(line, '\n');
+    size_t n = next ? (size_t)(next - line) : strlen(line);
+    if (next) next++;
+    const char *e = memmem(line, n, ": error: ", 9);
+    if (e != NULL) cause = e + 9, len = n - (size_t)(e + 9 - line);
+    else if (n > 0 && (cause == NULL || memmem(cause, len, ": error: ", 9) == NULL)) cause = line, len = n;
+  }
+  if (cause != NULL && len > 0) return kbox_error_make(err, 0, "the sandboxed kernel did not start: %.*s", (int)len, cause);
+  return kbox_error_make(err, 0, "the sandboxed kernel did not start (kbox run exited with status %d and said nothing)",
+                         WIFEXITED(ch->status) ? WEXITSTATUS(ch->status) : 128 + WTERMSIG(ch->status));
+}
+
 /* Start `kbox run RUN_ARGS --report /proc/self/fd/N` with stdout on a pipe; read the connection
    JSON line from it. */
 static int start_child(struct exec_opts *o, struct child *ch, struct kbox_conn *conn, kbox_error_t *err) {
@@ -218,7 +241,7 @@ static int start_child(struct exec_opts *o, struct child *ch, struct kbox_conn *
     if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return kbox_error_make(err, errno, "poll");
     ssize_t r = read(rd, line + n, sizeof(line) - 1 - n);
     if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (r <= 0) return kbox_error_make(err, 0, "the sandboxed kernel did not start");
+    if (r <= 0) return child_failed(ch, err);
     n += (size_t)r;
   }
   line[n] = '\0';
@@ -264,13 +287,35 @@ static enum kbox_exec_end run_cells(struct exec_opts *o, struct kbox_client *c, 
   return end;
 }
 
+/* The cell raised: its own exception, or the supervisor's answer for a kernel that died running it
+   (kernel/pending.c: the ename names the sandbox limit that ended it). */
+static int raised(struct kbox_pyboxout *out, const char **status) {
+  const char *ename = json_string_value(json_object_get(out->error, "ename"));
+  *status = "error";
+  if (ename == NULL) return EXEC_RAISED;
+  if (strcmp(ename, "SandboxMemoryLimit") == 0) {
+    *status = "oom";
+    return EXEC_OOM;
+  }
+  if (strcmp(ename, "SandboxTimeout") == 0) {
+    *status = "timeout";
+    out->timed_out = true;
+    return EXEC_TIMEOUT;
+  }
+  if (strcmp(ename, "SandboxProcessLimit") == 0 || strcmp(ename, "KernelDied") == 0 || strcmp(ename, "KernelShutdown") == 0) {
+    *status = "died";
+    return EXEC_DIED;
+  }
+  return EXEC_RAISED;
+}
+
 /* Status word, exit code and kbox-made error for how the execution ended. */
 static int outcome(struct exec_opts *o, enum kbox_exec_end end, bool oom, bool detached, struct kbox_pyboxout *out,
                    const char **status) {
   char msg[512];
   switch (end) {
   case KBOX_EXEC_OK: *status = "ok"; return EXEC_OK;
-  case KBOX_EXEC_RAISED: *status = "error"; return EXEC_RAISED;
+  case KBOX_EXEC_RAISED: return raised(out, status);
   case KBOX_EXEC_TIMEOUT:
     *status = "timeout";
     if (out->error == NULL) {
@@ -287,7 +332,7 @@ static int outcome(struct exec_opts *o, enum kbox_exec_end end, bool oom, bool d
     return EXEC_TIMEOUT;
   case KBOX_EXEC_GONE:
     *status = oom ? "oom" : "died";
-    kbox_pyboxout_set_kbox_error(out, oom ? "OutOfMemory" : "KernelDied",
+    kbox_pyboxout_set_kbox_error(out, oom ? "SandboxMemoryLimit" : "KernelDied",
                                  oom ? "the kernel was killed: its sandbox ran out of memory (raise --memory)"
                                      : "the kernel died during execution (see the report)");
     return oom ? EXEC_OOM : EXEC_DIED;

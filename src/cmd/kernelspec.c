@@ -13,6 +13,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
+#include "kernel/kernel_args.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
@@ -101,6 +102,8 @@ static int install(struct ks_opts *o, kbox_error_t *err) {
   bool help = false;
   int rc = kbox_run_opts_parse((int)o->run.n, o->run.v, &spec, &help, err);
   bool has_cmd = spec.argv.n > 0;
+  size_t n_kargs = spec.kernel_args.n; /* a suffix of o->run: they go after {connection_file} */
+  if (rc == 0) rc = kbox_kernel_args_check(&spec, NULL, err);
   kbox_spec_free(&spec);
   if (rc < 0) return kbox_error_prefix(err, "kernelspec run options");
   if (has_cmd) return kbox_error_make(err, 0, "a kernelspec starts a kernel: give run options only, no command");
@@ -110,9 +113,11 @@ static int install(struct ks_opts *o, kbox_error_t *err) {
   self[n] = '\0';
   json_t *av = json_array();
   json_array_append_new(av, json_string(self));
-  for (size_t i = 0; i < o->run.n; i++) json_array_append_new(av, kernel_cmd_arg(o->run.v[i]));
+  for (size_t i = 0; i < o->run.n - n_kargs; i++) json_array_append_new(av, kernel_cmd_arg(o->run.v[i]));
+  /* Last, so that what a client appends (extra_arguments) are the kernel's arguments. */
   json_array_append_new(av, json_string("--connection-file"));
   json_array_append_new(av, json_string("{connection_file}"));
+  for (size_t i = o->run.n - n_kargs; i < o->run.n; i++) json_array_append_new(av, json_string(o->run.v[i]));
   json_t *ks = json_pack("{s:o, s:s, s:s, s:s, s:{s:b}}", "argv", av, "display_name",
                          o->display ? o->display : "Python 3 (kbox sandbox)", "language", "python",
                          "interrupt_mode", "signal", "metadata", "kbox", 1);

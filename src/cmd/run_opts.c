@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernel/kernel_args.h"
 #include "sandbox/mounts.h"
 #include "security/security.h"
 #include "cmd/image.h"
@@ -194,6 +195,22 @@ int kbox_run_opts_takes_arg(const char *name) {
   return -1;
 }
 
+/* Kernel mode grammar: `kbox run [OPTIONS] [--connection-file FILE] [KERNEL ARGS...]`. The kernel's
+   arguments start after --connection-file FILE (a kernelspec puts it last, and jupyter_client
+   appends its extra_arguments after it) or at the first option kbox run does not know. */
+static void take_kernel_args(struct kbox_spec *spec, int argc, char **argv, int from) {
+  for (int i = from; i < argc; i++) kbox_strv_add(&spec->kernel_args, argv[i]);
+}
+
+/* Is there a "--" (a command follows) in argv[from..)? */
+static bool command_follows(int argc, char **argv, int from) {
+  for (int i = from; i < argc; i++)
+    if (strcmp(argv[i], "--") == 0) return true;
+  return false;
+}
+
+static bool is_run_option(const char *name) { return kbox_run_opts_takes_arg(name) >= 0; }
+
 int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *help_shown, kbox_error_t *err) {
   struct option longopts[N_RUN_OPTS + 1];
   for (size_t i = 0; i < N_RUN_OPTS; i++)
@@ -212,10 +229,17 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
       return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox %s --help')", argv[optind - 1], argv[0]);
     if (c == '?') {
       const char *bad = prev < argc ? argv[prev] : "?";
-      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", bad, argv[0]);
+      if (prev >= argc || command_follows(argc, argv, prev) || strcmp(argv[0], "run") != 0)
+        return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", bad, argv[0]);
+      take_kernel_args(spec, argc, argv, prev); /* checked by kbox_run_opts_finish */
+      return 0;
     }
     if (apply_opt(spec, c, optarg, help_shown, err) < 0) return -1;
     if (*help_shown) return 0;
+    if (c == OPT_CONNECTION_FILE && optind < argc) {
+      take_kernel_args(spec, argc, argv, optind);
+      return 0;
+    }
   }
   for (int i = optind; i < argc; i++) kbox_strv_add(&spec->argv, argv[i]);
   return 0;
@@ -231,6 +255,7 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->rootfs.n == 0 && kbox_image_add_layers("default", &spec->rootfs, err) < 0) return -1;
   if (spec->profile == NULL) spec->profile = strdup("default");
   if (kbox_security_prepare(spec, err) < 0) return -1;
+  if (kbox_kernel_args_check(spec, is_run_option, err) < 0) return -1;
   spec->rootless = geteuid() != 0;
   if (kbox_spec_validate(spec, err) < 0) return -1;
   bool locked_mounts = spec->rootless || !kbox_mounts_in_initial_userns();

@@ -167,6 +167,7 @@ void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
   kbox_auth_free(&b->host_auth);
   kbox_auth_free(&b->kern_auth);
   kbox_frames_free(&b->buf);
+  kbox_pending_free(&b->pending);
 }
 
 void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items) {
@@ -185,6 +186,7 @@ static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long n
   /* The first frame is the client identity the ROUTER added: keep it as the prefix the kernel
      will echo back, so the reply can be routed to this client. */
   kbox_wire_resign(&b->kern_auth, f, delim);
+  if (ch == KBOX_CH_SHELL) kbox_pending_add(&b->pending, f, delim);
   b->last_activity_ms = now;
   if (send_at(b, KBOX_CH_N + ch, f) < 0) drop(b, ch, true, errno == EAGAIN ? "the kernel's queue is full" : zmq_strerror(errno));
   else b->forwarded++;
@@ -226,6 +228,7 @@ static void from_kernel(struct kbox_broker *b, enum kbox_channel ch) {
   if (why != NULL) return drop(b, ch, false, why);
   if (delim == 0) return drop(b, ch, false, "no client identity to route the reply to");
   if (is_own(b, f)) return own_reply(b, delim);
+  if (ch == KBOX_CH_SHELL) kbox_pending_replied(&b->pending, f, delim);
   kbox_wire_resign(&b->host_auth, f, delim);
   /* ROUTER without ROUTER_MANDATORY: a gone or slow client's message is dropped, never blocks. */
   if (send_at(b, ch, f) == 0) b->forwarded++;
@@ -261,6 +264,7 @@ static void track_status(struct kbox_broker *b, size_t delim, long long now) {
     b->busy = false;
     b->last_activity_ms = now;
     if (pid_usable && b->exec_id[0] != '\0' && kbox_jspan_eq(&parent[1], b->exec_id)) b->exec_id[0] = '\0';
+    if (pid_usable) kbox_pending_idle(&b->pending, parent[1].p, parent[1].n);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "kernel/connection.h"
+#include "kernel/pending.h"
 #include "kernel/wire.h"
 
 #define KBOX_BROKER_NPOLL (2 * KBOX_CH_N)
@@ -37,6 +38,7 @@ struct kbox_broker {
   bool shutdown_replied;
   bool kernel_welcomes;       /* the kernel sent iopub_welcome (protocol 5.5): greet clients too */
   bool welcome_owed;          /* a client subscribed before we knew */
+  struct kbox_pending pending; /* shell requests not finished yet (answered if the kernel dies) */
 
   /* statistics */
   unsigned long long forwarded, dropped;

@@ -7,6 +7,7 @@
 #include "kernel/broker.h"
 
 #define MAX_MSG (256u << 20)
+#define GONE_GRACE_MS 1000 /* after the supervisor's exit: read what it sent last (kernel/pending.c) */
 
 int kbox_client_open(struct kbox_client *c, const struct kbox_conn *conn, kbox_error_t *err) {
   memset(c, 0, sizeof(*c));
@@ -140,9 +141,13 @@ enum kbox_exec_end kbox_client_execute(struct kbox_client *c, const char *code, 
   if (r < 0) return KBOX_EXEC_FAILED;
   long long deadline = timeout_ms > 0 ? kbox_now_ms() + timeout_ms : -1;
   bool interrupted = false, idle = false;
+  long long gone_at = 0; /* the kernel's supervisor ended: its last answers may still be on the way */
   while (!idle) {
     long long now = kbox_now_ms(), wait = deadline < 0 ? 1000 : deadline - now;
-    if (deadline >= 0 && wait <= 0) {
+    if (gone_at != 0) {
+      if (now - gone_at >= GONE_GRACE_MS) return KBOX_EXEC_GONE;
+      wait = gone_at + GONE_GRACE_MS - now;
+    } else if (deadline >= 0 && wait <= 0) {
       if (interrupted) return KBOX_EXEC_STUCK;
       json_t *empty = json_object();
       send_req(c, KBOX_CL_CONTROL, "interrupt_request", empty, int_id);
@@ -160,7 +165,10 @@ enum kbox_exec_end kbox_client_execute(struct kbox_client *c, const char *code, 
     }
     for (int ch = KBOX_CL_SHELL; ch <= KBOX_CL_CONTROL; ch += 2) /* replies: nothing to keep */
       while (recv_msg(c, ch, &m) == 1) kbox_wire_msg_free(&m);
-    if (w > 0 && !idle) return KBOX_EXEC_GONE;
+    if (w > 0 && !idle && gone_at == 0) {
+      gone_at = kbox_now_ms();
+      gone_fd = -1;
+    }
   }
   if (interrupted) return KBOX_EXEC_TIMEOUT;
   return out->error != NULL ? KBOX_EXEC_RAISED : KBOX_EXEC_OK;

@@ -82,7 +82,8 @@ static int kernel_conn(struct kbox_kernel *k, kbox_error_t *err) {
   return 0;
 }
 
-/* argv of the kernel: --kernel-cmd (or the default) split on blanks, {connection_file} replaced. */
+/* argv of the kernel: --kernel-cmd (or the default) split on blanks, {connection_file} replaced,
+   then the client's kernel arguments. */
 static void kernel_argv(struct kbox_kernel *k) {
   const char *cmd = k->spec->kernel_cmd ? k->spec->kernel_cmd : DEFAULT_KERNEL_CMD;
   cleanup_free char *copy = strdup(cmd);
@@ -102,6 +103,8 @@ static void kernel_argv(struct kbox_kernel *k) {
     if (asprintf(&arg, "%.*s%s%s", (int)(at - tok), tok, cf, at + strlen(ph)) < 0) abort();
     kbox_strv_add_owned(&k->spec->argv, arg);
   }
+  /* What the client appended (checked by kbox_kernel_args_check). */
+  for (size_t i = 0; i < k->spec->kernel_args.n; i++) kbox_strv_add(&k->spec->argv, k->spec->kernel_args.v[i]);
 }
 
 /* The kernel's environment: no JPY_PARENT_PID (ipykernel would watch a parent that is pid 1). */

@@ -1,23 +1,29 @@
 /* The kernel-mode event loop: one poll() over the broker's sockets (their ZMQ_FDs), pid 1's pidfd, the
-   signalfd and pid 1's channel, plus the deadlines (startup, --timeout, --exec-timeout,
-   --idle-timeout, shutdown grace). */
+   signalfd, pid 1's channel and the launching client's pidfd (JPY_PARENT_PID), plus the deadlines
+   (startup, --timeout, --exec-timeout, --idle-timeout, shutdown grace). When the kernel dies with
+   requests pending, the broker answers them with the cause (src/kernel/pending.c). */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup/cgroup.h"
 #include "kernel/launch.h"
 #include "util/log.h"
+#include "util/parse.h"
 
 #define STARTUP_MS 60000       /* the kernel must answer kernel_info_request by then */
 #define INFO_RETRY_MS 1000
 #define SHUTDOWN_GRACE_MS 5000 /* shutdown_request -> kill */
 #define EXEC_GRACE_MS 3000     /* exec-timeout interrupt -> kill */
+#define PARENT_GRACE_MS 2000   /* launching client gone -> kill (nobody waits for a clean end) */
 
 struct loop {
   struct kbox_kernel *k;
@@ -27,7 +33,26 @@ struct loop {
   long long kill_at;          /* 0: none */
   char interrupted_id[64];    /* execute_request already interrupted for --exec-timeout */
   long long interrupted_at;
+  int parent_fd;              /* pidfd of the launching client (JPY_PARENT_PID), -1: none */
 };
+
+/* A kernelspec launch: jupyter_client sets JPY_PARENT_PID to its own pid. Watch that process (as
+   ipykernel does) so the kernel ends with its client; --detach kernels outlive their caller. */
+static int open_parent(const struct kbox_spec *spec) {
+  const char *env = getenv("JPY_PARENT_PID");
+  uint64_t pid = 0;
+  kbox_error_t err = NULL;
+  if (spec->detach || env == NULL || env[0] == '\0') return -1;
+  if (kbox_parse_uint("JPY_PARENT_PID", env, 2, 4194304, &pid, &err) < 0 || (pid_t)pid == getpid()) {
+    kbox_error_free(&err);
+    return -1;
+  }
+  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (fd < 0) kbox_log(KBOX_LOG_WARN, "JPY_PARENT_PID=%s: cannot watch that process (%s); the kernel will not end with it",
+                       env, strerror(errno));
+  else kbox_debug("watching the launching client, pid %s", env);
+  return fd;
+}
 
 /* Ask the kernel to shut down and kill it if it has not gone after the grace period. */
 static void begin_shutdown(struct loop *l, const char *why, long long now) {
@@ -159,10 +184,78 @@ static long long deadlines(struct loop *l, long long now) {
   return next - now;
 }
 
-void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
-  struct loop l = {.k = k, .sb = sb};
+/* "256 MiB" */
+static void human_size(uint64_t v, char *buf, size_t n) {
+  if (v >= (1ULL << 30)) snprintf(buf, n, "%.3g GiB", (double)v / (double)(1ULL << 30));
+  else snprintf(buf, n, "%.3g MiB", (double)v / (double)(1ULL << 20));
+}
+
+/* How the kernel process ended, for a sentence ("was killed by signal 6 (SIGABRT)"). */
+static void how_it_ended(const struct kbox_sandbox *sb, char *buf, size_t n) {
+  if (sb->have_status && WIFSIGNALED(sb->status))
+    snprintf(buf, n, "was killed by signal %d (SIG%s)", WTERMSIG(sb->status), sigabbrev_np(WTERMSIG(sb->status)));
+  else if (sb->have_status && WIFEXITED(sb->status)) snprintf(buf, n, "exited with status %d", WEXITSTATUS(sb->status));
+  else snprintf(buf, n, "ended");
+}
+
+#define STATE_GONE "the kernel's state (variables, imports) is lost; a restarted kernel starts empty"
+
+/* ename and evalue for the requests the dead kernel left unanswered: the limit that killed it, the
+   peak, and that its state is gone. */
+static void death_cause(const struct kbox_kernel *k, const struct kbox_sandbox *sb, const char **ename, char *ev, size_t n) {
+  const struct kbox_spec *s = k->spec;
+  const struct kbox_cgroup_stats *st = sb->cgroup != NULL ? &sb->cgroup->stats : NULL;
+  const char *by = k->ended_by ? k->ended_by : "";
+  char how[96], lim[32], peak[48] = "";
+  how_it_ended(sb, how, sizeof(how));
+  if (st != NULL && st->memory_peak > 0) {
+    char p[32];
+    human_size((uint64_t)st->memory_peak, p, sizeof(p));
+    snprintf(peak, sizeof(peak), ", peak %s", p);
+  }
+  if (st != NULL && st->oom_kills > 0) {
+    *ename = "SandboxMemoryLimit";
+    human_size(s->memory_bytes, lim, sizeof(lim));
+    snprintf(ev, n, "the kernel was killed: the sandbox ran out of memory (limit %s%s, --memory); " STATE_GONE, lim, peak);
+  } else if (strcmp(by, "exec_timeout") == 0) {
+    *ename = "SandboxTimeout";
+    snprintf(ev, n, "the cell ran past --exec-timeout %.3gs and ignored the interrupt, so the kernel was killed; " STATE_GONE,
+             (double)s->exec_timeout_ms / 1000.0);
+  } else if (sb->timed_out || strcmp(by, "timeout") == 0) {
+    *ename = "SandboxTimeout";
+    snprintf(ev, n, "the kernel ran past the sandbox's wall-clock limit (--timeout %.3gs) and was killed; " STATE_GONE,
+             (double)s->timeout_ms / 1000.0);
+  } else if (st != NULL && st->pids_max_hits > 0) {
+    *ename = "SandboxProcessLimit";
+    snprintf(ev, n, "the kernel %s after the sandbox hit its process limit (%llu processes/threads, --pids; %lld fork(s) refused%s); " STATE_GONE,
+             how, (unsigned long long)s->pids, (long long)st->pids_max_hits, peak);
+  } else if (by[0] != '\0' && strcmp(by, "startup_timeout") != 0) {
+    *ename = "KernelShutdown";
+    snprintf(ev, n, "kbox shut the kernel down (%s) before it finished this request; " STATE_GONE, by);
+  } else {
+    *ename = "KernelDied";
+    snprintf(ev, n, "the kernel %s while handling this request%s%s%s; " STATE_GONE, how, peak[0] ? " (memory" : "",
+             peak[0] ? peak + 1 : "", peak[0] ? ")" : "");
+  }
+}
+
+/* The kernel is gone: answer what it left pending, so no client waits for its own timeout. */
+static void answer_pending(struct kbox_kernel *k, const struct kbox_sandbox *sb) {
   struct kbox_broker *b = &k->broker;
-  struct pollfd pfd[KBOX_BROKER_NPOLL + 3];
+  if (b->pending.n == 0) return;
+  const char *ename = "KernelDied";
+  char evalue[512];
+  death_cause(k, sb, &ename, evalue, sizeof(evalue));
+  size_t n = kbox_pending_answer(&b->pending, b->host[KBOX_CH_SHELL], b->host[KBOX_CH_IOPUB], &b->host_auth, b->session,
+                                 ename, evalue);
+  kbox_log(KBOX_LOG_WARN, "answered %zu pending request(s) of the dead kernel: %s: %s", n, ename, evalue);
+}
+
+void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
+  struct loop l = {.k = k, .sb = sb, .parent_fd = open_parent(k->spec)};
+  struct kbox_broker *b = &k->broker;
+  struct pollfd pfd[KBOX_BROKER_NPOLL + 4];
+  signal(SIGPIPE, SIG_IGN); /* a dead client's stderr pipe must not kill the supervisor */
   bool pending = true; /* the broker may hold messages already: do not sleep before looking */
   while (!sb->reaped) {
     long long now = kbox_now_ms();
@@ -172,7 +265,9 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     int n = KBOX_BROKER_NPOLL;
     pfd[n++] = (struct pollfd){.fd = sb->pidfd, .events = POLLIN};
     pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
-    if (sb->chan >= 0) pfd[n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
+    int chan_at = -1, parent_at = -1;
+    if (sb->chan >= 0) pfd[chan_at = n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
+    if (l.parent_fd >= 0) pfd[parent_at = n++] = (struct pollfd){.fd = l.parent_fd, .events = POLLIN};
     if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
     if (poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait) < 0) {
       if (errno != EINTR) {
@@ -185,10 +280,17 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     pending = kbox_broker_service(b, pfd, now);
     if (!l.announced && b->ready) announce(&l, now);
     if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);
-    if (n > KBOX_BROKER_NPOLL + 2 && (pfd[KBOX_BROKER_NPOLL + 2].revents & (POLLIN | POLLERR | POLLHUP))) {
+    if (chan_at >= 0 && (pfd[chan_at].revents & (POLLIN | POLLERR | POLLHUP))) {
       kbox_error_t ignored = NULL;
       kbox_sandbox_on_message(sb, &ignored);
       kbox_error_free(&ignored);
+    }
+    if (parent_at >= 0 && (pfd[parent_at].revents & (POLLIN | POLLERR | POLLHUP))) {
+      kbox_log(KBOX_LOG_WARN, "the launching client (JPY_PARENT_PID) exited: shutting the kernel down");
+      close(l.parent_fd);
+      l.parent_fd = -1;
+      begin_shutdown(&l, "parent_exited", now);
+      if (l.kill_at > now + PARENT_GRACE_MS) l.kill_at = now + PARENT_GRACE_MS;
     }
     if (pfd[KBOX_BROKER_NPOLL].revents & POLLIN) kbox_sandbox_reap(sb);
   }
@@ -199,6 +301,8 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     kbox_broker_dispatch(b, items, kbox_now_ms());
     kbox_broker_pollitems(b, items);
   }
+  answer_pending(k, sb);
+  if (l.parent_fd >= 0) close(l.parent_fd);
   kbox_broker_close(b, 200);
   k->broker_open = false;
 }

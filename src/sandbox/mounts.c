@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "sandbox/idmap.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -41,9 +42,10 @@ static void close_all(int *fds, size_t n) {
 void kbox_mounts_free(struct kbox_mounts *m) {
   close_all(m->lower_fds, m->spec->rootfs.n);
   close_all(m->bind_fds, m->spec->n_binds);
+  close_all(m->overlay_fds, m->spec->overlays.n);
   if (m->workdir_fd >= 0) close(m->workdir_fd);
   if (m->layer_userns >= 0) close(m->layer_userns);
-  m->lower_fds = m->bind_fds = NULL;
+  m->lower_fds = m->bind_fds = m->overlay_fds = NULL;
   m->workdir_fd = m->layer_userns = -1;
 }
 
@@ -82,6 +84,27 @@ static int set_attrs(int fd, const char *what, uint64_t attrs, kbox_error_t *err
   return 0;
 }
 
+/* Lower trees of the overlays (profile dirs): as root, idmapped so the directory's owner is the
+   sandbox user (as for --workdir); read-only either way, the writes go to the overlay's upper. */
+static int open_overlay_sources(struct kbox_mounts *m, kbox_error_t *err) {
+  const struct kbox_spec *s = m->spec;
+  m->overlay_fds = calloc(s->overlays.n + 1, sizeof(int));
+  if (m->overlay_fds == NULL) abort();
+  for (size_t i = 0; i < s->overlays.n; i++) m->overlay_fds[i] = -1;
+  struct kbox_idmap map;
+  bool idmap = !s->rootless && m->layer_userns >= 0 && kbox_idmap_compute(s, &map, err) == 0;
+  for (size_t i = 0; i < s->overlays.n; i++) {
+    const char *dir = s->overlays.v[i];
+    if (idmap && kbox_idmap_bind_owned(dir, s, &map, &m->overlay_fds[i], err) < 0) {
+      kbox_info("%s cannot be idmapped (%s): its files appear owned by nobody inside", dir, (*err)->msg);
+      kbox_error_free(err);
+    }
+    if (m->overlay_fds[i] < 0 && clone_tree("--profile-dir", dir, &m->overlay_fds[i], err) < 0) return -1;
+    if (set_attrs(m->overlay_fds[i], dir, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err) < 0) return -1;
+  }
+  return 0;
+}
+
 int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
   m->lower_fds = calloc(s->rootfs.n + 1, sizeof(int));
@@ -100,7 +123,7 @@ int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err) {
     if (clone_tree("--workdir", s->workdir, &m->workdir_fd, err) < 0) return -1;
     if (set_attrs(m->workdir_fd, s->workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err) < 0) return -1;
   }
-  return 0;
+  return open_overlay_sources(m, err);
 }
 
 static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
@@ -283,6 +306,33 @@ int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err) {
   return do_mount(tmp, p, NULL, MS_BIND, NULL, err);
 }
 
+/* Overlay i: its host tree read-only below an upper on the scratch tmpfs (in the disk budget),
+   owned by the sandbox user, at the host path. */
+static int mount_overlay(struct kbox_mounts *m, size_t i, kbox_error_t *err) {
+  const struct kbox_spec *s = m->spec;
+  char dir[96], l[128], u[128], w[128];
+  snprintf(dir, sizeof(dir), "%.40s/ovl", m->scratch);
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "mkdir %s", dir);
+  snprintf(dir, sizeof(dir), "%.40s/ovl/%zu", m->scratch, i);
+  snprintf(l, sizeof(l), "%s/l", dir);
+  snprintf(u, sizeof(u), "%s/u", dir);
+  snprintf(w, sizeof(w), "%s/w", dir);
+  if (mkdir(dir, 0755) < 0 || mkdir(l, 0755) < 0 || mkdir(u, 0755) < 0 || mkdir(w, 0700) < 0)
+    return kbox_error_make(err, errno, "creating the writable layer of %s", s->overlays.v[i]);
+  if (attach(m->overlay_fds[i], l, err) < 0) return -1;
+  close(m->overlay_fds[i]);
+  m->overlay_fds[i] = -1;
+  struct stat st;
+  if (stat(l, &st) < 0 || chmod(u, (st.st_mode & 07777) | 0700) < 0 || chown(u, s->uid, s->gid) < 0)
+    return kbox_error_make(err, errno, "preparing the writable layer of %s", s->overlays.v[i]);
+  cleanup_close int target = -1;
+  if (make_target(m, s->overlays.v[i], true, &target, err) < 0) return -1;
+  char p[64], opts[512];
+  fd_path(target, p, sizeof(p));
+  snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", l, u, w);
+  return do_mount("overlay", p, "overlay", MS_NOSUID | MS_NODEV, opts, err);
+}
+
 int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
   if (s->workdir != NULL && attach_inside(m, m->workdir_fd, s->workdir, err) < 0)
@@ -290,6 +340,13 @@ int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err) {
   for (size_t i = 0; i < s->n_binds; i++)
     if (attach_inside(m, m->bind_fds[i], s->binds[i].dst, err) < 0)
       return kbox_error_prefix(err, "--bind %s", s->binds[i].src);
+  /* Shorter paths first: an ipython dir goes below the profile dir inside it. */
+  for (size_t len = 1, done = 0; done < s->overlays.n && len < 4096; len++)
+    for (size_t i = 0; i < s->overlays.n; i++)
+      if (strlen(s->overlays.v[i]) == len) {
+        if (mount_overlay(m, i, err) < 0) return kbox_error_prefix(err, "--profile-dir %s", s->overlays.v[i]);
+        done++;
+      }
   return 0;
 }
 

@@ -12,6 +12,7 @@ struct kbox_mounts {
   int layer_userns;   /* root mode: user namespace with the sandbox's id map, to idmap the layers
                          so on-disk ids appear unchanged inside (-1: layers are not idmapped) */
   int *bind_fds;      /* detached trees of the --bind sources */
+  int *overlay_fds;   /* detached read-only trees of spec->overlays (profile dirs) */
   char root[64];      /* where the new root is assembled before pivot_root */
   char scratch[64];   /* the size-capped tmpfs holding upper, work, tmp, shm */
   char home[256];     /* the workload's HOME, set by kbox_mounts_home */
@@ -25,7 +26,7 @@ int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err);
 int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err);
 /* /proc (with masked and read-only paths), /sys read-only, minimal /dev, /tmp. */
 int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err);
-/* --workdir and --bind. */
+/* --workdir, --bind, then the overlays (host dir read-only below a tmpfs upper at the same path). */
 int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err);
 /* Find the workload user's home in the layers and create it, owned by the user, in the upper layer
    (called by kbox_mounts_rootfs before the overlay is mounted). */

@@ -42,6 +42,8 @@ void kbox_spec_free(struct kbox_spec *spec) {
   free(spec->kernel_ip);
   free(spec->kernel_transport);
   free(spec->kernel_cmd);
+  kbox_strv_free(&spec->kernel_args);
+  kbox_strv_free(&spec->overlays);
   memset(spec, 0, sizeof(*spec));
 }
 
