@@ -6,6 +6,7 @@
 #include "cmd/commands.h"
 #include "cmd/kmod.h"
 #include "config.h"
+#include "util/trace.h"
 
 struct verb {
   const char *name;
@@ -35,6 +36,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  kbox_trace_init();
   if (argc < 2) {
     usage(stderr);
     return 125;

@@ -15,6 +15,7 @@
 #include "cgroup/files.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 static const char *const ctl_names[KBOX_CTL_N] = {"memory", "pids", "cpu"};
 
@@ -99,6 +100,7 @@ static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
   cg->v2_dir = dir;
   cg->v2_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (avail != 0 && kbox_cgroup_v2_apply(dir, avail, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, avail, &e);
+  kbox_trace_step("cgroup v2 %s created", avail ? "limits cgroup" : "tracking cgroup");
 }
 
 /* cgroup v1 part: one directory per hierarchy holding a controller v2 did not take. */
@@ -121,6 +123,7 @@ static void create_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
     }
     cg->v1_dir[c] = dir;
     if (kbox_cgroup_v1_apply(dir, (enum kbox_ctl)c, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, 1u << c, &e);
+    kbox_trace_step("cgroup v1 %s created", ctl_names[c]);
   }
 }
 
@@ -181,6 +184,7 @@ int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *pare
     if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
   if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
   create_v1(cg, layout, parent_override);
+  cg->v1_prime = kbox_cgroup_v1_prime_path(layout, cg);
   if (fallback(cg, require_limits, err) < 0) {
     kbox_cgroup_destroy(cg);
     return -1;
@@ -194,6 +198,7 @@ int kbox_cgroup_attach(struct kbox_cgroup *cg, pid_t pid, bool v2_too, kbox_erro
     if (cg->v1_dir[c] == NULL) continue;
     if (kbox_cg_write(cg->v1_dir[c], "cgroup.procs", err, "%d", (int)pid) < 0)
       return kbox_error_prefix(err, "moving the sandbox into its %s cgroup", ctl_names[c]);
+    kbox_trace_step("pid 1 attached to cgroup v1 %s", ctl_names[c]);
   }
   if (v2_too && cg->v2_dir != NULL && kbox_cg_write(cg->v2_dir, "cgroup.procs", err, "%d", (int)pid) < 0)
     return kbox_error_prefix(err, "moving the sandbox into its cgroup");
@@ -223,6 +228,7 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
   if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
   for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);
   free(cg->v2_dir);
+  free(cg->v1_prime);
   free(cg->name);
   free(cg);
 }

@@ -50,6 +50,7 @@ struct kbox_cgroup {
   struct kbox_cgroup_limits lim;
   struct kbox_cgroup_stats stats;
   int reaper_fd;                   /* write end of the reaper's pipe, -1 */
+  char *v1_prime;                  /* kbox's own cgroup.procs in a v1 hierarchy the sandbox uses, or NULL */
 };
 
 /* ---- layout (layout.c) ---- */
@@ -79,6 +80,11 @@ void kbox_cgroup_v2_stats(const char *dir, struct kbox_cgroup_stats *stats);
 int kbox_cgroup_v1_apply(const char *dir, enum kbox_ctl ctl, const struct kbox_cgroup_limits *lim,
                          enum kbox_mech mech[KBOX_LIM_N], kbox_error_t *err);
 void kbox_cgroup_v1_stats(const char *dir, enum kbox_ctl ctl, struct kbox_cgroup_stats *stats);
+/* Path of kbox's own cgroup.procs in the first v1 hierarchy the sandbox uses (NULL when none).
+   Writing "0" there moves the writer to the cgroup it is already in: a no-op that starts the
+   RCU grace period every v1 move waits for (cgroup_threadgroup_rwsem), so the real move of the
+   sandbox's pid 1 a few milliseconds later waits only for what is left of it (the reaper does it). */
+char *kbox_cgroup_v1_prime_path(const struct kbox_cgroup_layout *l, const struct kbox_cgroup *cg);
 
 /* ---- the sandbox cgroup (cgroup.c) ---- */
 /* Create the sandbox cgroup(s) under kbox's own cgroup (or parent_override) for sandbox ID and

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "util/log.h"
+#include "util/trace.h"
 
 int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kbox_error_t *err) {
   struct kbox_cgroup_layout layout;
@@ -17,6 +18,7 @@ int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kb
   kbox_cgroup_layout_free(&layout);
   if (rc < 0) return -1;
   kbox_rlimits_plan(*out);
+  kbox_trace_step("rlimit plan");
   if (kbox_cgroup_reaper_start(*out, err) < 0) {
     kbox_cgroup_destroy(*out);
     *out = NULL;

@@ -21,6 +21,7 @@
 #include "sandbox/ns.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 /* Reserve the sandbox id for this user with an abstract unix socket (gone when kbox dies). */
 static int reserve_id(const struct kbox_spec *spec, int *out, kbox_error_t *err) {
@@ -86,7 +87,9 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   sandbox_reset(sb, spec);
   if (check_single_threaded(err) < 0) return -1;
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
+  kbox_trace_step("id reserved");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
+  kbox_trace_step("limits set up (cgroups created, reaper started)");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
@@ -95,6 +98,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   if (!spec->rootless && new_userns && spec->workdir != NULL &&
       kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
     return kbox_error_prefix(err, "--workdir");
+  if (workdir_fd >= 0) kbox_trace_step("workdir idmapped");
   /* Root: take the source trees here, in the initial namespace, so they are not locked and
      overlayfs accepts them. Rootless: pid 1 takes them inside its own namespaces. */
   struct kbox_mounts mounts;
@@ -103,10 +107,12 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
     kbox_mounts_free(&mounts);
     return -1;
   }
+  if (mounts.layer_userns >= 0) kbox_trace_step("user namespace for idmapped layers");
   if (!spec->rootless && kbox_mounts_open_sources(&mounts, err) < 0) {
     kbox_mounts_free(&mounts);
     return -1;
   }
+  if (!spec->rootless) kbox_trace_step("layers and binds taken (open_tree, idmapped)");
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
     kbox_mounts_free(&mounts);
@@ -117,6 +123,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   int cgroup_fd = sb->cgroup != NULL ? sb->cgroup->v2_fd : -1; /* born inside its limits */
   pid_t pid = kbox_clone3(ns_flags, cgroup_fd, &sb->pidfd, err);
   if (pid == 0) {
+    kbox_trace_process("pid1");
     close(sp[0]);
     struct kbox_init_args args = {.spec = spec, .chan = sp[1], .mounts = &mounts};
     kbox_init_main(&args);
@@ -126,10 +133,12 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   sb->chan = sp[0];
   if (pid < 0) return -1;
   sb->pid = pid;
+  kbox_trace_step("clone3 (namespaces%s)", cgroup_fd >= 0 ? ", into the cgroup v2 cgroup" : "");
   if ((new_userns && kbox_idmap_write(pid, &map, err) < 0) || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
   }
+  kbox_trace_step("id maps written, GO sent");
   /* v1 hierarchies: moving pid 1 waits for an RCU grace period (milliseconds), so it is done while
      pid 1 mounts; pid 1 starts no process before JOINED, so the workload is born in its cgroups. */
   if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
@@ -143,6 +152,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
     kbox_sandbox_kill(sb);
     return -1;
   }
+  kbox_trace_step("workload started (pid 1 reported it executed)");
   return 0;
 }
 
