@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -226,6 +227,10 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
   for (int c = 0; c < KBOX_CTL_N; c++) free(cg->v1_dir[c]);
   if (cg->v2_fd >= 0) close(cg->v2_fd);
   if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
+  if (cg->reaper_parent > 0) {
+    int st;
+    while (waitpid(cg->reaper_parent, &st, 0) < 0 && errno == EINTR) {}
+  }
   for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);
   free(cg->v2_dir);
   free(cg->v1_prime);

@@ -50,6 +50,7 @@ struct kbox_cgroup {
   struct kbox_cgroup_limits lim;
   struct kbox_cgroup_stats stats;
   int reaper_fd;                   /* write end of the reaper's pipe, -1 */
+  pid_t reaper_parent;             /* the reaper's short-lived parent, reaped in destroy, or 0 */
   char *v1_prime;                  /* kbox's own cgroup.procs in a v1 hierarchy the sandbox uses, or NULL */
 };
 

@@ -66,8 +66,7 @@ int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
     _exit(0);
   }
   close(p[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  cg->reaper_parent = pid; /* it exits at once; waited for in kbox_cgroup_destroy, off the start-up path */
   cg->reaper_fd = p[1];
   return 0;
 }

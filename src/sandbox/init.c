@@ -76,6 +76,7 @@ static pid_t start_workload(struct kbox_init_args *a, const char *home) {
     kbox_error_make(&err, errno, "pipe");
     init_fail(a->chan, &err);
   }
+  kbox_trace_step("forking the workload");
   pid_t pid = fork();
   if (pid < 0) {
     kbox_error_make(&err, errno, "fork of the workload");
@@ -83,11 +84,13 @@ static pid_t start_workload(struct kbox_init_args *a, const char *home) {
   }
   if (pid == 0) {
     kbox_trace_process("workload");
+    kbox_trace_step("forked");
     close(pipefd[0]);
     close(a->chan);
     kbox_workload_exec(a->spec, home, pipefd[1]);
   }
   close(pipefd[1]);
+  kbox_trace_step("fork returned");
   struct kbox_msg m;
   ssize_t r;
   do r = read(pipefd[0], &m, sizeof(m)); while (r < 0 && errno == EINTR);
