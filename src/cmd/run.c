@@ -16,6 +16,7 @@
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 static void run_usage(FILE *out) {
   fprintf(out,
@@ -126,12 +127,14 @@ int kbox_cmd_run(int argc, char **argv) {
     code = kbox_error_report(&err);
   } else {
     supervise(&sb, sigfd);
+    kbox_trace_step("sandbox ended (pid 1 reaped)");
     kbox_sandbox_kill(&sb);
     explain_end(&sb);
     kbox_run_write_report(&sb, NULL, NULL);
     code = kbox_sandbox_exit_code(&sb);
   }
   if (sigfd >= 0) kbox_sandbox_destroy(&sb);
+  kbox_trace_step("sandbox removed (cgroups, reaper)");
   kbox_spec_free(&spec);
   return code;
 }
