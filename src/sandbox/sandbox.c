@@ -131,7 +131,10 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   close(sp[1]);
   kbox_mounts_free(&mounts);
   sb->chan = sp[0];
-  if (pid < 0) return -1;
+  if (pid < 0) {
+    kbox_idmap_reap_holders();
+    return -1;
+  }
   sb->pid = pid;
   kbox_trace_step("clone3 (namespaces%s)", cgroup_fd >= 0 ? ", into the cgroup v2 cgroup" : "");
   if ((new_userns && kbox_idmap_write(pid, &map, err) < 0) || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
@@ -139,6 +142,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
     return -1;
   }
   kbox_trace_step("id maps written, GO sent");
+  kbox_idmap_reap_holders();
   /* v1 hierarchies: moving pid 1 waits for an RCU grace period (milliseconds), so it is done while
      pid 1 mounts; pid 1 starts no process before JOINED, so the workload is born in its cgroups. */
   if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
@@ -167,6 +171,7 @@ int kbox_sandbox_on_message(struct kbox_sandbox *sb, kbox_error_t *err) {
   if (m.type == KBOX_MSG_EXITED) {
     sb->have_status = true;
     sb->status = m.status;
+    kbox_trace_step("workload's exit status received");
   }
   return 0;
 }
@@ -229,6 +234,7 @@ void kbox_sandbox_kill(struct kbox_sandbox *sb) {
 
 void kbox_sandbox_destroy(struct kbox_sandbox *sb) {
   kbox_sandbox_kill(sb);
+  kbox_idmap_reap_holders(); /* when start failed before it did */
   kbox_cgroup_destroy(sb->cgroup);
   sb->cgroup = NULL;
   if (sb->pidfd >= 0) close(sb->pidfd);
