@@ -104,26 +104,34 @@ static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
   kbox_trace_step("cgroup v2 %s created", avail ? "limits cgroup" : "tracking cgroup");
 }
 
-/* cgroup v1 part: one directory per hierarchy holding a controller v2 did not take. */
-static void create_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override) {
+/* cgroup v1 part, planned: the directory per hierarchy holding a controller v2 did not take (the
+   reaper is told about them before they exist; a removal of one never made finds nothing). */
+static void plan_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override) {
   for (int c = 0; c < KBOX_CTL_N; c++) {
     enum kbox_lim lims[2];
     int n;
     ctl_limits((enum kbox_ctl)c, lims, &n);
     if (l->v1_mount[c] == NULL || cg->mech[lims[0]] != KBOX_MECH_NONE) continue;
-    cleanup_free char *parent = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], override);
-    char *dir = join(parent, cg->name);
+    cg->v1_parent[c] = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], override);
+    cg->v1_dir[c] = join(cg->v1_parent[c], cg->name);
+  }
+}
+
+/* cgroup v1 part, made: create the planned directories and write their limits. */
+static void make_v1(struct kbox_cgroup *cg) {
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    if (cg->v1_dir[c] == NULL) continue;
     bool shared = false; /* co-mounted controllers (e.g. cpu,memory) share one directory */
-    for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], dir) == 0;
+    for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
     kbox_error_t e = NULL;
-    if (!shared) kbox_cgroup_sweep_stale(parent);
-    if (!shared && make_dir(dir, &e) < 0) {
+    if (!shared) kbox_cgroup_sweep_stale(cg->v1_parent[c]);
+    if (!shared && make_dir(cg->v1_dir[c], &e) < 0) {
       why_not_err(cg, 1u << c, &e);
-      free(dir);
+      free(cg->v1_dir[c]);
+      cg->v1_dir[c] = NULL;
       continue;
     }
-    cg->v1_dir[c] = dir;
-    if (kbox_cgroup_v1_apply(dir, (enum kbox_ctl)c, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, 1u << c, &e);
+    if (kbox_cgroup_v1_apply(cg->v1_dir[c], (enum kbox_ctl)c, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, 1u << c, &e);
     kbox_trace_step("cgroup v1 %s created", ctl_names[c]);
   }
 }
@@ -171,9 +179,8 @@ static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *e
   return 0;
 }
 
-int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
-                       const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
-                       kbox_error_t *err) {
+struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *layout, const char *parent_override,
+                                            const char *id, const struct kbox_cgroup_limits *lim) {
   struct kbox_cgroup *cg = calloc(1, sizeof(*cg));
   if (cg == NULL) abort();
   cg->v2_fd = cg->reaper_fd = -1;
@@ -184,9 +191,21 @@ int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *pare
   for (int c = 0; c < KBOX_CTL_N; c++)
     if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
   if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
-  create_v1(cg, layout, parent_override);
+  plan_v1(cg, layout, parent_override);
   cg->v1_prime = kbox_cgroup_v1_prime_path(layout, cg);
-  if (fallback(cg, require_limits, err) < 0) {
+  return cg;
+}
+
+int kbox_cgroup_create_late(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
+  make_v1(cg);
+  return fallback(cg, require_limits, err);
+}
+
+int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
+                       const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
+                       kbox_error_t *err) {
+  struct kbox_cgroup *cg = kbox_cgroup_create_early(layout, parent_override, id, lim);
+  if (kbox_cgroup_create_late(cg, require_limits, err) < 0) {
     kbox_cgroup_destroy(cg);
     return -1;
   }
@@ -224,7 +243,10 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
     for (int o = 0; o < c; o++) seen |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
     if (!seen) kbox_cgroup_remove_dir(cg->v1_dir[c]);
   }
-  for (int c = 0; c < KBOX_CTL_N; c++) free(cg->v1_dir[c]);
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    free(cg->v1_dir[c]);
+    free(cg->v1_parent[c]);
+  }
   if (cg->v2_fd >= 0) close(cg->v2_fd);
   if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
   if (cg->reaper_parent > 0) {

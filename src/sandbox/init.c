@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup/cgroup.h"
 #include "sandbox/channel.h"
 #include "sandbox/mounts.h"
 #include "sandbox/net.h"
@@ -47,11 +48,12 @@ static int setup_sandbox(struct kbox_init_args *a, kbox_error_t *err) {
 }
 
 /* Wait for the host's message `type` (GO: our id maps are written; JOINED: we are in our
-   cgroups), or die with the host. */
-static void wait_for(int chan, int type) {
+   cgroups), or die with the host. Returns the message's status field. */
+static int wait_for(int chan, int type) {
   struct kbox_msg msg;
   kbox_error_t err = NULL;
   if (kbox_msg_recv(chan, &msg, &err) != 1 || msg.type != type) _exit(KBOX_EXIT_RUNTIME);
+  return msg.status;
 }
 
 /* Take an identity that exists in the new user namespace (root mode: inside root; rootless: the
@@ -157,7 +159,8 @@ void kbox_init_main(struct kbox_init_args *a) {
   }
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
-  wait_for(a->chan, KBOX_MSG_JOINED); /* the host attached us to v1 cgroups while we mounted */
+  /* The host attached us to v1 cgroups while we mounted; JOINED says which limits are rlimits. */
+  kbox_rlimits_plan_set_bits((unsigned)wait_for(a->chan, KBOX_MSG_JOINED));
   kbox_trace_step("JOINED received (in the v1 cgroups)");
   pid_t workload = start_workload(a, a->mounts->home);
   kbox_trace_step("workload forked and executed");

@@ -89,7 +89,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
   kbox_trace_step("id reserved");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
-  kbox_trace_step("limits set up (cgroups created, reaper started)");
+  kbox_trace_step("limits planned (cgroup v2 created, reaper started)");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
@@ -143,15 +143,17 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   }
   kbox_trace_step("id maps written, GO sent");
   kbox_idmap_reap_holders();
-  /* v1 hierarchies: moving pid 1 waits for an RCU grace period (milliseconds), so it is done while
-     pid 1 mounts; pid 1 starts no process before JOINED, so the workload is born in its cgroups. */
-  if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
+  /* v1 hierarchies: their directories are made, and pid 1 moved into them (which waits for an RCU
+     grace period, milliseconds), while pid 1 mounts; pid 1 starts no process before JOINED, so the
+     workload is born in its cgroups, and learns with JOINED which limits fall back to rlimits. */
+  if (sb->cgroup != NULL && (kbox_limits_finish(spec, sb->cgroup, err) < 0 ||
+                             kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0)) {
     kbox_sandbox_kill(sb);
     return -1;
   }
   /* When this fails pid 1 has already failed: wait_started reads its reason. */
   kbox_error_t ignored = NULL;
-  if (kbox_msg_send(sb->chan, KBOX_MSG_JOINED, 0, &ignored) < 0) kbox_error_free(&ignored);
+  if (kbox_msg_send(sb->chan, KBOX_MSG_JOINED, (int)kbox_rlimits_plan_bits(), &ignored) < 0) kbox_error_free(&ignored);
   if (wait_started(sb, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
