@@ -13,6 +13,7 @@ struct kbox_mounts {
                          so on-disk ids appear unchanged inside (-1: layers are not idmapped) */
   int *bind_fds;      /* detached trees of the --bind sources */
   char root[64];      /* where the new root is assembled before pivot_root */
+  int root_fd;        /* O_PATH fd of root once the overlay is there (mount points resolve in it), or -1 */
   char scratch[64];   /* the size-capped tmpfs holding upper, work, tmp, shm */
   char home[256];     /* the workload's HOME, set by kbox_mounts_home */
 };
