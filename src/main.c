@@ -1,9 +1,12 @@
-/* kbox: verb dispatch. */
+/* kbox: verb dispatch. The verbs that talk to kernels live in kbox-kernel.so (cmd/kmod.h), loaded
+   only when one of them runs. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cmd/commands.h"
+#include "cmd/kmod.h"
 #include "config.h"
+#include "util/trace.h"
 
 struct verb {
   const char *name;
@@ -14,12 +17,12 @@ struct verb {
 static const struct verb verbs[] = {
     {"run", kbox_cmd_run, "run a command, or a Jupyter kernel behind a broker, in a new sandbox"},
     {"kernelspec", kbox_cmd_kernelspec, "install, list or remove Jupyter kernelspecs that start sandboxed kernels"},
-    {"entrypoint", kbox_cmd_entrypoint, "kernel image entrypoint for Enterprise Gateway and jupyter-kernel-controller pods"},
-    {"exec", kbox_cmd_exec, "run code in a sandboxed kernel and print the outputs as one JSON object"},
-    {"ps", kbox_cmd_ps, "list the kernels started with an id (--detach), with status and memory"},
-    {"inspect", kbox_cmd_inspect, "show one kernel's state as JSON"},
-    {"interrupt", kbox_cmd_interrupt, "interrupt the cell running in a kernel"},
-    {"kill", kbox_cmd_kill, "shut a kernel down (gracefully, then by force) and remove its state"},
+    {"entrypoint", kbox_kmod_entrypoint, "kernel image entrypoint for Enterprise Gateway and jupyter-kernel-controller pods"},
+    {"exec", kbox_kmod_exec, "run code in a sandboxed kernel and print the outputs as one JSON object"},
+    {"ps", kbox_kmod_ps, "list the kernels started with an id (--detach), with status and memory"},
+    {"inspect", kbox_kmod_inspect, "show one kernel's state as JSON"},
+    {"interrupt", kbox_kmod_interrupt, "interrupt the cell running in a kernel"},
+    {"kill", kbox_kmod_kill, "shut a kernel down (gracefully, then by force) and remove its state"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
     {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };
@@ -33,6 +36,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  kbox_trace_init();
   if (argc < 2) {
     usage(stderr);
     return 125;

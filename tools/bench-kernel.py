@@ -169,6 +169,30 @@ def main():
         ratio = "" if nv is None or kv is None else "%.3f" % (kv / nv)
         print("%-21s %12s %12s %8s" % (name, "-" if nv is None else "%.4g" % nv, "-" if kv is None else "%.4g" % kv, ratio))
     print("added round trip p50: %.0f us" % (med(kbs, 1) - med(nats, 1)))
+    summary(lambda name: (med(nats, NAMES.index(name)), med(kbs, NAMES.index(name))))
+
+
+def summary(get):
+    """The kernel-mode rows of issue 16's table, kbox against plain ipykernel, with ratio and target
+    (the command-mode rows come from tools/bench-run.sh)."""
+    def row(what, name, target, scale=1.0):
+        nv, kv = get(name)
+        f = lambda v: "-" if v is None else "%.4g" % (v * scale)
+        ratio = "-" if nv in (None, 0) or kv is None else "%.3f" % (kv / nv)
+        print("%-44s %11s %11s %7s  %s" % (what, f(kv), f(nv), ratio, target))
+    print()
+    print("%-44s %11s %11s %7s  %s" % ("figure (kernel mode)", "kbox", "ipykernel", "ratio", "target"))
+    print("-" * 86)
+    row("execute round trip p50 (us)", "rt_p50_us", "ratio <= 1.05")
+    row("execute round trip p99 (us)", "rt_p99_us", "-")
+    row("broker alone: added round trip p50 (us)", "broker_added_p50_us", "<= 50 us")
+    row("broker CPU per execute (us)", "kbox_cpu_us_per_exec", "<= 50 us")
+    row("iopub throughput, one 50 MB print (MB/s)", "iopub_MBps", "ratio >= 0.95")
+    row("iopub small flushed prints (msg/s)", "iopub_msg_per_s", "ratio >= 0.95")
+    row("time to kernel_info_reply (s)", "ready_s", "-")
+    row("kbox RSS, kernel mode (MB)", "kbox_rss_kib", "-", 1 / 1024)
+    row("kbox PSS, kernel mode (MB)", "kbox_pss_kib", "-", 1 / 1024)
+    row("kbox USS, kernel mode (MB)", "kbox_uss_kib", "-", 1 / 1024)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cgroup/files.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 static const char *const ctl_names[KBOX_CTL_N] = {"memory", "pids", "cpu"};
 
@@ -99,28 +101,38 @@ static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
   cg->v2_dir = dir;
   cg->v2_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (avail != 0 && kbox_cgroup_v2_apply(dir, avail, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, avail, &e);
+  kbox_trace_step("cgroup v2 %s created", avail ? "limits cgroup" : "tracking cgroup");
 }
 
-/* cgroup v1 part: one directory per hierarchy holding a controller v2 did not take. */
-static void create_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override) {
+/* cgroup v1 part, planned: the directory per hierarchy holding a controller v2 did not take (the
+   reaper is told about them before they exist; a removal of one never made finds nothing). */
+static void plan_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override) {
   for (int c = 0; c < KBOX_CTL_N; c++) {
     enum kbox_lim lims[2];
     int n;
     ctl_limits((enum kbox_ctl)c, lims, &n);
     if (l->v1_mount[c] == NULL || cg->mech[lims[0]] != KBOX_MECH_NONE) continue;
-    cleanup_free char *parent = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], override);
-    char *dir = join(parent, cg->name);
+    cg->v1_parent[c] = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], override);
+    cg->v1_dir[c] = join(cg->v1_parent[c], cg->name);
+  }
+}
+
+/* cgroup v1 part, made: create the planned directories and write their limits. */
+static void make_v1(struct kbox_cgroup *cg) {
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    if (cg->v1_dir[c] == NULL) continue;
     bool shared = false; /* co-mounted controllers (e.g. cpu,memory) share one directory */
-    for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], dir) == 0;
+    for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
     kbox_error_t e = NULL;
-    if (!shared) kbox_cgroup_sweep_stale(parent);
-    if (!shared && make_dir(dir, &e) < 0) {
+    if (!shared) kbox_cgroup_sweep_stale(cg->v1_parent[c]);
+    if (!shared && make_dir(cg->v1_dir[c], &e) < 0) {
       why_not_err(cg, 1u << c, &e);
-      free(dir);
+      free(cg->v1_dir[c]);
+      cg->v1_dir[c] = NULL;
       continue;
     }
-    cg->v1_dir[c] = dir;
-    if (kbox_cgroup_v1_apply(dir, (enum kbox_ctl)c, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, 1u << c, &e);
+    if (kbox_cgroup_v1_apply(cg->v1_dir[c], (enum kbox_ctl)c, &cg->lim, cg->mech, &e) < 0) why_not_err(cg, 1u << c, &e);
+    kbox_trace_step("cgroup v1 %s created", ctl_names[c]);
   }
 }
 
@@ -167,9 +179,8 @@ static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *e
   return 0;
 }
 
-int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
-                       const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
-                       kbox_error_t *err) {
+struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *layout, const char *parent_override,
+                                            const char *id, const struct kbox_cgroup_limits *lim) {
   struct kbox_cgroup *cg = calloc(1, sizeof(*cg));
   if (cg == NULL) abort();
   cg->v2_fd = cg->reaper_fd = -1;
@@ -180,8 +191,21 @@ int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *pare
   for (int c = 0; c < KBOX_CTL_N; c++)
     if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
   if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
-  create_v1(cg, layout, parent_override);
-  if (fallback(cg, require_limits, err) < 0) {
+  plan_v1(cg, layout, parent_override);
+  cg->v1_prime = kbox_cgroup_v1_prime_path(layout, cg);
+  return cg;
+}
+
+int kbox_cgroup_create_late(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
+  make_v1(cg);
+  return fallback(cg, require_limits, err);
+}
+
+int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
+                       const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
+                       kbox_error_t *err) {
+  struct kbox_cgroup *cg = kbox_cgroup_create_early(layout, parent_override, id, lim);
+  if (kbox_cgroup_create_late(cg, require_limits, err) < 0) {
     kbox_cgroup_destroy(cg);
     return -1;
   }
@@ -194,6 +218,7 @@ int kbox_cgroup_attach(struct kbox_cgroup *cg, pid_t pid, bool v2_too, kbox_erro
     if (cg->v1_dir[c] == NULL) continue;
     if (kbox_cg_write(cg->v1_dir[c], "cgroup.procs", err, "%d", (int)pid) < 0)
       return kbox_error_prefix(err, "moving the sandbox into its %s cgroup", ctl_names[c]);
+    kbox_trace_step("pid 1 attached to cgroup v1 %s", ctl_names[c]);
   }
   if (v2_too && cg->v2_dir != NULL && kbox_cg_write(cg->v2_dir, "cgroup.procs", err, "%d", (int)pid) < 0)
     return kbox_error_prefix(err, "moving the sandbox into its cgroup");
@@ -218,11 +243,19 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
     for (int o = 0; o < c; o++) seen |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
     if (!seen) kbox_cgroup_remove_dir(cg->v1_dir[c]);
   }
-  for (int c = 0; c < KBOX_CTL_N; c++) free(cg->v1_dir[c]);
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    free(cg->v1_dir[c]);
+    free(cg->v1_parent[c]);
+  }
   if (cg->v2_fd >= 0) close(cg->v2_fd);
   if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
+  if (cg->reaper_parent > 0) {
+    int st;
+    while (waitpid(cg->reaper_parent, &st, 0) < 0 && errno == EINTR) {}
+  }
   for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);
   free(cg->v2_dir);
+  free(cg->v1_prime);
   free(cg->name);
   free(cg);
 }

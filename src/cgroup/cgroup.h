@@ -45,11 +45,14 @@ struct kbox_cgroup {
   char *v2_dir;                    /* sandbox cgroup in cgroup2 (limits or only tracking), or NULL */
   int v2_fd;                       /* O_PATH fd of v2_dir for CLONE_INTO_CGROUP, -1 */
   char *v1_dir[KBOX_CTL_N];        /* sandbox cgroup per v1 controller, or NULL (may repeat) */
+  char *v1_parent[KBOX_CTL_N];     /* the directory each v1_dir is made in */
   enum kbox_mech mech[KBOX_LIM_N];
   char *why_not[KBOX_LIM_N];       /* why a limit has no cgroup mechanism */
   struct kbox_cgroup_limits lim;
   struct kbox_cgroup_stats stats;
   int reaper_fd;                   /* write end of the reaper's pipe, -1 */
+  pid_t reaper_parent;             /* the reaper's short-lived parent, reaped in destroy, or 0 */
+  char *v1_prime;                  /* kbox's own cgroup.procs in a v1 hierarchy the sandbox uses, or NULL */
 };
 
 /* ---- layout (layout.c) ---- */
@@ -86,6 +89,11 @@ void kbox_cgroup_v2_stats(const char *dir, struct kbox_cgroup_stats *stats);
 int kbox_cgroup_v1_apply(const char *dir, enum kbox_ctl ctl, const struct kbox_cgroup_limits *lim,
                          enum kbox_mech mech[KBOX_LIM_N], kbox_error_t *err);
 void kbox_cgroup_v1_stats(const char *dir, enum kbox_ctl ctl, struct kbox_cgroup_stats *stats);
+/* Path of kbox's own cgroup.procs in the first v1 hierarchy the sandbox uses (NULL when none).
+   Writing "0" there moves the writer to the cgroup it is already in: a no-op that starts the
+   RCU grace period every v1 move waits for (cgroup_threadgroup_rwsem), so the real move of the
+   sandbox's pid 1 a few milliseconds later waits only for what is left of it (the reaper does it). */
+char *kbox_cgroup_v1_prime_path(const struct kbox_cgroup_layout *l, const struct kbox_cgroup *cg);
 
 /* ---- the sandbox cgroup (cgroup.c) ---- */
 /* Create the sandbox cgroup(s) under kbox's own cgroup (or parent_override) for sandbox ID and
@@ -94,6 +102,13 @@ void kbox_cgroup_v1_stats(const char *dir, enum kbox_ctl ctl, struct kbox_cgroup
 int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
                        const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
                        kbox_error_t *err);
+/* The same in two halves, so that the v1 half runs while the sandbox's pid 1 mounts: early, the
+   cgroup v2 part (the sandbox is born in it) and the v1 directories' names; late (before
+   kbox_cgroup_attach), the v1 directories and their limits, then the fallback as above (on
+   failure the caller destroys cg). */
+struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *layout, const char *parent_override,
+                                            const char *id, const struct kbox_cgroup_limits *lim);
+int kbox_cgroup_create_late(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err);
 /* Put PID into the v1 cgroups (and v2, when clone3 could not place it there at birth). */
 int kbox_cgroup_attach(struct kbox_cgroup *cg, pid_t pid, bool v2_too, kbox_error_t *err);
 /* Read the verdict counters (call once the sandbox has ended, before destroy). */
@@ -113,8 +128,13 @@ const char *kbox_lim_name(enum kbox_lim l);
 int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err);
 
 /* ---- rlimit fallback (rlimits.c) ---- */
-/* Remember which limits the workload must enforce itself with rlimits (copied into the clone). */
+/* Remember which limits the workload must enforce itself with rlimits: the values (call before
+   clone3, the sandbox gets a copy), then which of them apply (once the cgroups are made). The
+   sandbox's pid 1 learns the latter from kbox_rlimits_plan_bits, sent in the JOINED message. */
+void kbox_rlimits_plan_values(const struct kbox_cgroup *cg);
 void kbox_rlimits_plan(const struct kbox_cgroup *cg);
+unsigned kbox_rlimits_plan_bits(void);
+void kbox_rlimits_plan_set_bits(unsigned bits);
 /* In the workload before execve: RLIMIT_AS for memory, RLIMIT_NPROC for pids, as planned. */
 int kbox_rlimits_apply(kbox_error_t *err);
 

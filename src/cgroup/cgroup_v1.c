@@ -3,6 +3,9 @@
 
 #include "cgroup/files.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #define CPU_PERIOD_US 100000
 
 /* memory.limit_in_bytes, then memory.memsw.limit_in_bytes (memory + swap) where swap is accounted. */
@@ -48,4 +51,16 @@ void kbox_cgroup_v1_stats(const char *dir, enum kbox_ctl ctl, struct kbox_cgroup
   } else if (ctl == KBOX_CTL_PIDS) {
     if (kbox_cg_read_keyed(dir, "pids.events", "max", &v)) s->pids_max_hits = v;
   }
+}
+
+char *kbox_cgroup_v1_prime_path(const struct kbox_cgroup_layout *l, const struct kbox_cgroup *cg) {
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    if (cg->v1_dir[c] == NULL || l->v1_mount[c] == NULL) continue;
+    char *self = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], NULL);
+    char *out = NULL;
+    if (asprintf(&out, "%s/cgroup.procs", self) < 0) abort();
+    free(self);
+    return out;
+  }
+  return NULL;
 }

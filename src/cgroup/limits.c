@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "util/log.h"
+#include "util/trace.h"
 
 int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kbox_error_t *err) {
   struct kbox_cgroup_layout layout;
@@ -13,15 +14,20 @@ int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kb
   }
   struct kbox_cgroup_limits lim = {
       .memory = spec->memory_bytes, .swap = spec->swap_bytes, .pids = spec->pids, .cpus = spec->cpus};
-  int rc = kbox_cgroup_create(&layout, spec->cgroup_parent, spec->id, &lim, spec->require_limits, out, err);
+  *out = kbox_cgroup_create_early(&layout, spec->cgroup_parent, spec->id, &lim);
   kbox_cgroup_layout_free(&layout);
-  if (rc < 0) return -1;
-  kbox_rlimits_plan(*out);
+  kbox_rlimits_plan_values(*out);
   if (kbox_cgroup_reaper_start(*out, err) < 0) {
     kbox_cgroup_destroy(*out);
     *out = NULL;
     return -1;
   }
+  return 0;
+}
+
+int kbox_limits_finish(const struct kbox_spec *spec, struct kbox_cgroup *cg, kbox_error_t *err) {
+  if (kbox_cgroup_create_late(cg, spec->require_limits, err) < 0) return -1;
+  kbox_rlimits_plan(cg);
   return 0;
 }
 

@@ -10,8 +10,11 @@
 #include "cgroup/cgroup.h"
 #include "sandbox/spec.h"
 
-/* Create the sandbox cgroup for spec (or the rlimit plan when there is none) and its reaper. */
+/* Before clone3: the sandbox cgroup's v2 part, the names of its v1 directories, and its reaper. */
 int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kbox_error_t *err);
+/* After clone3, while pid 1 mounts: the v1 directories with their limits, the rlimit fallback for
+   what no cgroup carries (one warning, or the --require-limits error). */
+int kbox_limits_finish(const struct kbox_spec *spec, struct kbox_cgroup *cg, kbox_error_t *err);
 /* Add memory_peak, oom_killed, pids_limit_hit, cgroup_cpu_seconds and limits{} to the verdict. */
 void kbox_limits_report(const struct kbox_cgroup *cg, const struct kbox_spec *spec, json_t *report);
 /* True when the kernel's OOM killer hit the sandbox. */

@@ -15,14 +15,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The reaper's life: wait for EOF, then remove every directory. */
-__attribute__((noreturn)) static void reaper_main(int fd, char *const dirs[], int n) {
+/* Write "0" to PATH (kbox's own v1 cgroup.procs): see kbox_cgroup_v1_prime_path. */
+static void prime(const char *path) {
+  int fd = path != NULL ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+  if (fd < 0) return;
+  if (write(fd, "0", 1) < 0) {} /* an unwritable cgroup only means no head start */
+  close(fd);
+}
+
+/* The reaper's life: prime the v1 move, wait for EOF, then remove every directory. */
+__attribute__((noreturn)) static void reaper_main(int fd, char *const dirs[], int n, const char *prime_path) {
   setsid();
   struct sigaction ign = {.sa_handler = SIG_IGN};
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sigaction(s, &ign, NULL);
   if (fd > 0) syscall(SYS_close_range, 0, (unsigned)fd - 1, 0);
   syscall(SYS_close_range, (unsigned)fd + 1, ~0U, 0);
+  prime(prime_path);
   char c;
   for (;;) {
     ssize_t r = read(fd, &c, 1);
@@ -53,12 +62,11 @@ int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
   if (pid == 0) {
     close(p[1]);
     /* Double fork: the reaper is nobody's child we must wait for. */
-    if (fork() == 0) reaper_main(p[0], dirs, n);
+    if (fork() == 0) reaper_main(p[0], dirs, n, cg->v1_prime);
     _exit(0);
   }
   close(p[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  cg->reaper_parent = pid; /* it exits at once; waited for in kbox_cgroup_destroy, off the start-up path */
   cg->reaper_fd = p[1];
   return 0;
 }

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <sys/resource.h>
 
-/* Set on the host before clone3; the sandbox's processes get a copy of it. */
+/* Values set on the host before clone3 (the sandbox's processes get a copy), flags once known. */
 static struct {
   bool as;
   rlim_t as_bytes;
@@ -12,11 +12,22 @@ static struct {
   rlim_t nproc_max;
 } plan;
 
-void kbox_rlimits_plan(const struct kbox_cgroup *cg) {
-  plan.as = cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_RLIMIT;
+void kbox_rlimits_plan_values(const struct kbox_cgroup *cg) {
   plan.as_bytes = (rlim_t)(cg->lim.memory + cg->lim.swap);
-  plan.nproc = cg->mech[KBOX_LIM_PIDS] == KBOX_MECH_RLIMIT;
   plan.nproc_max = (rlim_t)cg->lim.pids;
+}
+
+void kbox_rlimits_plan(const struct kbox_cgroup *cg) {
+  kbox_rlimits_plan_values(cg);
+  plan.as = cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_RLIMIT;
+  plan.nproc = cg->mech[KBOX_LIM_PIDS] == KBOX_MECH_RLIMIT;
+}
+
+unsigned kbox_rlimits_plan_bits(void) { return (plan.as ? 1u : 0) | (plan.nproc ? 2u : 0); }
+
+void kbox_rlimits_plan_set_bits(unsigned bits) {
+  plan.as = (bits & 1) != 0;
+  plan.nproc = (bits & 2) != 0;
 }
 
 int kbox_rlimits_apply(kbox_error_t *err) {

@@ -7,16 +7,17 @@
 #include <unistd.h>
 
 #include "cmd/commands.h"
+#include "cmd/kmod.h"
+#include "cmd/run.h"
 #include "cmd/run_opts.h"
 #include "cgroup/limits.h"
-#include "kernel/detach.h"
-#include "kernel/launch.h"
 #include "sandbox/init.h"
 #include "sandbox/probe.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 static void run_usage(FILE *out) {
   fprintf(out,
@@ -67,25 +68,27 @@ static void supervise(struct kbox_sandbox *sb, int sigfd) {
   }
 }
 
-/* Say in one line why the sandbox ended, when it was not the workload's own doing. */
-static void explain_end(const struct kbox_sandbox *sb, const struct kbox_kernel *kern) {
+void kbox_run_explain_end(const struct kbox_sandbox *sb) {
   char why[256];
   if (kbox_limits_explain(sb->cgroup, sb->spec, why, sizeof(why))) fprintf(stderr, "kbox: %s\n", why);
-  if (kern != NULL) {
-    kbox_kernel_explain_end(kern, sb);
-    return;
-  }
+}
+
+/* Say in one line why the sandbox ended, when it was not the workload's own doing. */
+static void explain_end(const struct kbox_sandbox *sb) {
+  kbox_run_explain_end(sb);
   if (sb->timed_out)
     fprintf(stderr, "kbox: the workload ran past --timeout %.3gs and was killed\n", (double)sb->spec->timeout_ms / 1000.0);
   else if (!sb->have_status)
     fprintf(stderr, "kbox: the sandbox's init process ended without reporting the workload's status\n");
 }
 
-/* Write --report if requested. */
-static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern) {
-  if (sb->spec->report_path == NULL) return;
+void kbox_run_write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, json_t *kernel) {
+  if (sb->spec->report_path == NULL) {
+    json_decref(kernel);
+    return;
+  }
   json_t *r = kbox_report_build(sb, setup_error);
-  if (kern != NULL) json_object_set_new(r, "kernel", kbox_kernel_report(kern));
+  if (kernel != NULL) json_object_set_new(r, "kernel", kernel);
   kbox_error_t err = NULL;
   if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
   json_decref(r);
@@ -111,50 +114,31 @@ int kbox_cmd_run(int argc, char **argv) {
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   kbox_log_set_id(spec.id);
   spec.rootless = geteuid() != 0;
-  /* --detach: get-or-create by id; the caller's process prints the connection JSON and returns while
-     a background child goes on as the supervisor (src/kernel/detach.c). */
-  if (spec.detach && kbox_detach_start(&spec, &code, &err) != 0) {
-    if (err != NULL) code = kbox_error_report(&err);
+  if (spec.kernel_mode || spec.detach) {
+    /* Kernel mode lives in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */
+    const struct kbox_kmod *m = kbox_kmod_get();
+    code = m != NULL ? m->run_kernel(&spec) : KBOX_EXIT_RUNTIME;
     kbox_spec_free(&spec);
     return code;
   }
   cleanup_close int sigfd = kbox_sandbox_signalfd(&err);
   struct kbox_sandbox sb;
-  /* Kernel mode (no CMD): run dir, connection files, broker sockets, kernel argv (src/kernel). */
-  struct kbox_kernel kernel = {0}, *kern = spec.kernel_mode ? &kernel : NULL;
-  if (sigfd >= 0 && kern != NULL && kbox_kernel_prepare(kern, &spec, &err) < 0) {
-    kbox_kernel_cleanup(kern);
-    code = kbox_error_report(&err);
-    kbox_spec_free(&spec);
-    return code;
-  }
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
-    if (sigfd >= 0) kbox_probe_explain_failure(&spec, &err); /* name what the host refuses, as doctor does */
-    if (sigfd >= 0) write_report(&sb, err, NULL);
+    if (sigfd >= 0) {
+      kbox_probe_explain_failure(&spec, &err); /* name what the host refuses, as doctor does */
+      kbox_run_write_report(&sb, err, NULL);
+    }
     code = kbox_error_report(&err);
-  } else if (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) {
-    kbox_sandbox_kill(&sb);
-    write_report(&sb, err, NULL);
-    code = kbox_error_report(&err);
-  } else if (kern != NULL) {
-    /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
-    setpgid(sb.pid, sb.pid);
-    kbox_detach_record(kern, sb.pid); /* state for ps / exec --id / kill (src/kernel/state.c) */
-    kbox_kernel_supervise(kern, &sb, sigfd);
-    kbox_sandbox_kill(&sb);
-    explain_end(&sb, kern);
-    write_report(&sb, NULL, kern);
-    code = kbox_sandbox_exit_code(&sb);
   } else {
     supervise(&sb, sigfd);
+    kbox_trace_step("sandbox ended (pid 1 reaped)");
     kbox_sandbox_kill(&sb);
-    explain_end(&sb, NULL);
-    write_report(&sb, NULL, NULL);
+    explain_end(&sb);
+    kbox_run_write_report(&sb, NULL, NULL);
     code = kbox_sandbox_exit_code(&sb);
   }
   if (sigfd >= 0) kbox_sandbox_destroy(&sb);
-  if (kern != NULL && spec.detach) kbox_detach_end(kern);
-  if (kern != NULL) kbox_kernel_cleanup(kern);
+  kbox_trace_step("sandbox removed (cgroups, reaper)");
   kbox_spec_free(&spec);
   return code;
 }

@@ -14,6 +14,7 @@
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/parse.h"
+#include "util/trace.h"
 
 enum {
   OPT_ROOTFS = 1000, OPT_DISK, OPT_WORKDIR, OPT_BIND, OPT_NET, OPT_ENV, OPT_ENV_FILE, OPT_USER,
@@ -21,6 +22,7 @@ enum {
   OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
   OPT_IMAGE, OPT_STARTUP_DIR,
   OPT_DETACH,
+  OPT_TRACE_SETUP,
   OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
   OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
 };
@@ -68,6 +70,7 @@ static const struct opt_doc run_opts[] = {
     {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
     {"detach", 0, OPT_DETACH, NULL, "kernel mode: start in the background (kbox keeps supervising it), print the connection JSON once the kernel is ready and return; with --id, print the running kernel's connection JSON if it exists (get-or-create). See kbox ps / exec --id / kill. Example: kbox run --id s1 --detach"},
     {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more). Example: --verbose --verbose"},
+    {"trace-setup", 0, OPT_TRACE_SETUP, NULL, "print on stderr the time each set-up step took (options and profile, cgroups, id maps, clone, mounts, cgroup attach, seccomp, exec), in kbox, the sandbox's pid 1 and the workload. Example: kbox run --rootfs / --trace-setup -- /bin/true"},
     {"help", 0, OPT_HELP, NULL, "show this help. Example: kbox run --help"},
 };
 #define N_RUN_OPTS (sizeof(run_opts) / sizeof(run_opts[0]))
@@ -184,6 +187,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->idle_timeout_ms, err);
   case OPT_DETACH: spec->detach = true; return 0;
   case OPT_VERBOSE: spec->verbosity++; return 0;
+  case OPT_TRACE_SETUP: kbox_trace_enable(); return 0;
   case OPT_HELP: *help_shown = true; return 0;
   }
   return kbox_error_make(err, 0, "internal: unhandled option %d", id);
@@ -254,7 +258,9 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->hostname == NULL) spec->hostname = strdup(spec->id);
   if (spec->rootfs.n == 0 && kbox_image_add_layers("default", &spec->rootfs, err) < 0) return -1;
   if (spec->profile == NULL) spec->profile = strdup("default");
+  kbox_trace_step("options parsed");
   if (kbox_security_prepare(spec, err) < 0) return -1;
+  kbox_trace_step("security profile loaded, seccomp filter ready");
   if (kbox_kernel_args_check(spec, is_run_option, err) < 0) return -1;
   spec->rootless = geteuid() != 0;
   if (kbox_spec_validate(spec, err) < 0) return -1;

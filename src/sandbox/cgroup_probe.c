@@ -50,7 +50,10 @@ void kbox_probe_cgroup(struct kbox_verdict *v, const struct kbox_spec *spec) {
   s.id = id;
   s.require_limits = false;
   struct kbox_cgroup *cg = NULL;
-  if (kbox_limits_setup(&s, &cg, &err) < 0) {
+  /* Both halves as kbox run does them (the v1 half runs while pid 1 mounts there; here, before). */
+  if (kbox_limits_setup(&s, &cg, &err) < 0 || kbox_limits_finish(&s, cg, &err) < 0) {
+    kbox_cgroup_destroy(cg);
+    cg = NULL;
     kbox_verdict_set(v, KBOX_FEAT_CGROUP, KBOX_VERDICT_MISSING, err->errno_, NULL, "mode %s; creating the sandbox cgroup: %s", mode, err->msg);
     kbox_error_free(&err);
     kbox_cgroup_layout_free(&layout);

@@ -56,6 +56,30 @@ static int userns_holder(void *arg) {
   return 0;
 }
 
+/* Holders killed but not yet reaped (their exit takes a while: waiting for it is left to
+   kbox_idmap_reap_holders, off the start-up path), each with its small stack. */
+enum { HOLDERS = 4, HOLDER_STACK = 16384 };
+static struct {
+  pid_t pid;
+  _Alignas(64) char stack[HOLDER_STACK];
+} holders[HOLDERS];
+
+void kbox_idmap_reap_holders(void) {
+  for (int i = 0; i < HOLDERS; i++) {
+    if (holders[i].pid <= 0) continue;
+    while (waitpid(holders[i].pid, NULL, 0) < 0 && errno == EINTR) {}
+    holders[i].pid = 0;
+  }
+}
+
+/* A free holder slot (reaping them all when none is). */
+static int free_slot(void) {
+  for (int i = 0; i < HOLDERS; i++)
+    if (holders[i].pid == 0) return i;
+  kbox_idmap_reap_holders();
+  return 0;
+}
+
 /* A process born in a new user namespace, sharing our memory (CLONE_VM: no page tables to copy,
    unlike fork) and running on a small stack of its own; it exits only when killed. */
 static pid_t clone_userns_holder(void *stack, size_t size) {
@@ -63,10 +87,8 @@ static pid_t clone_userns_holder(void *stack, size_t size) {
 }
 
 int kbox_idmap_userns_fd(const char *uid_map, const char *gid_map, kbox_error_t *err) {
-  enum { STACK = 16384 };
-  cleanup_free void *stack = aligned_alloc(64, STACK);
-  if (stack == NULL) abort();
-  pid_t pid = clone_userns_holder(stack, STACK);
+  int slot = free_slot();
+  pid_t pid = clone_userns_holder(holders[slot].stack, HOLDER_STACK);
   if (pid < 0) return kbox_error_make(err, errno, "creating a user namespace for an idmapped mount");
   int fd = -1;
   struct kbox_idmap m = {.deny_setgroups = false};
@@ -76,8 +98,8 @@ int kbox_idmap_userns_fd(const char *uid_map, const char *gid_map, kbox_error_t 
   snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
   if (kbox_idmap_write(pid, &m, err) == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
     kbox_error_make(err, errno, "open %s", path);
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
+  kill(pid, SIGKILL); /* the fd keeps the namespace; reaped by kbox_idmap_reap_holders */
+  holders[slot].pid = pid;
   return fd;
 }
 

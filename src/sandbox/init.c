@@ -13,11 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup/cgroup.h"
 #include "sandbox/channel.h"
 #include "sandbox/mounts.h"
 #include "sandbox/net.h"
 #include "sandbox/workload.h"
 #include "util/cleanup.h"
+#include "util/trace.h"
 
 const int kbox_forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGWINCH, 0};
 
@@ -33,20 +35,25 @@ static int setup_sandbox(struct kbox_init_args *a, kbox_error_t *err) {
   struct kbox_mounts *m = a->mounts;
   if (sethostname(s->hostname, strlen(s->hostname)) < 0) return kbox_error_make(err, errno, "sethostname");
   if (kbox_net_loopback_up(err) < 0) return -1;
+  kbox_trace_step("hostname, loopback up");
   if (m->lower_fds == NULL && kbox_mounts_open_sources(m, err) < 0) return -1;
   if (kbox_mounts_rootfs(m, err) < 0) return -1;
+  kbox_trace_step("root: tmpfs, layers, home, overlay");
   if (kbox_mounts_system(m, err) < 0) return -1;
+  kbox_trace_step("/proc, /sys, /dev, masked and read-only paths, /tmp");
   if (kbox_mounts_shared(m, err) < 0) return -1;
   if (kbox_mounts_pivot(m, err) < 0) return kbox_error_prefix(err, "switching to the new root");
+  kbox_trace_step("workdir, binds, pivot_root");
   return 0;
 }
 
 /* Wait for the host's message `type` (GO: our id maps are written; JOINED: we are in our
-   cgroups), or die with the host. */
-static void wait_for(int chan, int type) {
+   cgroups), or die with the host. Returns the message's status field. */
+static int wait_for(int chan, int type) {
   struct kbox_msg msg;
   kbox_error_t err = NULL;
   if (kbox_msg_recv(chan, &msg, &err) != 1 || msg.type != type) _exit(KBOX_EXIT_RUNTIME);
+  return msg.status;
 }
 
 /* Take an identity that exists in the new user namespace (root mode: inside root; rootless: the
@@ -71,17 +78,21 @@ static pid_t start_workload(struct kbox_init_args *a, const char *home) {
     kbox_error_make(&err, errno, "pipe");
     init_fail(a->chan, &err);
   }
+  kbox_trace_step("forking the workload");
   pid_t pid = fork();
   if (pid < 0) {
     kbox_error_make(&err, errno, "fork of the workload");
     init_fail(a->chan, &err);
   }
   if (pid == 0) {
+    kbox_trace_process("workload");
+    kbox_trace_step("forked");
     close(pipefd[0]);
     close(a->chan);
     kbox_workload_exec(a->spec, home, pipefd[1]);
   }
   close(pipefd[1]);
+  kbox_trace_step("fork returned");
   struct kbox_msg m;
   ssize_t r;
   do r = read(pipefd[0], &m, sizeof(m)); while (r < 0 && errno == EINTR);
@@ -132,6 +143,7 @@ void kbox_init_main(struct kbox_init_args *a) {
   kbox_error_t err = NULL;
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   wait_for(a->chan, KBOX_MSG_GO);
+  kbox_trace_step("GO received (id maps written)");
   if (become_mapped_root(a, &err) < 0) init_fail(a->chan, &err);
   /* Not dumpable: the workload (even with the same uid, rootless) cannot ptrace or read our memory. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -147,8 +159,11 @@ void kbox_init_main(struct kbox_init_args *a) {
   }
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
-  wait_for(a->chan, KBOX_MSG_JOINED); /* the host attached us to v1 cgroups while we mounted */
+  /* The host attached us to v1 cgroups while we mounted; JOINED says which limits are rlimits. */
+  kbox_rlimits_plan_set_bits((unsigned)wait_for(a->chan, KBOX_MSG_JOINED));
+  kbox_trace_step("JOINED received (in the v1 cgroups)");
   pid_t workload = start_workload(a, a->mounts->home);
+  kbox_trace_step("workload forked and executed");
   kbox_msg_send(a->chan, KBOX_MSG_STARTED, workload, &err);
   supervise(a->chan, sfd, workload);
 }

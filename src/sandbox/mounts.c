@@ -29,6 +29,7 @@ void kbox_mounts_init(struct kbox_mounts *m, const struct kbox_spec *spec, int w
   m->spec = spec;
   m->workdir_fd = workdir_fd;
   m->layer_userns = -1;
+  m->root_fd = -1;
   snprintf(m->scratch, sizeof(m->scratch), "/tmp");
   snprintf(m->root, sizeof(m->root), "/tmp/root");
 }
@@ -45,8 +46,9 @@ void kbox_mounts_free(struct kbox_mounts *m) {
   close_all(m->overlay_fds, m->spec->overlays.n);
   if (m->workdir_fd >= 0) close(m->workdir_fd);
   if (m->layer_userns >= 0) close(m->layer_userns);
+  if (m->root_fd >= 0) close(m->root_fd);
   m->lower_fds = m->bind_fds = m->overlay_fds = NULL;
-  m->workdir_fd = m->layer_userns = -1;
+  m->workdir_fd = m->layer_userns = m->root_fd = -1;
 }
 
 /* A detached copy of a host path (with the mounts below it when recursive). */
@@ -143,27 +145,29 @@ static int attach(int fd, const char *dst, kbox_error_t *err) {
 /* Create (like mkdir -p / touch) PATH inside the new root without following symlinks out of it,
    and return its real location as a string usable by mount(2) ("/proc/self/fd/N"). */
 static int make_target(struct kbox_mounts *m, const char *path, bool dir, int *out_fd, kbox_error_t *err) {
-  cleanup_close int rootfd = open(m->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (rootfd < 0) return kbox_error_make(err, errno, "open %s", m->root);
+  if (m->root_fd < 0 && (m->root_fd = open(m->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+    return kbox_error_make(err, errno, "open %s", m->root);
   cleanup_free char *copy = strdup(path);
-  cleanup_close int cur = dup(rootfd);
+  cleanup_close int cur = -1;
   char *save = NULL;
   char *tok = strtok_r(copy, "/", &save);
+  if (tok == NULL && (cur = dup(m->root_fd)) < 0) return kbox_error_make(err, errno, "dup");
   while (tok != NULL) {
     char *next = strtok_r(NULL, "/", &save);
+    int at = cur >= 0 ? cur : m->root_fd;
     struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
-    int fd = (int)syscall(SYS_openat2, cur, tok, &how, sizeof(how));
+    int fd = (int)syscall(SYS_openat2, at, tok, &how, sizeof(how));
     if (fd < 0 && errno == ENOENT) {
-      int rc = (next != NULL || dir) ? mkdirat(cur, tok, 0755) : 0;
+      int rc = (next != NULL || dir) ? mkdirat(at, tok, 0755) : 0;
       if (next == NULL && !dir) {
-        int f = openat(cur, tok, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int f = openat(at, tok, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
         rc = f < 0 ? -1 : close(f);
       }
       if (rc < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating mount point %s", path);
-      fd = (int)syscall(SYS_openat2, cur, tok, &how, sizeof(how));
+      fd = (int)syscall(SYS_openat2, at, tok, &how, sizeof(how));
     }
     if (fd < 0) return kbox_error_make(err, errno, "resolving mount point %s", path);
-    close(cur);
+    if (cur >= 0) close(cur);
     cur = fd;
     tok = next;
   }

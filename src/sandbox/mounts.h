@@ -14,6 +14,7 @@ struct kbox_mounts {
   int *bind_fds;      /* detached trees of the --bind sources */
   int *overlay_fds;   /* detached read-only trees of spec->overlays (profile dirs) */
   char root[64];      /* where the new root is assembled before pivot_root */
+  int root_fd;        /* O_PATH fd of root once the overlay is there (mount points resolve in it), or -1 */
   char scratch[64];   /* the size-capped tmpfs holding upper, work, tmp, shm */
   char home[256];     /* the workload's HOME, set by kbox_mounts_home */
 };

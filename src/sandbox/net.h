@@ -1,4 +1,4 @@
-/* Network inside the sandbox: only the loopback interface, brought up with libnl. */
+/* Network inside the sandbox: only the loopback interface, brought up with SIOCSIFFLAGS. */
 #ifndef KBOX_NET_H
 #define KBOX_NET_H
 

@@ -21,6 +21,7 @@
 #include "sandbox/ns.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 
 /* Reserve the sandbox id for this user with an abstract unix socket (gone when kbox dies). */
 static int reserve_id(const struct kbox_spec *spec, int *out, kbox_error_t *err) {
@@ -86,7 +87,9 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   sandbox_reset(sb, spec);
   if (check_single_threaded(err) < 0) return -1;
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
+  kbox_trace_step("id reserved");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
+  kbox_trace_step("limits planned (cgroup v2 created, reaper started)");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
@@ -95,6 +98,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   if (!spec->rootless && new_userns && spec->workdir != NULL &&
       kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
     return kbox_error_prefix(err, "--workdir");
+  if (workdir_fd >= 0) kbox_trace_step("workdir idmapped");
   /* Root: take the source trees here, in the initial namespace, so they are not locked and
      overlayfs accepts them. Rootless: pid 1 takes them inside its own namespaces. */
   struct kbox_mounts mounts;
@@ -103,10 +107,12 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
     kbox_mounts_free(&mounts);
     return -1;
   }
+  if (mounts.layer_userns >= 0) kbox_trace_step("user namespace for idmapped layers");
   if (!spec->rootless && kbox_mounts_open_sources(&mounts, err) < 0) {
     kbox_mounts_free(&mounts);
     return -1;
   }
+  if (!spec->rootless) kbox_trace_step("layers and binds taken (open_tree, idmapped)");
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
     kbox_mounts_free(&mounts);
@@ -117,6 +123,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   int cgroup_fd = sb->cgroup != NULL ? sb->cgroup->v2_fd : -1; /* born inside its limits */
   pid_t pid = kbox_clone3(ns_flags, cgroup_fd, &sb->pidfd, err);
   if (pid == 0) {
+    kbox_trace_process("pid1");
     close(sp[0]);
     struct kbox_init_args args = {.spec = spec, .chan = sp[1], .mounts = &mounts};
     kbox_init_main(&args);
@@ -124,25 +131,34 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   close(sp[1]);
   kbox_mounts_free(&mounts);
   sb->chan = sp[0];
-  if (pid < 0) return -1;
+  if (pid < 0) {
+    kbox_idmap_reap_holders();
+    return -1;
+  }
   sb->pid = pid;
+  kbox_trace_step("clone3 (namespaces%s)", cgroup_fd >= 0 ? ", into the cgroup v2 cgroup" : "");
   if ((new_userns && kbox_idmap_write(pid, &map, err) < 0) || kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
   }
-  /* v1 hierarchies: moving pid 1 waits for an RCU grace period (milliseconds), so it is done while
-     pid 1 mounts; pid 1 starts no process before JOINED, so the workload is born in its cgroups. */
-  if (sb->cgroup != NULL && kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0) {
+  kbox_trace_step("id maps written, GO sent");
+  kbox_idmap_reap_holders();
+  /* v1 hierarchies: their directories are made, and pid 1 moved into them (which waits for an RCU
+     grace period, milliseconds), while pid 1 mounts; pid 1 starts no process before JOINED, so the
+     workload is born in its cgroups, and learns with JOINED which limits fall back to rlimits. */
+  if (sb->cgroup != NULL && (kbox_limits_finish(spec, sb->cgroup, err) < 0 ||
+                             kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0)) {
     kbox_sandbox_kill(sb);
     return -1;
   }
   /* When this fails pid 1 has already failed: wait_started reads its reason. */
   kbox_error_t ignored = NULL;
-  if (kbox_msg_send(sb->chan, KBOX_MSG_JOINED, 0, &ignored) < 0) kbox_error_free(&ignored);
+  if (kbox_msg_send(sb->chan, KBOX_MSG_JOINED, (int)kbox_rlimits_plan_bits(), &ignored) < 0) kbox_error_free(&ignored);
   if (wait_started(sb, err) < 0) {
     kbox_sandbox_kill(sb);
     return -1;
   }
+  kbox_trace_step("workload started (pid 1 reported it executed)");
   return 0;
 }
 
@@ -157,6 +173,7 @@ int kbox_sandbox_on_message(struct kbox_sandbox *sb, kbox_error_t *err) {
   if (m.type == KBOX_MSG_EXITED) {
     sb->have_status = true;
     sb->status = m.status;
+    kbox_trace_step("workload's exit status received");
   }
   return 0;
 }
@@ -219,6 +236,7 @@ void kbox_sandbox_kill(struct kbox_sandbox *sb) {
 
 void kbox_sandbox_destroy(struct kbox_sandbox *sb) {
   kbox_sandbox_kill(sb);
+  kbox_idmap_reap_holders(); /* when start failed before it did */
   kbox_cgroup_destroy(sb->cgroup);
   sb->cgroup = NULL;
   if (sb->pidfd >= 0) close(sb->pidfd);

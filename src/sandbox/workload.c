@@ -18,6 +18,7 @@
 #include "security/security.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
+#include "util/trace.h"
 
 #define KBOX_IMAGE_ENV_FILE "/etc/kbox/env" /* inside the sandbox, after pivot_root */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -105,6 +106,9 @@ void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errf
     kbox_error_make(&err, errno, "close_range");
     fail(errfd, &err);
   }
+  kbox_trace_step("env, rlimits, identity, capabilities dropped");
+  /* The trace's last line is printed before the filter: after it, only exec. */
+  kbox_trace_step("loading the seccomp filter, then execve");
   /* Last step before execve: the seccomp filter (nothing may run after it but exec). */
   if (kbox_security_apply(spec, &err) < 0) fail(errfd, &err);
   exec_command(spec->argv.v, &env, &err);

@@ -357,6 +357,19 @@ int kbox_profile_parse(const char *label, const char *text, struct kbox_profile 
   return finish(&c, root, p, out);
 }
 
+int kbox_profile_parse_bytes(const char *path, const char *text, size_t len, struct kbox_profile **out,
+                             kbox_error_t *err) {
+  struct pctx c = {.label = path, .err = err};
+  json_error_t je;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  if (root == NULL)
+    return kbox_error_make(err, 0, "profile %s: line %d column %d: invalid JSON: %s", path, je.line, je.column, je.text);
+  struct kbox_profile *p = calloc(1, sizeof(*p));
+  if (p == NULL) abort();
+  p->path = strdup(path);
+  return finish(&c, root, p, out);
+}
+
 int kbox_profile_load(const char *path, struct kbox_profile **out, kbox_error_t *err) {
   struct pctx c = {.label = path, .err = err};
   json_error_t je;

@@ -57,6 +57,9 @@ struct kbox_profile {
 int kbox_profile_load(const char *path, struct kbox_profile **out, kbox_error_t *err);
 /* Same from a JSON text; `label` stands for the file name in messages. */
 int kbox_profile_parse(const char *label, const char *text, struct kbox_profile **out, kbox_error_t *err);
+/* Same from the LEN bytes of the file at path, already read (they may hold NULs, as a file may). */
+int kbox_profile_parse_bytes(const char *path, const char *text, size_t len, struct kbox_profile **out,
+                             kbox_error_t *err);
 void kbox_profile_free(struct kbox_profile *p);
 
 #endif

@@ -1,7 +1,9 @@
 #include "security/seccomp_cache.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,13 +47,30 @@ static void digest_str(struct kbox_sha256 *md, const char *s) {
   kbox_sha256_update(md, s, strlen(s));
 }
 
+/* What every key depends on besides its subject: kbox, libseccomp and the architecture. */
+static void digest_build(struct kbox_sha256 *md, const char *what) {
+  const struct scmp_version *v = seccomp_version();
+  digest_str(md, what);
+  digest_u64(md, ((uint64_t)v->major << 32) | ((uint64_t)v->minor << 16) | v->micro);
+  digest_u64(md, seccomp_arch_native());
+}
+
+/* Hex of a finished digest. */
+static void digest_hex(struct kbox_sha256 *md, char out[KBOX_SECCOMP_KEY_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char h[32];
+  kbox_sha256_final(md, h);
+  for (unsigned i = 0; i < 32; i++) {
+    out[2 * i] = hex[h[i] >> 4];
+    out[2 * i + 1] = hex[h[i] & 15];
+  }
+  out[KBOX_SECCOMP_KEY_LEN] = '\0';
+}
+
 void kbox_seccomp_cache_key(const struct kbox_sc_def *d, char out[KBOX_SECCOMP_KEY_LEN + 1]) {
   struct kbox_sha256 ctx, *md = &ctx;
   kbox_sha256_init(md);
-  const struct scmp_version *v = seccomp_version();
-  digest_str(md, "kbox " KBOX_VERSION);
-  digest_u64(md, ((uint64_t)v->major << 32) | ((uint64_t)v->minor << 16) | v->micro);
-  digest_u64(md, seccomp_arch_native());
+  digest_build(md, "kbox " KBOX_VERSION);
   digest_u64(md, d->default_action);
   digest_u64(md, d->n_arches);
   for (size_t i = 0; i < d->n_arches; i++) digest_u64(md, d->arches[i]);
@@ -69,9 +88,7 @@ void kbox_seccomp_cache_key(const struct kbox_sc_def *d, char out[KBOX_SECCOMP_K
       digest_u64(md, r->args[a].value_two);
     }
   }
-  unsigned char h[32];
-  kbox_sha256_final(md, h);
-  for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+  digest_hex(md, out);
 }
 
 /* Is this open file ours alone: a regular file owned by the euid that nobody else may write? */
@@ -178,4 +195,104 @@ void kbox_seccomp_cache_store(const char *dir, const char *key, const struct kbo
   for (size_t i = 0; ok && i < c->n && i < 2; i++)
     ok = write_all(fd, c->progs[i].filter, c->progs[i].len * sizeof(struct sock_filter));
   if (!ok || renameat(dfd, tmp, dfd, name) < 0) unlinkat(dfd, tmp, 0);
+}
+
+/* A profile's outcome on disk: fixed size, the limits field by field, then its filter's key. */
+struct profile_record {
+  char magic[8];  /* "kboxprf1" */
+  uint32_t set;   /* bit per limit given by the profile: memory, swap, disk, pids, cpus, nofile */
+  uint32_t zero;
+  uint64_t memory, swap, disk, pids, nofile;
+  double cpus;
+  char seccomp_key[KBOX_SECCOMP_KEY_LEN];
+};
+
+static const char profile_magic[8] = {'k', 'b', 'o', 'x', 'p', 'r', 'f', '1'};
+
+/* dl_iterate_phdr callback: hash the GNU build id of the first object (the kbox binary). */
+static int hash_build_id(struct dl_phdr_info *info, size_t size, void *arg) {
+  struct kbox_sha256 *md = arg;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE) continue;
+    const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+    while (p + sizeof(ElfW(Nhdr)) <= end) {
+      const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+      const char *name = p + sizeof(*n), *desc = name + ((n->n_namesz + 3) & ~3u);
+      if (desc + n->n_descsz > end) break;
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+        kbox_sha256_update(md, desc, n->n_descsz);
+        return 1;
+      }
+      p = desc + ((n->n_descsz + 3) & ~3u);
+    }
+  }
+  return 1; /* only the first object */
+}
+
+void kbox_profile_cache_key(const char *text, size_t len, char out[KBOX_SECCOMP_KEY_LEN + 1]) {
+  struct kbox_sha256 md;
+  kbox_sha256_init(&md);
+  digest_build(&md, "kbox profile " KBOX_VERSION);
+  /* Builds of one version may parse profiles differently (development trees): the binary's
+     build id ties an outcome to the code that computed it. */
+  dl_iterate_phdr(hash_build_id, &md);
+  digest_u64(&md, len);
+  kbox_sha256_update(&md, text, len);
+  digest_hex(&md, out);
+}
+
+static bool is_hex_key(const char *k) {
+  for (size_t i = 0; i < KBOX_SECCOMP_KEY_LEN; i++)
+    if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'f'))) return false;
+  return true;
+}
+
+bool kbox_profile_cache_load(const char *dir, const char *key, struct kbox_profile_limits *lim,
+                             char seccomp_key[KBOX_SECCOMP_KEY_LEN + 1]) {
+  cleanup_close int dfd = open_trusted_dir(dir);
+  if (dfd < 0) return false;
+  char name[KBOX_SECCOMP_KEY_LEN + 8];
+  snprintf(name, sizeof(name), "%s.prof", key);
+  cleanup_close int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  struct profile_record r;
+  if (fd < 0 || fstat(fd, &st) < 0 || !trusted(&st) || st.st_size != (off_t)sizeof(r) ||
+      pread(fd, &r, sizeof(r), 0) != (ssize_t)sizeof(r))
+    return false;
+  if (memcmp(r.magic, profile_magic, sizeof(profile_magic)) != 0 || r.zero != 0 || (r.set >> 6) != 0 ||
+      !is_hex_key(r.seccomp_key))
+    return false;
+  *lim = (struct kbox_profile_limits){
+      .memory_set = r.set & 1, .swap_set = r.set & 2, .disk_set = r.set & 4, .pids_set = r.set & 8,
+      .cpus_set = r.set & 16, .nofile_set = r.set & 32, .memory_bytes = r.memory, .swap_bytes = r.swap,
+      .disk_bytes = r.disk, .pids = r.pids, .nofile = r.nofile, .cpus = r.cpus};
+  memcpy(seccomp_key, r.seccomp_key, KBOX_SECCOMP_KEY_LEN);
+  seccomp_key[KBOX_SECCOMP_KEY_LEN] = '\0';
+  return true;
+}
+
+void kbox_profile_cache_store(const char *dir, const char *key, const struct kbox_profile_limits *lim,
+                              const char *seccomp_key) {
+  struct profile_record r;
+  memset(&r, 0, sizeof(r));
+  memcpy(r.magic, profile_magic, sizeof(profile_magic));
+  r.set = (lim->memory_set ? 1u : 0) | (lim->swap_set ? 2u : 0) | (lim->disk_set ? 4u : 0) |
+          (lim->pids_set ? 8u : 0) | (lim->cpus_set ? 16u : 0) | (lim->nofile_set ? 32u : 0);
+  r.memory = lim->memory_bytes;
+  r.swap = lim->swap_bytes;
+  r.disk = lim->disk_bytes;
+  r.pids = lim->pids;
+  r.nofile = lim->nofile;
+  r.cpus = lim->cpus;
+  memcpy(r.seccomp_key, seccomp_key, KBOX_SECCOMP_KEY_LEN);
+  make_dirs(dir);
+  cleanup_close int dfd = open_trusted_dir(dir);
+  if (dfd < 0) return;
+  char name[KBOX_SECCOMP_KEY_LEN + 8], tmp[KBOX_SECCOMP_KEY_LEN + 32];
+  snprintf(name, sizeof(name), "%s.prof", key);
+  snprintf(tmp, sizeof(tmp), "%s.ptmp.%d", key, (int)getpid());
+  cleanup_close int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  if (!write_all(fd, &r, sizeof(r)) || renameat(dfd, tmp, dfd, name) < 0) unlinkat(dfd, tmp, 0);
 }

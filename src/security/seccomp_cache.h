@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "security/profile.h"
 #include "security/seccomp.h"
 
 #define KBOX_SECCOMP_KEY_LEN 64 /* hex SHA-256 */
@@ -20,5 +21,15 @@ void kbox_seccomp_cache_key(const struct kbox_sc_def *def, char out[KBOX_SECCOMP
 bool kbox_seccomp_cache_load(const char *dir, const char *key, struct kbox_seccomp_compiled *out);
 /* Store c under key (tmp file + rename, dir 0700, file 0600). Failures are ignored. */
 void kbox_seccomp_cache_store(const char *dir, const char *key, const struct kbox_seccomp_compiled *c);
+
+/* The outcome of a profile file (its default limits and the key of its filter), so that a start
+   with an unchanged profile neither parses its JSON nor hashes its rules. Keyed by the file's bytes
+   with kbox's version and build id, libseccomp's version and the native architecture; only a profile that loaded
+   and compiled without error is ever stored. Same directory and same trust rules as above. */
+void kbox_profile_cache_key(const char *text, size_t len, char out[KBOX_SECCOMP_KEY_LEN + 1]);
+bool kbox_profile_cache_load(const char *dir, const char *key, struct kbox_profile_limits *lim,
+                             char seccomp_key[KBOX_SECCOMP_KEY_LEN + 1]);
+void kbox_profile_cache_store(const char *dir, const char *key, const struct kbox_profile_limits *lim,
+                              const char *seccomp_key);
 
 #endif

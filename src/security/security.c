@@ -5,6 +5,7 @@
 
 #include "security/seccomp_cache.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 static struct kbox_security *loaded; /* every profile this process has loaded */
@@ -26,16 +27,41 @@ static void security_free(struct kbox_security *s) {
   free(s);
 }
 
-/* The profile's filter from the per-user cache, else compiled by libseccomp (and cached). */
-static int compile_cached(const struct kbox_sc_def *def, struct kbox_seccomp_compiled *out, kbox_error_t *err) {
-  char dir[4096], key[KBOX_SECCOMP_KEY_LEN + 1];
-  bool have_dir = kbox_seccomp_cache_dir(dir, sizeof(dir));
-  if (have_dir) {
+/* The profile's filter from the per-user cache (dir, when not NULL), else compiled by libseccomp
+   (and cached); key receives the filter's cache key. */
+static int compile_cached(const char *dir, const struct kbox_sc_def *def, struct kbox_seccomp_compiled *out,
+                          char key[KBOX_SECCOMP_KEY_LEN + 1], kbox_error_t *err) {
+  if (dir != NULL) {
     kbox_seccomp_cache_key(def, key);
     if (kbox_seccomp_cache_load(dir, key, out)) return 0;
   }
   if (kbox_seccomp_compile(def, out, err) < 0) return -1;
-  if (have_dir) kbox_seccomp_cache_store(dir, key, out);
+  if (dir != NULL) kbox_seccomp_cache_store(dir, key, out);
+  return 0;
+}
+
+/* An unchanged profile seen before: its limits and filter from the cache, without parsing it
+   (its rules are not needed once the filter exists). */
+static bool from_cache(const char *dir, const char *pkey, struct kbox_security *s) {
+  char skey[KBOX_SECCOMP_KEY_LEN + 1];
+  struct kbox_profile_limits lim;
+  if (!kbox_profile_cache_load(dir, pkey, &lim, skey) || !kbox_seccomp_cache_load(dir, skey, &s->filter)) return false;
+  s->profile = calloc(1, sizeof(*s->profile));
+  if (s->profile == NULL) abort();
+  s->profile->path = strdup(s->path);
+  s->profile->limits = lim;
+  return true;
+}
+
+/* Parse and compile the profile (from its bytes when they were read), caching the outcome. */
+static int load_and_compile(const char *dir, const char *pkey, const char *text, size_t len, struct kbox_security *s,
+                            kbox_error_t *err) {
+  char skey[KBOX_SECCOMP_KEY_LEN + 1];
+  int rc = text != NULL ? kbox_profile_parse_bytes(s->path, text, len, &s->profile, err)
+                        : kbox_profile_load(s->path, &s->profile, err);
+  if (rc < 0) return -1;
+  if (compile_cached(dir, &s->profile->seccomp, &s->filter, skey, err) < 0) return kbox_error_prefix(err, "profile %s", s->path);
+  if (dir != NULL && text != NULL) kbox_profile_cache_store(dir, pkey, &s->profile->limits, skey);
   return 0;
 }
 
@@ -46,8 +72,15 @@ static struct kbox_security *get_loaded(const char *path, kbox_error_t *err) {
   struct kbox_security *s = calloc(1, sizeof(*s));
   if (s == NULL) abort();
   s->path = strdup(path);
-  if (kbox_profile_load(path, &s->profile, err) < 0 ||
-      (compile_cached(&s->profile->seccomp, &s->filter, err) < 0 && kbox_error_prefix(err, "profile %s", path))) {
+  char dir[4096], pkey[KBOX_SECCOMP_KEY_LEN + 1];
+  bool have_dir = kbox_seccomp_cache_dir(dir, sizeof(dir));
+  cleanup_free char *text = NULL;
+  size_t len = 0;
+  kbox_error_t unread = NULL; /* an unreadable file: kbox_profile_load says why */
+  if (have_dir && kbox_read_file(path, 1 << 20, &text, &len, &unread) < 0) kbox_error_free(&unread);
+  if (text != NULL) kbox_profile_cache_key(text, len, pkey);
+  if ((text == NULL || !from_cache(dir, pkey, s)) &&
+      load_and_compile(have_dir ? dir : NULL, pkey, text, len, s, err) < 0) {
     security_free(s);
     return NULL;
   }
