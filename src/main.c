@@ -1,6 +1,8 @@
 /* kbox: verb dispatch. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "config.h"
@@ -32,7 +34,22 @@ static void usage(FILE *out) {
                "Example: kbox run --rootfs / -- sh -c 'id; hostname; cat /proc/net/dev'\n");
 }
 
+/* A closed stdin, stdout or stderr would be taken by the next open(): a socket or lock file would
+   then receive kbox's messages or the sandbox's output. Put /dev/null there before anything else. */
+static void fill_closed_stdio(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0) continue;
+    int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (null < 0) _exit(125); /* no /dev/null: nothing safe to say it with */
+    if (null != fd) { /* lower fds were closed too and are filled first, so null == fd */
+      dup2(null, fd);
+      close(null);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
+  fill_closed_stdio();
   if (argc < 2) {
     usage(stderr);
     return 125;

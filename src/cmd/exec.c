@@ -39,6 +39,7 @@ enum {
 #define DEFAULT_MAX_OUTPUT (4u << 20)
 #define GRACE_MS 5000
 #define START_MS 90000
+#define MAX_CODE (16u << 20) /* one cell read from FILE or standard input */
 
 struct exec_opts {
   struct kbox_strv cells;
@@ -75,21 +76,32 @@ static void exec_usage(FILE *out) {
           "  kbox run --id s1 --detach >/dev/null && kbox exec --id s1 -c 'x = 41' && kbox exec --id s1 -c 'x + 1'\n");
 }
 
-/* Read all of fd into a string ("" if it cannot be read). */
-static char *slurp_fd(int fd) {
+/* Read fd (at most max bytes) into a string ("" if it cannot be read or is larger). */
+static char *slurp_fd(int fd, size_t max) {
   char *text = NULL;
   kbox_error_t err = NULL;
-  if (kbox_read_fd(fd, "input", SIZE_MAX, &text, NULL, &err) < 0) {
+  if (kbox_read_fd(fd, "input", max, &text, NULL, &err) < 0) {
     kbox_error_free(&err);
     text = strdup("");
   }
   return text;
 }
 
+/* FILE or - (standard input, which may be a pipe) as one cell, at most MAX_CODE bytes. A FILE must be
+   a regular file: a FIFO or device (/dev/zero) is refused before it is read. */
 static int add_file_cell(struct exec_opts *o, const char *path, kbox_error_t *err) {
-  cleanup_close int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kbox_error_make(err, errno, "reading code from %s", path);
-  kbox_strv_add_owned(&o->cells, slurp_fd(fd));
+  bool in = strcmp(path, "-") == 0;
+  cleanup_close int fd = in ? dup(0) : kbox_open_regular(path, err);
+  if (fd < 0) return in ? kbox_error_make(err, errno, "reading code from standard input") : kbox_error_prefix(err, "code FILE");
+  char *text = NULL;
+  size_t len = 0;
+  if (kbox_read_fd(fd, in ? "the code on standard input" : path, MAX_CODE, &text, &len, err) < 0)
+    return kbox_error_hint(err, "split the code into smaller cells (the limit of one cell)");
+  if (memchr(text, '\0', len) != NULL) {
+    free(text);
+    return kbox_error_make(err, 0, "%s contains a NUL byte: not Python source", in ? "standard input" : path);
+  }
+  kbox_strv_add_owned(&o->cells, text);
   return 0;
 }
 
@@ -244,15 +256,17 @@ static void stop_child(struct child *ch) {
 
 static json_t *read_memfd_json(int fd) {
   lseek(fd, 0, SEEK_SET);
-  cleanup_free char *s = slurp_fd(fd);
+  cleanup_free char *s = slurp_fd(fd, 1u << 20);
   return s[0] ? json_loads(s, 0, NULL) : NULL;
 }
 
-/* Copy the child's stderr to ours (when something went wrong). */
+/* Copy the child's stderr to ours (when something went wrong): its last 64 KiB, the kernel's own
+   output included, which can be of any size. */
 static void show_child_stderr(const struct child *ch) {
   if (ch->err_fd < 0) return;
-  lseek(ch->err_fd, 0, SEEK_SET);
-  cleanup_free char *s = slurp_fd(ch->err_fd);
+  off_t end = lseek(ch->err_fd, 0, SEEK_END);
+  lseek(ch->err_fd, end > 65536 ? end - 65536 : 0, SEEK_SET);
+  cleanup_free char *s = slurp_fd(ch->err_fd, 65536);
   fputs(s, stderr);
 }
 

@@ -90,6 +90,14 @@ static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *set
   json_decref(r);
 }
 
+/* The kernel command could not be executed: that is kbox's configuration (--kernel-cmd), not a
+   workload's exit status, so 125 with the option named (126/127 belong to `run -- CMD`). */
+static void kernel_cmd_error(const struct kbox_spec *spec, kbox_error_t err) {
+  if (err == NULL || (err->exit_code != KBOX_EXIT_NOTFOUND && err->exit_code != KBOX_EXIT_NOEXEC)) return;
+  kbox_error_prefix(&err, "%s", spec->kernel_cmd != NULL ? "--kernel-cmd" : "the default kernel command (python3 -m ipykernel_launcher)");
+  err->exit_code = KBOX_EXIT_RUNTIME;
+}
+
 int kbox_cmd_run(int argc, char **argv) {
   cleanup_error kbox_error_t err = NULL;
   struct kbox_spec spec;
@@ -128,6 +136,7 @@ int kbox_cmd_run(int argc, char **argv) {
     return code;
   }
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
+    if (kern != NULL) kernel_cmd_error(&spec, err);
     if (sigfd >= 0) write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
   } else if (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) {

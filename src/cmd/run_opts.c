@@ -93,14 +93,27 @@ static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t
   return 0;
 }
 
+/* The smallest --memory with which the sandbox can start at all (pid 1, mounts, exec). */
+#define KBOX_MIN_MEMORY (16u << 20)
+
+/* --rootfs DIR: stored as an absolute path (the layers are opened after kbox changed directory). */
+static int add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
+  char *dir = realpath(arg, NULL);
+  if (dir == NULL) return kbox_error_make(err, errno, "--rootfs: %s", arg);
+  kbox_strv_add_owned(&spec->rootfs, dir);
+  return 0;
+}
+
 /* Apply one parsed option to the spec. */
 static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
   uint64_t u = 0;
   switch (id) {
-  case OPT_ROOTFS: kbox_strv_add(&spec->rootfs, arg); return 0;
+  case OPT_ROOTFS: return add_rootfs(spec, arg, err);
   case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
   case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
-  case OPT_DISK: spec->disk_set = true; return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
+  case OPT_DISK:
+    spec->disk_set = true;
+    return kbox_parse_size_min("--disk", arg, 1 << 20, "a tmpfs of size 0 would have no limit at all", &spec->disk_bytes, err);
   case OPT_WORKDIR:
     free(spec->workdir);
     spec->workdir = realpath(arg, NULL);
@@ -116,8 +129,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->env, err);
   case OPT_USER: return kbox_parse_user("--user", arg, &spec->uid, &spec->gid, err);
   case OPT_HOSTNAME:
-    if (strlen(arg) == 0 || strlen(arg) > 64)
-      return kbox_error_make(err, 0, "--hostname: must be 1 to 64 characters");
+    if (kbox_validate_hostname("--hostname", arg, err) < 0) return -1;
     free(spec->hostname);
     spec->hostname = strdup(arg);
     return 0;
@@ -129,7 +141,9 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
   case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
-  case OPT_MEMORY: spec->memory_set = true; return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
+  case OPT_MEMORY:
+    spec->memory_set = true;
+    return kbox_parse_size_min("--memory", arg, KBOX_MIN_MEMORY, "the sandbox's own setup needs that much", &spec->memory_bytes, err);
   case OPT_SWAP: spec->swap_set = true; return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
   case OPT_PIDS:
     if (kbox_parse_uint("--pids", arg, 1, 4194304, &u, err) < 0) return -1;

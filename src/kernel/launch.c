@@ -52,7 +52,8 @@ static int host_conn(struct kbox_kernel *k, kbox_error_t *err) {
   snprintf(k->host.kernel_name, sizeof(k->host.kernel_name), "kbox");
   if (s->connection_file != NULL && access(s->connection_file, F_OK) == 0) {
     k->conn_given = true;
-    return kbox_conn_read(s->connection_file, &k->host, err);
+    if (kbox_conn_read(s->connection_file, &k->host, err) < 0) return -1;
+    return kbox_conn_check_ports(&k->host, s->connection_file, err);
   }
   if (s->kernel_transport != NULL) snprintf(k->host.transport, sizeof(k->host.transport), "%s", s->kernel_transport);
   if (s->kernel_ip != NULL) snprintf(k->host.ip, sizeof(k->host.ip), "%s", s->kernel_ip);
