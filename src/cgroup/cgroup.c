@@ -59,13 +59,16 @@ static char *join(const char *parent, const char *name) {
   return out;
 }
 
-/* mkdir DIR for the sandbox; the error names the directory and, for EACCES, the fix. */
-static int make_dir(const char *dir, kbox_error_t *err) {
+/* mkdir DIR for the sandbox, known to the reaper first; the error names the directory and the fix. */
+static int make_dir(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) {
+  if (kbox_cgroup_reaper_watch(cg, dir, err) < 0) return -1;
   if (mkdir(dir, 0755) == 0) return 0;
   int e = errno;
   kbox_error_make(err, e, "cannot create the sandbox cgroup %s", dir);
   if (e == EACCES || e == EPERM || e == EROFS)
     kbox_error_hint(err, "run as root, delegate kbox's cgroup to this user, or pass --cgroup-parent to a cgroup this user owns");
+  else if (e == ENOENT)
+    kbox_error_hint(err, "create the parent cgroup first, or leave out --cgroup-parent");
   return -1;
 }
 
@@ -87,7 +90,7 @@ static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
     avail = 0;
   }
   char *dir = join(parent, cg->name);
-  if (make_dir(dir, &e) < 0) {
+  if (make_dir(cg, dir, &e) < 0) {
     if (want) why_not_err(cg, want, &e);
     else {
       kbox_debug("no cgroup v2 tracking cgroup: %s", e->msg);
@@ -114,7 +117,7 @@ static void create_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
     for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], dir) == 0;
     kbox_error_t e = NULL;
     if (!shared) kbox_cgroup_sweep_stale(parent);
-    if (!shared && make_dir(dir, &e) < 0) {
+    if (!shared && make_dir(cg, dir, &e) < 0) {
       why_not_err(cg, 1u << c, &e);
       free(dir);
       continue;
@@ -137,7 +140,7 @@ static bool host_has_swap(void) {
 
 /* Limits without a cgroup: memory and pids go to rlimits, the rest is unenforced. One warning
    line (what, then the first cause with its fix), or an error under --require-limits. */
-static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
+static int fallback(struct kbox_cgroup *cg, bool require_limits, const char *parent_override, kbox_error_t *err) {
   char what[512] = "";
   const char *why = NULL;
   int more = 0;
@@ -160,6 +163,9 @@ static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *e
   if (what[0] == '\0') return 0;
   char tail[64] = "";
   if (more) snprintf(tail, sizeof(tail), " (and %d similar cause%s)", more, more > 1 ? "s" : "");
+  /* An explicit --cgroup-parent asks for cgroups there: falling back to rlimits would ignore it. */
+  if (parent_override != NULL)
+    return kbox_error_make(err, 0, "--cgroup-parent %s cannot be used: %s%s (without it: %s)", parent_override, why, tail, what);
   if (require_limits)
     return kbox_error_make(err, 0, "--require-limits: not every limit can be enforced by cgroups (%s), because: %s%s",
                            what, why, tail);
@@ -181,7 +187,7 @@ int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *pare
     if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
   if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
   create_v1(cg, layout, parent_override);
-  if (fallback(cg, require_limits, err) < 0) {
+  if (fallback(cg, require_limits, parent_override, err) < 0) {
     kbox_cgroup_destroy(cg);
     return -1;
   }

@@ -83,7 +83,7 @@ void kbox_cgroup_v1_stats(const char *dir, enum kbox_ctl ctl, struct kbox_cgroup
 /* ---- the sandbox cgroup (cgroup.c) ---- */
 /* Create the sandbox cgroup(s) under kbox's own cgroup (or parent_override) for sandbox ID and
    apply the limits. Limits no cgroup can carry fall back to rlimits (see rlimits.c) with one
-   warning; with require_limits that is an error instead. */
+   warning; with require_limits, or an explicit parent_override, that is an error instead. */
 int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
                        const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
                        kbox_error_t *err);
@@ -101,9 +101,10 @@ const char *kbox_mech_name(enum kbox_mech m);
 const char *kbox_lim_name(enum kbox_lim l);
 
 /* ---- reaper (reaper.c) ---- */
-/* Start a small process, outside the sandbox cgroup and session, that removes cg's directories
-   once kbox is gone (normal exit or SIGKILL). */
-int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err);
+/* Tell the reaper about DIR before creating it (starting the reaper on first use: a small process,
+   outside the sandbox cgroup and session, that removes the directories it was told of once kbox
+   is gone, by normal exit or SIGKILL). */
+int kbox_cgroup_reaper_watch(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err);
 
 /* ---- rlimit fallback (rlimits.c) ---- */
 /* Remember which limits the workload must enforce itself with rlimits (copied into the clone). */

@@ -17,11 +17,6 @@ int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kb
   kbox_cgroup_layout_free(&layout);
   if (rc < 0) return -1;
   kbox_rlimits_plan(*out);
-  if (kbox_cgroup_reaper_start(*out, err) < 0) {
-    kbox_cgroup_destroy(*out);
-    *out = NULL;
-    return -1;
-  }
   return 0;
 }
 

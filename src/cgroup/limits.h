@@ -10,7 +10,7 @@
 #include "cgroup/cgroup.h"
 #include "sandbox/spec.h"
 
-/* Create the sandbox cgroup for spec (or the rlimit plan when there is none) and its reaper. */
+/* Create the sandbox cgroup for spec (or the rlimit plan when there is none), watched by its reaper. */
 int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kbox_error_t *err);
 /* Add memory_peak, oom_killed, pids_limit_hit, cgroup_cpu_seconds and limits{} to the verdict. */
 void kbox_limits_report(const struct kbox_cgroup *cg, const struct kbox_spec *spec, json_t *report);

@@ -1,47 +1,57 @@
 /* A tiny process that removes the sandbox cgroups once kbox is gone, even after SIGKILL.
 
    kbox keeps the write end of a pipe; the reaper (its own session, outside the sandbox cgroup,
-   deaf to terminal signals) blocks on the read end. EOF means kbox exited: after a normal exit
-   the directories are already gone and it just leaves; after a SIGKILL it kills what is left
-   and removes them. Only raw system calls run after the fork (kbox may have threads by then). */
+   deaf to terminal signals) reads it until EOF. Before creating a cgroup directory kbox writes its
+   path there, so there is no moment at which a directory exists that the reaper does not know of.
+   EOF means kbox exited: after a normal exit the directories are already gone and it just leaves;
+   after a SIGKILL it kills what is left and removes them, deepest (last created) first. Only raw
+   system calls run after the fork (kbox may have threads by then). */
 #include "cgroup/cgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The reaper's life: wait for EOF, then remove every directory. */
-__attribute__((noreturn)) static void reaper_main(int fd, char *const dirs[], int n) {
+#define REAPER_BUF 65536 /* room for the paths of every directory of one sandbox */
+
+/* Remove the NUL-separated paths of buf[0..n), last first. */
+static void remove_all(char *buf, size_t n) {
+  while (n > 0) {
+    size_t start = n - 1;
+    while (start > 0 && buf[start - 1] != '\0') start--;
+    if (buf[start] != '\0') kbox_cgroup_remove_dir(buf + start);
+    n = start;
+  }
+}
+
+/* The reaper's life: collect paths until EOF, then remove every directory. */
+__attribute__((noreturn)) static void reaper_main(int fd) {
+  static char buf[REAPER_BUF];
+  size_t n = 0;
   setsid();
   struct sigaction ign = {.sa_handler = SIG_IGN};
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sigaction(s, &ign, NULL);
   if (fd > 0) syscall(SYS_close_range, 0, (unsigned)fd - 1, 0);
   syscall(SYS_close_range, (unsigned)fd + 1, ~0U, 0);
-  char c;
   for (;;) {
-    ssize_t r = read(fd, &c, 1);
+    if (n == sizeof(buf)) n = 0; /* a sandbox has at most 4 directories: unreachable, but never overflow */
+    ssize_t r = read(fd, buf + n, sizeof(buf) - n);
     if (r == 0 || (r < 0 && errno != EINTR)) break;
+    if (r > 0) n += (size_t)r;
   }
-  for (int i = 0; i < n; i++) kbox_cgroup_remove_dir(dirs[i]);
+  while (n > 0 && buf[n - 1] != '\0') n--; /* a path cut by kbox's death was never created */
+  remove_all(buf, n);
   _exit(0);
 }
 
-int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
-  char *dirs[1 + KBOX_CTL_N];
-  int n = 0;
-  if (cg->v2_dir != NULL) dirs[n++] = cg->v2_dir;
-  for (int c = 0; c < KBOX_CTL_N; c++) {
-    bool seen = cg->v1_dir[c] == NULL;
-    for (int o = 0; o < n && !seen; o++) seen = strcmp(dirs[o], cg->v1_dir[c]) == 0;
-    if (!seen) dirs[n++] = cg->v1_dir[c];
-  }
-  if (n == 0) return 0;
+/* Fork the reaper (double fork: it is nobody's child we must wait for); sets cg->reaper_fd. */
+static int reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe for the cgroup reaper");
   pid_t pid = fork();
@@ -52,13 +62,23 @@ int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
   }
   if (pid == 0) {
     close(p[1]);
-    /* Double fork: the reaper is nobody's child we must wait for. */
-    if (fork() == 0) reaper_main(p[0], dirs, n);
+    if (fork() == 0) reaper_main(p[0]);
     _exit(0);
   }
   close(p[0]);
   int st;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
   cg->reaper_fd = p[1];
+  return 0;
+}
+
+int kbox_cgroup_reaper_watch(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) {
+  if (cg->reaper_fd < 0 && reaper_start(cg, err) < 0) return -1;
+  size_t len = strlen(dir) + 1; /* with its NUL: the record separator */
+  /* A pipe write of at most PIPE_BUF bytes is atomic: the reaper sees whole records only. */
+  if (len > PIPE_BUF) return kbox_error_make(err, ENAMETOOLONG, "cgroup path %s", dir);
+  ssize_t w;
+  do w = write(cg->reaper_fd, dir, len); while (w < 0 && errno == EINTR);
+  if (w != (ssize_t)len) return kbox_error_make(err, w < 0 ? errno : EIO, "telling the cgroup reaper about %s", dir);
   return 0;
 }

@@ -19,6 +19,7 @@ struct kbox_kernel {
   char *rundir;          /* BASE/ID, 0700, removed at exit */
   char *kdir;            /* RUNDIR/k, bind-mounted at KBOX_KERNEL_INNER_DIR */
   int run_lock;          /* flock()ed RUNDIR/lock: the run dir is alive (kernel/runlock.h) */
+  int reaper_fd;         /* pipe to the run directory reaper (kernel/reaper.h), -1 */
   int out_fd;            /* kbox's real stdout (the sandbox's stdout goes to stderr) */
   struct kbox_conn host; /* what clients use */
   struct kbox_conn kern; /* the kernel's sockets, as host paths */
