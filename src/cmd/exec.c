@@ -360,6 +360,19 @@ static int exec_oneshot(struct exec_opts *o) {
   return code;
 }
 
+/* The error of a kernel whose supervisor is stopped: nothing it brokers can move until it resumes. */
+static int stopped_error(const struct kbox_state *st, kbox_error_t *err) {
+  return kbox_error_make(err, 0, "kernel '%s' cannot answer: its supervisor (pid %d) is stopped (SIGSTOP?); resume it "
+                         "with 'kill -CONT %d', or 'kbox kill %s'", st->id, (int)st->pid, (int)st->pid, st->id);
+}
+
+/* After the kernel went away during a cell: was it out of memory? Its supervisor left the verdict. */
+static json_t *gone_verdict(struct exec_opts *o, const struct kbox_state *st, bool *oom) {
+  json_t *v = st->pid > 0 ? kbox_state_take_verdict(o->id, st->pid) : NULL;
+  *oom = json_is_true(json_object_get(v, "oom_killed"));
+  return v;
+}
+
 static int exec_in(struct exec_opts *o) {
   cleanup_error kbox_error_t err = NULL;
   struct kbox_state st;
@@ -367,6 +380,10 @@ static int exec_in(struct exec_opts *o) {
   if (!st.alive) {
     kbox_error_make(&err, 0, "kernel '%s' is dead (its supervisor is gone): 'kbox kill %s' removes its state, "
                     "'kbox run --id %s --detach' replaces it", o->id, o->id, o->id);
+    return kbox_error_report(&err);
+  }
+  if (st.stopped) {
+    stopped_error(&st, &err);
     return kbox_error_report(&err);
   }
   cleanup_close int lock = kbox_state_lock_exec(&st, (int)(o->timeout_ms + GRACE_MS) + 30000, &err);
@@ -379,11 +396,23 @@ static int exec_in(struct exec_opts *o) {
   kbox_pyboxout_init(&out, o->max_output);
   const char *status = "sandbox_error";
   int code = EXEC_FAILURE;
-  if (kbox_client_open(&c, &conn, &err) < 0 || kbox_client_wait_ready(&c, 30000, gone, &err) < 0) {
+  json_t *verdict = NULL;
+  /* A ready kernel answers kernel_info at once: wait no longer than a cell may take. */
+  int ready_ms = o->timeout_ms < 30000 ? (int)o->timeout_ms : 30000;
+  if (kbox_client_open(&c, &conn, &err) < 0 || kbox_client_wait_ready(&c, ready_ms, gone, &err) < 0) {
+    struct kbox_state now;
+    kbox_error_t ignored = NULL;
+    if (kbox_state_read(o->id, &now, &ignored) == 0 && now.stopped) {
+      kbox_error_free(&err);
+      stopped_error(&now, &err);
+    }
+    kbox_error_free(&ignored);
     kbox_pyboxout_set_kbox_error(&out, "SandboxError", err->msg);
   } else {
     enum kbox_exec_end end = run_cells(o, &c, gone, &out);
-    code = outcome(o, end, false, true, &out, &status);
+    bool oom = false;
+    if (end == KBOX_EXEC_GONE) verdict = gone_verdict(o, &st, &oom);
+    code = outcome(o, end, oom, true, &out, &status);
   }
   kbox_client_close(&c);
   close(steal_fd(lock)); /* the state below should not show our own lock as "busy" */
@@ -391,6 +420,8 @@ static int exec_in(struct exec_opts *o) {
   kbox_error_t ignored = NULL;
   json_t *report = kbox_state_read(o->id, &now, &ignored) == 0 ? kbox_state_json(&now) : NULL;
   kbox_error_free(&ignored);
+  if (report == NULL) report = steal_ptr(verdict); /* the kernel is gone: how it ended */
+  json_decref(verdict);
   if (code == EXEC_DIED && report != NULL) json_object_set_new(report, "hint", json_string("the kernel is gone: its log "
                                                                 "and state may explain why (kbox inspect)"));
   code = emit(o, &out, status, report, code);

@@ -11,6 +11,7 @@
 #include "cgroup/limits.h"
 #include "kernel/detach.h"
 #include "kernel/launch.h"
+#include "kernel/state.h"
 #include "sandbox/init.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
@@ -85,6 +86,7 @@ static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *set
   if (sb->spec->report_path == NULL) return;
   json_t *r = kbox_report_build(sb, setup_error);
   if (kern != NULL) json_object_set_new(r, "kernel", kbox_kernel_report(kern));
+  if (kern != NULL) kbox_kernel_fix_verdict(kern, sb, r);
   kbox_error_t err = NULL;
   if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
   json_decref(r);
@@ -125,6 +127,7 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_spec_free(&spec);
     return code;
   }
+  if (!spec.kernel_mode) kbox_state_sweep(); /* kernel mode sweeps when it makes its run dir */
   cleanup_close int sigfd = kbox_sandbox_signalfd(&err);
   struct kbox_sandbox sb;
   /* Kernel mode (no CMD): run dir, connection files, broker sockets, kernel argv (src/kernel). */
@@ -151,7 +154,8 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_sandbox_kill(&sb);
     explain_end(&sb, kern);
     write_report(&sb, NULL, kern);
-    code = kbox_sandbox_exit_code(&sb);
+    kbox_detach_verdict(kern, &sb); /* out of memory? for a kbox exec --id that saw it go */
+    code = kbox_kernel_exit_code(kern, &sb);
   } else {
     supervise(&sb, sigfd);
     kbox_sandbox_kill(&sb);
