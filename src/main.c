@@ -6,6 +6,7 @@
 
 #include "cmd/commands.h"
 #include "config.h"
+#include "util/parse.h"
 
 struct verb {
   const char *name;
@@ -64,6 +65,7 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
     if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "kbox: unknown verb '%s' (see 'kbox --help')\n", argv[1]);
+  char q[256];
+  fprintf(stderr, "kbox: unknown verb '%s' (see 'kbox --help')\n", kbox_quote(argv[1], q, sizeof(q)));
   return 125;
 }

@@ -125,6 +125,7 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
   const char *file = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
+    char q[256], q2[256];
     bool missing = false;
     uint64_t u;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -144,9 +145,11 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
     } else if ((v = opt_value("--max-output", argc, argv, &i, &missing)) != NULL) {
       if (kbox_parse_size("--max-output", v, &o->max_output, err) < 0) return -1;
     } else if (missing) {
-      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox exec --help')", a);
+      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox exec --help')", kbox_quote(a, q, sizeof(q)));
     } else if (strcmp(a, "-") == 0 || a[0] != '-') {
-      if (file != NULL) return kbox_error_make(err, 0, "more than one FILE given ('%s' and '%s'); use -c for more cells", file, a);
+      if (file != NULL)
+        return kbox_error_make(err, 0, "more than one FILE given ('%s' and '%s'); use -c for more cells",
+                               kbox_quote(file, q, sizeof(q)), kbox_quote(a, q2, sizeof(q2)));
       file = a;
     } else if (strcmp(a, "--") == 0) {
       if (i + 1 < argc) file = argv[++i];
@@ -154,17 +157,18 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
       char name[64];
       snprintf(name, sizeof(name), "%.*s", (int)strcspn(a + 2, "="), a + 2);
       int takes = kbox_run_opts_takes_arg(name);
-      if (takes < 0) return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help' and 'kbox run --help')", a);
+      if (takes < 0)
+        return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help' and 'kbox run --help')", kbox_quote(a, q, sizeof(q)));
       if (strcmp(name, "detach") == 0 || strcmp(name, "report") == 0 || strcmp(name, "connection-file") == 0)
         return kbox_error_make(err, 0, "%s cannot be used with kbox exec (the verdict is in its JSON; for a kernel that "
                                "stays, use 'kbox run --id ID --detach' and 'kbox exec --id ID')", a);
       kbox_strv_add(&o->run_args, a);
       if (takes == 1 && strchr(a, '=') == NULL) {
-        if (i + 1 >= argc) return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox run --help')", a);
+        if (i + 1 >= argc) return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox run --help')", kbox_quote(a, q, sizeof(q)));
         kbox_strv_add(&o->run_args, argv[++i]);
       }
     } else {
-      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help')", a);
+      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help')", kbox_quote(a, q, sizeof(q)));
     }
   }
   if (file != NULL && add_file_cell(o, file, err) < 0) return -1;

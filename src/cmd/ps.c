@@ -6,6 +6,7 @@
 #include "cmd/commands.h"
 #include "kernel/state.h"
 #include "util/cleanup.h"
+#include "util/parse.h"
 
 /* "1.5G", "230M", "12K" or "-". */
 static void human_size(json_t *v, char *buf, size_t n) {
@@ -44,7 +45,8 @@ int kbox_cmd_ps(int argc, char **argv) {
              "use, memory limit, supervisor pid. --json prints an array of the objects 'kbox inspect' shows.\n");
       return 0;
     } else {
-      kbox_error_make(&err, 0, "unknown argument '%s' (see 'kbox ps --help')", argv[i]);
+      char q[256];
+      kbox_error_make(&err, 0, "unknown argument '%s' (see 'kbox ps --help')", kbox_quote(argv[i], q, sizeof(q)));
       return kbox_error_report(&err);
     }
   }

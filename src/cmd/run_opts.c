@@ -107,6 +107,7 @@ static int add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err
 /* Apply one parsed option to the spec. */
 static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
   uint64_t u = 0;
+  char q[256];
   switch (id) {
   case OPT_ROOTFS: return add_rootfs(spec, arg, err);
   case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
@@ -122,7 +123,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_BIND: return kbox_spec_parse_bind(spec, arg, err);
   case OPT_NET:
     if (strcmp(arg, "none") != 0)
-      return kbox_error_make(err, 0, "--net: unknown mode '%s' (supported: none)", arg);
+      return kbox_error_make(err, 0, "--net: unknown mode '%s' (supported: none)", kbox_quote(arg, q, sizeof(q)));
     spec->net = KBOX_NET_NONE;
     return 0;
   case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->env, err);
@@ -177,14 +178,14 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_TRANSPORT:
     if (strcmp(arg, "tcp") != 0 && strcmp(arg, "ipc") != 0)
-      return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", arg);
+      return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", kbox_quote(arg, q, sizeof(q)));
     free(spec->kernel_transport);
     spec->kernel_transport = strdup(arg);
     return 0;
   case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->port_lo, &spec->port_hi, err);
   case OPT_KERNEL_CMD:
     if (strstr(arg, "{connection_file}") == NULL && strstr(arg, "{kbox_connection_file}") == NULL)
-      return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", arg);
+      return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", kbox_quote(arg, q, sizeof(q)));
     free(spec->kernel_cmd);
     spec->kernel_cmd = strdup(arg);
     return 0;
@@ -215,6 +216,7 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
                                   NULL, run_opts[i].id};
   memset(&longopts[N_RUN_OPTS], 0, sizeof(longopts[0]));
   *help_shown = false;
+  char q[256];
   opterr = 0;
   optind = 1;
   for (;;) {
@@ -223,10 +225,11 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
     if (c == -1) break;
     if (c == 'h') c = OPT_HELP;
     if (c == ':')
-      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox %s --help')", argv[optind - 1], argv[0]);
+      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox %s --help')",
+                             kbox_quote(argv[optind - 1], q, sizeof(q)), argv[0]);
     if (c == '?') {
       const char *bad = prev < argc ? argv[prev] : "?";
-      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", bad, argv[0]);
+      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", kbox_quote(bad, q, sizeof(q)), argv[0]);
     }
     if (apply_opt(spec, c, optarg, help_shown, err) < 0) return -1;
     if (*help_shown) return 0;
