@@ -1,11 +1,14 @@
 /* kbox: verb dispatch. The verbs that talk to kernels live in kbox-kernel.so (cmd/kmod.h), loaded
    only when one of them runs. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "cmd/kmod.h"
 #include "config.h"
+#include "util/parse.h"
 #include "util/trace.h"
 
 struct verb {
@@ -35,7 +38,22 @@ static void usage(FILE *out) {
                "Example: kbox run --rootfs / -- sh -c 'id; hostname; cat /proc/net/dev'\n");
 }
 
+/* A closed stdin, stdout or stderr would be taken by the next open(): a socket or lock file would
+   then receive kbox's messages or the sandbox's output. Put /dev/null there before anything else. */
+static void fill_closed_stdio(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0) continue;
+    int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (null < 0) _exit(125); /* no /dev/null: nothing safe to say it with */
+    if (null != fd) { /* lower fds were closed too and are filled first, so null == fd */
+      dup2(null, fd);
+      close(null);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
+  fill_closed_stdio();
   kbox_trace_init();
   if (argc < 2) {
     usage(stderr);
@@ -51,6 +69,7 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
     if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].fn(argc - 1, argv + 1);
-  fprintf(stderr, "kbox: unknown verb '%s' (see 'kbox --help')\n", argv[1]);
+  char q[256];
+  fprintf(stderr, "kbox: unknown verb '%s' (see 'kbox --help')\n", kbox_quote(argv[1], q, sizeof(q)));
   return 125;
 }

@@ -61,13 +61,16 @@ static char *join(const char *parent, const char *name) {
   return out;
 }
 
-/* mkdir DIR for the sandbox; the error names the directory and, for EACCES, the fix. */
-static int make_dir(const char *dir, kbox_error_t *err) {
+/* mkdir DIR for the sandbox, known to the reaper first; the error names the directory and the fix. */
+static int make_dir(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) {
+  if (kbox_cgroup_reaper_watch(cg, dir, err) < 0) return -1;
   if (mkdir(dir, 0755) == 0) return 0;
   int e = errno;
   kbox_error_make(err, e, "cannot create the sandbox cgroup %s", dir);
   if (e == EACCES || e == EPERM || e == EROFS)
     kbox_error_hint(err, "run as root, delegate kbox's cgroup to this user, or pass --cgroup-parent to a cgroup this user owns");
+  else if (e == ENOENT)
+    kbox_error_hint(err, "create the parent cgroup first, or leave out --cgroup-parent");
   return -1;
 }
 
@@ -89,7 +92,7 @@ static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l
     avail = 0;
   }
   char *dir = join(parent, cg->name);
-  if (make_dir(dir, &e) < 0) {
+  if (make_dir(cg, dir, &e) < 0) {
     if (want) why_not_err(cg, want, &e);
     else {
       kbox_debug("no cgroup v2 tracking cgroup: %s", e->msg);
@@ -125,7 +128,7 @@ static void make_v1(struct kbox_cgroup *cg) {
     for (int o = 0; o < c; o++) shared |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
     kbox_error_t e = NULL;
     if (!shared) kbox_cgroup_sweep_stale(cg->v1_parent[c]);
-    if (!shared && make_dir(cg->v1_dir[c], &e) < 0) {
+    if (!shared && make_dir(cg, cg->v1_dir[c], &e) < 0) {
       why_not_err(cg, 1u << c, &e);
       free(cg->v1_dir[c]);
       cg->v1_dir[c] = NULL;
@@ -149,7 +152,7 @@ static bool host_has_swap(void) {
 
 /* Limits without a cgroup: memory and pids go to rlimits, the rest is unenforced. One warning
    line (what, then the first cause with its fix), or an error under --require-limits. */
-static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
+static int fallback(struct kbox_cgroup *cg, bool require_limits, const char *parent_override, kbox_error_t *err) {
   char what[512] = "";
   const char *why = NULL;
   int more = 0;
@@ -172,6 +175,9 @@ static int fallback(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *e
   if (what[0] == '\0') return 0;
   char tail[64] = "";
   if (more) snprintf(tail, sizeof(tail), " (and %d similar cause%s)", more, more > 1 ? "s" : "");
+  /* An explicit --cgroup-parent asks for cgroups there: falling back to rlimits would ignore it. */
+  if (parent_override != NULL)
+    return kbox_error_make(err, 0, "--cgroup-parent %s cannot be used: %s%s (without it: %s)", parent_override, why, tail, what);
   if (require_limits)
     return kbox_error_make(err, 0, "--require-limits: not every limit can be enforced by cgroups (%s), because: %s%s",
                            what, why, tail);
@@ -190,15 +196,17 @@ struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *la
   unsigned on_v1 = 0;
   for (int c = 0; c < KBOX_CTL_N; c++)
     if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
-  if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
+  if (parent_override != NULL && (cg->parent_override = strdup(parent_override)) == NULL) abort();
+  /* v1 names (and the prime path) first: the reaper, started by the first directory made, primes. */
   plan_v1(cg, layout, parent_override);
   cg->v1_prime = kbox_cgroup_v1_prime_path(layout, cg);
+  if (layout->v2_mount != NULL) create_v2(cg, layout, parent_override, ((1u << KBOX_CTL_N) - 1) & ~on_v1);
   return cg;
 }
 
 int kbox_cgroup_create_late(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
   make_v1(cg);
-  return fallback(cg, require_limits, err);
+  return fallback(cg, require_limits, cg->parent_override, err);
 }
 
 int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
@@ -256,6 +264,7 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
   for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);
   free(cg->v2_dir);
   free(cg->v1_prime);
+  free(cg->parent_override);
   free(cg->name);
   free(cg);
 }

@@ -51,6 +51,7 @@ struct kbox_cgroup {
   struct kbox_cgroup_limits lim;
   struct kbox_cgroup_stats stats;
   int reaper_fd;                   /* write end of the reaper's pipe, -1 */
+  char *parent_override;           /* --cgroup-parent, NULL when none (an explicit parent is never fallen back from) */
   pid_t reaper_parent;             /* the reaper's short-lived parent, reaped in destroy, or 0 */
   char *v1_prime;                  /* kbox's own cgroup.procs in a v1 hierarchy the sandbox uses, or NULL */
 };
@@ -98,7 +99,7 @@ char *kbox_cgroup_v1_prime_path(const struct kbox_cgroup_layout *l, const struct
 /* ---- the sandbox cgroup (cgroup.c) ---- */
 /* Create the sandbox cgroup(s) under kbox's own cgroup (or parent_override) for sandbox ID and
    apply the limits. Limits no cgroup can carry fall back to rlimits (see rlimits.c) with one
-   warning; with require_limits that is an error instead. */
+   warning; with require_limits, or an explicit parent_override, that is an error instead. */
 int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *parent_override, const char *id,
                        const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
                        kbox_error_t *err);
@@ -123,8 +124,11 @@ const char *kbox_mech_name(enum kbox_mech m);
 const char *kbox_lim_name(enum kbox_lim l);
 
 /* ---- reaper (reaper.c) ---- */
-/* Start a small process, outside the sandbox cgroup and session, that removes cg's directories
-   once kbox is gone (normal exit or SIGKILL). */
+/* Tell the reaper about DIR before creating it (starting the reaper on first use: a small process,
+   outside the sandbox cgroup and session, that removes the directories it was told of once kbox
+   is gone, by normal exit or SIGKILL). */
+int kbox_cgroup_reaper_watch(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err);
+/* Start the reaper now if it is not running (it primes the v1 move as it starts). */
 int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err);
 
 /* ---- rlimit fallback (rlimits.c) ---- */

@@ -17,6 +17,7 @@ int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kb
   *out = kbox_cgroup_create_early(&layout, spec->cgroup_parent, spec->id, &lim);
   kbox_cgroup_layout_free(&layout);
   kbox_rlimits_plan_values(*out);
+  /* Started now even when no directory was made yet: it primes the v1 move (cgroup/reaper.c). */
   if (kbox_cgroup_reaper_start(*out, err) < 0) {
     kbox_cgroup_destroy(*out);
     *out = NULL;

@@ -1,19 +1,25 @@
 /* A tiny process that removes the sandbox cgroups once kbox is gone, even after SIGKILL.
 
    kbox keeps the write end of a pipe; the reaper (its own session, outside the sandbox cgroup,
-   deaf to terminal signals) blocks on the read end. EOF means kbox exited: after a normal exit
-   the directories are already gone and it just leaves; after a SIGKILL it kills what is left
-   and removes them. Only raw system calls run after the fork (kbox may have threads by then). */
+   deaf to terminal signals) reads it until EOF. Before creating a cgroup directory kbox writes its
+   path there, so there is no moment at which a directory exists that the reaper does not know of.
+   EOF means kbox exited: after a normal exit the directories are already gone and it just leaves;
+   after a SIGKILL it kills what is left and removes them, deepest (last created) first. It is
+   started early, before the cgroup v1 directories are made, and primes the RCU grace period of the
+   v1 move (kbox_cgroup_v1_prime_path). Only raw system calls run after the fork (kbox may have
+   threads by then). */
 #include "cgroup/cgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#define REAPER_BUF 65536 /* room for the paths of every directory of one sandbox */
 
 /* Write "0" to PATH (kbox's own v1 cgroup.procs): see kbox_cgroup_v1_prime_path. */
 static void prime(const char *path) {
@@ -23,8 +29,20 @@ static void prime(const char *path) {
   close(fd);
 }
 
-/* The reaper's life: prime the v1 move, wait for EOF, then remove every directory. */
-__attribute__((noreturn)) static void reaper_main(int fd, char *const dirs[], int n, const char *prime_path) {
+/* Remove the NUL-separated paths of buf[0..n), last first. */
+static void remove_all(char *buf, size_t n) {
+  while (n > 0) {
+    size_t start = n - 1;
+    while (start > 0 && buf[start - 1] != '\0') start--;
+    if (buf[start] != '\0') kbox_cgroup_remove_dir(buf + start);
+    n = start;
+  }
+}
+
+/* The reaper's life: prime the v1 move, collect paths until EOF, then remove every directory. */
+__attribute__((noreturn)) static void reaper_main(int fd, const char *prime_path) {
+  static char buf[REAPER_BUF];
+  size_t n = 0;
   setsid();
   struct sigaction ign = {.sa_handler = SIG_IGN};
   for (int s = 1; s < NSIG; s++)
@@ -32,25 +50,19 @@ __attribute__((noreturn)) static void reaper_main(int fd, char *const dirs[], in
   if (fd > 0) syscall(SYS_close_range, 0, (unsigned)fd - 1, 0);
   syscall(SYS_close_range, (unsigned)fd + 1, ~0U, 0);
   prime(prime_path);
-  char c;
   for (;;) {
-    ssize_t r = read(fd, &c, 1);
+    if (n == sizeof(buf)) n = 0; /* a sandbox has at most 4 directories: unreachable, but never overflow */
+    ssize_t r = read(fd, buf + n, sizeof(buf) - n);
     if (r == 0 || (r < 0 && errno != EINTR)) break;
+    if (r > 0) n += (size_t)r;
   }
-  for (int i = 0; i < n; i++) kbox_cgroup_remove_dir(dirs[i]);
+  while (n > 0 && buf[n - 1] != '\0') n--; /* a path cut by kbox's death was never created */
+  remove_all(buf, n);
   _exit(0);
 }
 
 int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
-  char *dirs[1 + KBOX_CTL_N];
-  int n = 0;
-  if (cg->v2_dir != NULL) dirs[n++] = cg->v2_dir;
-  for (int c = 0; c < KBOX_CTL_N; c++) {
-    bool seen = cg->v1_dir[c] == NULL;
-    for (int o = 0; o < n && !seen; o++) seen = strcmp(dirs[o], cg->v1_dir[c]) == 0;
-    if (!seen) dirs[n++] = cg->v1_dir[c];
-  }
-  if (n == 0) return 0;
+  if (cg->reaper_fd >= 0) return 0;
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe for the cgroup reaper");
   pid_t pid = fork();
@@ -62,11 +74,22 @@ int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
   if (pid == 0) {
     close(p[1]);
     /* Double fork: the reaper is nobody's child we must wait for. */
-    if (fork() == 0) reaper_main(p[0], dirs, n, cg->v1_prime);
+    if (fork() == 0) reaper_main(p[0], cg->v1_prime);
     _exit(0);
   }
   close(p[0]);
   cg->reaper_parent = pid; /* it exits at once; waited for in kbox_cgroup_destroy, off the start-up path */
   cg->reaper_fd = p[1];
+  return 0;
+}
+
+int kbox_cgroup_reaper_watch(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) {
+  if (kbox_cgroup_reaper_start(cg, err) < 0) return -1;
+  size_t len = strlen(dir) + 1; /* with its NUL: the record separator */
+  /* A pipe write of at most PIPE_BUF bytes is atomic: the reaper sees whole records only. */
+  if (len > PIPE_BUF) return kbox_error_make(err, ENAMETOOLONG, "cgroup path %s", dir);
+  ssize_t w;
+  do w = write(cg->reaper_fd, dir, len); while (w < 0 && errno == EINTR);
+  if (w != (ssize_t)len) return kbox_error_make(err, w < 0 ? errno : EIO, "telling the cgroup reaper about %s", dir);
   return 0;
 }

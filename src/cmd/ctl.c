@@ -71,6 +71,7 @@ int kbox_cmd_kill(int argc, char **argv) {
   if (one_id(argc, argv, "kbox kill ID", &st, &err) < 0) return kbox_error_report(&err);
   if (st.alive && st.pid > 0) {
     kill(st.pid, SIGTERM);
+    kill(st.pid, SIGCONT); /* a stopped supervisor would only see the SIGTERM once resumed */
     if (!wait_exit(st.pid, SHUTDOWN_WAIT_MS)) {
       fprintf(stderr, "kbox: kernel '%s' did not shut down within %d s: killing it\n", st.id, SHUTDOWN_WAIT_MS / 1000);
       kill(st.pid, SIGKILL); /* the sandbox's pid 1 dies with it (PDEATHSIG) */

@@ -39,6 +39,7 @@ enum {
 #define DEFAULT_MAX_OUTPUT (4u << 20)
 #define GRACE_MS 5000
 #define START_MS 90000
+#define MAX_CODE (16u << 20) /* one cell read from FILE or standard input */
 
 struct exec_opts {
   struct kbox_strv cells;
@@ -75,21 +76,32 @@ static void exec_usage(FILE *out) {
           "  kbox run --id s1 --detach >/dev/null && kbox exec --id s1 -c 'x = 41' && kbox exec --id s1 -c 'x + 1'\n");
 }
 
-/* Read all of fd into a string ("" if it cannot be read). */
-static char *slurp_fd(int fd) {
+/* Read fd (at most max bytes) into a string ("" if it cannot be read or is larger). */
+static char *slurp_fd(int fd, size_t max) {
   char *text = NULL;
   kbox_error_t err = NULL;
-  if (kbox_read_fd(fd, "input", SIZE_MAX, &text, NULL, &err) < 0) {
+  if (kbox_read_fd(fd, "input", max, &text, NULL, &err) < 0) {
     kbox_error_free(&err);
     text = strdup("");
   }
   return text;
 }
 
+/* FILE or - (standard input, which may be a pipe) as one cell, at most MAX_CODE bytes. A FILE must be
+   a regular file: a FIFO or device (/dev/zero) is refused before it is read. */
 static int add_file_cell(struct exec_opts *o, const char *path, kbox_error_t *err) {
-  cleanup_close int fd = strcmp(path, "-") == 0 ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kbox_error_make(err, errno, "reading code from %s", path);
-  kbox_strv_add_owned(&o->cells, slurp_fd(fd));
+  bool in = strcmp(path, "-") == 0;
+  cleanup_close int fd = in ? dup(0) : kbox_open_regular(path, err);
+  if (fd < 0) return in ? kbox_error_make(err, errno, "reading code from standard input") : kbox_error_prefix(err, "code FILE");
+  char *text = NULL;
+  size_t len = 0;
+  if (kbox_read_fd(fd, in ? "the code on standard input" : path, MAX_CODE, &text, &len, err) < 0)
+    return kbox_error_hint(err, "split the code into smaller cells (the limit of one cell)");
+  if (memchr(text, '\0', len) != NULL) {
+    free(text);
+    return kbox_error_make(err, 0, "%s contains a NUL byte: not Python source", in ? "standard input" : path);
+  }
+  kbox_strv_add_owned(&o->cells, text);
   return 0;
 }
 
@@ -113,6 +125,7 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
   const char *file = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
+    char q[256], q2[256];
     bool missing = false;
     uint64_t u;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -132,9 +145,11 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
     } else if ((v = opt_value("--max-output", argc, argv, &i, &missing)) != NULL) {
       if (kbox_parse_size("--max-output", v, &o->max_output, err) < 0) return -1;
     } else if (missing) {
-      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox exec --help')", a);
+      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox exec --help')", kbox_quote(a, q, sizeof(q)));
     } else if (strcmp(a, "-") == 0 || a[0] != '-') {
-      if (file != NULL) return kbox_error_make(err, 0, "more than one FILE given ('%s' and '%s'); use -c for more cells", file, a);
+      if (file != NULL)
+        return kbox_error_make(err, 0, "more than one FILE given ('%s' and '%s'); use -c for more cells",
+                               kbox_quote(file, q, sizeof(q)), kbox_quote(a, q2, sizeof(q2)));
       file = a;
     } else if (strcmp(a, "--") == 0) {
       if (i + 1 < argc) file = argv[++i];
@@ -142,17 +157,18 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
       char name[64];
       snprintf(name, sizeof(name), "%.*s", (int)strcspn(a + 2, "="), a + 2);
       int takes = kbox_run_opts_takes_arg(name);
-      if (takes < 0) return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help' and 'kbox run --help')", a);
+      if (takes < 0)
+        return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help' and 'kbox run --help')", kbox_quote(a, q, sizeof(q)));
       if (strcmp(name, "detach") == 0 || strcmp(name, "report") == 0 || strcmp(name, "connection-file") == 0)
         return kbox_error_make(err, 0, "%s cannot be used with kbox exec (the verdict is in its JSON; for a kernel that "
                                "stays, use 'kbox run --id ID --detach' and 'kbox exec --id ID')", a);
       kbox_strv_add(&o->run_args, a);
       if (takes == 1 && strchr(a, '=') == NULL) {
-        if (i + 1 >= argc) return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox run --help')", a);
+        if (i + 1 >= argc) return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox run --help')", kbox_quote(a, q, sizeof(q)));
         kbox_strv_add(&o->run_args, argv[++i]);
       }
     } else {
-      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help')", a);
+      return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox exec --help')", kbox_quote(a, q, sizeof(q)));
     }
   }
   if (file != NULL && add_file_cell(o, file, err) < 0) return -1;
@@ -182,7 +198,7 @@ static int child_failed(struct child *ch, kbox_error_t *err) {
   }
   ch->reaped = true;
   lseek(ch->err_fd, 0, SEEK_SET);
-  cleanup_free char *text = slurp_fd(ch->err_fd);
+  cleanup_free char *text = slurp_fd(ch->err_fd, 65536);
   const char *cause = NULL;
   size_t len = 0;
   for (char *line = text, *next; line != NULL && *line != '\0'; line = next) {
@@ -267,15 +283,17 @@ static void stop_child(struct child *ch) {
 
 static json_t *read_memfd_json(int fd) {
   lseek(fd, 0, SEEK_SET);
-  cleanup_free char *s = slurp_fd(fd);
+  cleanup_free char *s = slurp_fd(fd, 1u << 20);
   return s[0] ? json_loads(s, 0, NULL) : NULL;
 }
 
-/* Copy the child's stderr to ours (when something went wrong). */
+/* Copy the child's stderr to ours (when something went wrong): its last 64 KiB, the kernel's own
+   output included, which can be of any size. */
 static void show_child_stderr(const struct child *ch) {
   if (ch->err_fd < 0) return;
-  lseek(ch->err_fd, 0, SEEK_SET);
-  cleanup_free char *s = slurp_fd(ch->err_fd);
+  off_t end = lseek(ch->err_fd, 0, SEEK_END);
+  lseek(ch->err_fd, end > 65536 ? end - 65536 : 0, SEEK_SET);
+  cleanup_free char *s = slurp_fd(ch->err_fd, 65536);
   fputs(s, stderr);
 }
 
@@ -391,6 +409,19 @@ static int exec_oneshot(struct exec_opts *o) {
   return code;
 }
 
+/* The error of a kernel whose supervisor is stopped: nothing it brokers can move until it resumes. */
+static int stopped_error(const struct kbox_state *st, kbox_error_t *err) {
+  return kbox_error_make(err, 0, "kernel '%s' cannot answer: its supervisor (pid %d) is stopped (SIGSTOP?); resume it "
+                         "with 'kill -CONT %d', or 'kbox kill %s'", st->id, (int)st->pid, (int)st->pid, st->id);
+}
+
+/* After the kernel went away during a cell: was it out of memory? Its supervisor left the verdict. */
+static json_t *gone_verdict(struct exec_opts *o, const struct kbox_state *st, bool *oom) {
+  json_t *v = st->pid > 0 ? kbox_state_take_verdict(o->id, st->pid) : NULL;
+  *oom = json_is_true(json_object_get(v, "oom_killed"));
+  return v;
+}
+
 static int exec_in(struct exec_opts *o) {
   cleanup_error kbox_error_t err = NULL;
   struct kbox_state st;
@@ -398,6 +429,10 @@ static int exec_in(struct exec_opts *o) {
   if (!st.alive) {
     kbox_error_make(&err, 0, "kernel '%s' is dead (its supervisor is gone): 'kbox kill %s' removes its state, "
                     "'kbox run --id %s --detach' replaces it", o->id, o->id, o->id);
+    return kbox_error_report(&err);
+  }
+  if (st.stopped) {
+    stopped_error(&st, &err);
     return kbox_error_report(&err);
   }
   cleanup_close int lock = kbox_state_lock_exec(&st, (int)(o->timeout_ms + GRACE_MS) + 30000, &err);
@@ -410,11 +445,23 @@ static int exec_in(struct exec_opts *o) {
   kbox_pyboxout_init(&out, o->max_output);
   const char *status = "sandbox_error";
   int code = EXEC_FAILURE;
-  if (kbox_client_open(&c, &conn, &err) < 0 || kbox_client_wait_ready(&c, 30000, gone, &err) < 0) {
+  json_t *verdict = NULL;
+  /* A ready kernel answers kernel_info at once: wait no longer than a cell may take. */
+  int ready_ms = o->timeout_ms < 30000 ? (int)o->timeout_ms : 30000;
+  if (kbox_client_open(&c, &conn, &err) < 0 || kbox_client_wait_ready(&c, ready_ms, gone, &err) < 0) {
+    struct kbox_state now;
+    kbox_error_t ignored = NULL;
+    if (kbox_state_read(o->id, &now, &ignored) == 0 && now.stopped) {
+      kbox_error_free(&err);
+      stopped_error(&now, &err);
+    }
+    kbox_error_free(&ignored);
     kbox_pyboxout_set_kbox_error(&out, "SandboxError", err->msg);
   } else {
     enum kbox_exec_end end = run_cells(o, &c, gone, &out);
-    code = outcome(o, end, false, true, &out, &status);
+    bool oom = false;
+    if (end == KBOX_EXEC_GONE) verdict = gone_verdict(o, &st, &oom);
+    code = outcome(o, end, oom, true, &out, &status);
   }
   kbox_client_close(&c);
   close(steal_fd(lock)); /* the state below should not show our own lock as "busy" */
@@ -422,6 +469,8 @@ static int exec_in(struct exec_opts *o) {
   kbox_error_t ignored = NULL;
   json_t *report = kbox_state_read(o->id, &now, &ignored) == 0 ? kbox_state_json(&now) : NULL;
   kbox_error_free(&ignored);
+  if (report == NULL) report = steal_ptr(verdict); /* the kernel is gone: how it ended */
+  json_decref(verdict);
   if (code == EXEC_DIED && report != NULL) json_object_set_new(report, "hint", json_string("the kernel is gone: its log "
                                                                 "and state may explain why (kbox inspect)"));
   code = emit(o, &out, status, report, code);

@@ -6,6 +6,7 @@
 #include "cmd/commands.h"
 #include "kernel/state.h"
 #include "util/cleanup.h"
+#include "util/parse.h"
 
 /* "1.5G", "230M", "12K" or "-". */
 static void human_size(json_t *v, char *buf, size_t n) {
@@ -39,16 +40,19 @@ int kbox_cmd_ps(int argc, char **argv) {
     if (strcmp(argv[i], "--json") == 0) as_json = true;
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       printf("Usage: kbox ps [--json]\nList the kernels started with 'kbox run --id ID' (e.g. --detach): id, status\n"
-             "(starting, idle, busy = a kbox exec --id is running, dead = its supervisor is gone), age, memory in\n"
+             "(starting, idle, busy = a kbox exec --id is running, stopped = its supervisor is stopped (SIGSTOP),\n"
+             "dead = its supervisor is gone), age, memory in\n"
              "use, memory limit, supervisor pid. --json prints an array of the objects 'kbox inspect' shows.\n");
       return 0;
     } else {
-      kbox_error_make(&err, 0, "unknown argument '%s' (see 'kbox ps --help')", argv[i]);
+      char q[256];
+      kbox_error_make(&err, 0, "unknown argument '%s' (see 'kbox ps --help')", kbox_quote(argv[i], q, sizeof(q)));
       return kbox_error_report(&err);
     }
   }
   struct kbox_state *v = NULL;
   size_t n = 0;
+  kbox_state_sweep(); /* a kbox killed together with its reaper: no phantom "dead" kernel */
   if (kbox_state_list(&v, &n, &err) < 0) return kbox_error_report(&err);
   json_t *all = json_array();
   for (size_t i = 0; i < n; i++) json_array_append_new(all, kbox_state_json(&v[i]));

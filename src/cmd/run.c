@@ -11,6 +11,7 @@
 #include "cmd/run.h"
 #include "cmd/run_opts.h"
 #include "cgroup/limits.h"
+#include "kernel/state.h"
 #include "sandbox/init.h"
 #include "sandbox/probe.h"
 #include "sandbox/report.h"
@@ -82,13 +83,12 @@ static void explain_end(const struct kbox_sandbox *sb) {
     fprintf(stderr, "kbox: the sandbox's init process ended without reporting the workload's status\n");
 }
 
-void kbox_run_write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, json_t *kernel) {
-  if (sb->spec->report_path == NULL) {
-    json_decref(kernel);
-    return;
-  }
-  json_t *r = kbox_report_build(sb, setup_error);
-  if (kernel != NULL) json_object_set_new(r, "kernel", kernel);
+json_t *kbox_run_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error) {
+  return sb->spec->report_path != NULL ? kbox_report_build(sb, setup_error) : NULL;
+}
+
+void kbox_run_report_write(struct kbox_sandbox *sb, json_t *r) {
+  if (r == NULL) return;
   kbox_error_t err = NULL;
   if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
   json_decref(r);
@@ -121,12 +121,13 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_spec_free(&spec);
     return code;
   }
+  kbox_state_sweep(); /* stale run dirs of dead kernel-mode kbox processes (kernel mode sweeps when it makes its own) */
   cleanup_close int sigfd = kbox_sandbox_signalfd(&err);
   struct kbox_sandbox sb;
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
     if (sigfd >= 0) {
       kbox_probe_explain_failure(&spec, &err); /* name what the host refuses, as doctor does */
-      kbox_run_write_report(&sb, err, NULL);
+      kbox_run_report_write(&sb, kbox_run_report(&sb, err));
     }
     code = kbox_error_report(&err);
   } else {
@@ -134,7 +135,7 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_trace_step("sandbox ended (pid 1 reaped)");
     kbox_sandbox_kill(&sb);
     explain_end(&sb);
-    kbox_run_write_report(&sb, NULL, NULL);
+    kbox_run_report_write(&sb, kbox_run_report(&sb, NULL));
     code = kbox_sandbox_exit_code(&sb);
   }
   if (sigfd >= 0) kbox_sandbox_destroy(&sb);

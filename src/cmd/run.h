@@ -8,7 +8,9 @@
 
 /* One line on stderr when a cgroup limit ended the sandbox (memory, pids). */
 void kbox_run_explain_end(const struct kbox_sandbox *sb);
-/* Write --report if requested, with the "kernel" object KERNEL (taken over; NULL in command mode). */
-void kbox_run_write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, json_t *kernel);
+/* The --report verdict of sb (NULL when no --report was asked for), to amend before writing. */
+json_t *kbox_run_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error);
+/* Write that verdict (NULL: nothing) and free it. */
+void kbox_run_report_write(struct kbox_sandbox *sb, json_t *r);
 
 #endif

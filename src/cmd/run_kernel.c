@@ -11,6 +11,25 @@
 #include "util/cleanup.h"
 #include "util/log.h"
 
+/* The kernel command could not be executed: that is kbox's configuration (--kernel-cmd), not a
+   workload's exit status, so 125 with the option named (126/127 belong to `run -- CMD`). */
+static void kernel_cmd_error(const struct kbox_spec *spec, kbox_error_t err) {
+  if (err == NULL || (err->exit_code != KBOX_EXIT_NOTFOUND && err->exit_code != KBOX_EXIT_NOEXEC)) return;
+  kbox_error_prefix(&err, "%s", spec->kernel_cmd != NULL ? "--kernel-cmd" : "the default kernel command (python3 -m ipykernel_launcher)");
+  err->exit_code = KBOX_EXIT_RUNTIME;
+}
+
+/* The verdict with the kernel's part; a graceful shutdown whose stragglers kbox killed says so. */
+static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern) {
+  json_t *r = kbox_run_report(sb, setup_error);
+  if (r == NULL) return;
+  if (kern != NULL) {
+    json_object_set_new(r, "kernel", kbox_kernel_report(kern));
+    kbox_kernel_fix_verdict(kern, sb, r);
+  }
+  kbox_run_report_write(sb, r);
+}
+
 /* The kernel's sandbox, broker and supervision until the kernel ends; returns the exit code. */
 static int run_kernel(struct kbox_kernel *kern, struct kbox_spec *spec, int sigfd) {
   kbox_error_t err = NULL;
@@ -18,11 +37,12 @@ static int run_kernel(struct kbox_kernel *kern, struct kbox_spec *spec, int sigf
   int code;
   if (kbox_sandbox_start(&sb, spec, &err) < 0) {
     kbox_probe_explain_failure(spec, &err); /* name what the host refuses, as doctor does */
-    kbox_run_write_report(&sb, err, NULL);
+    kernel_cmd_error(spec, err);
+    write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
   } else if (kbox_kernel_open_broker(kern, &err) < 0) {
     kbox_sandbox_kill(&sb);
-    kbox_run_write_report(&sb, err, NULL);
+    write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
   } else {
     /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
@@ -32,8 +52,9 @@ static int run_kernel(struct kbox_kernel *kern, struct kbox_spec *spec, int sigf
     kbox_sandbox_kill(&sb);
     kbox_run_explain_end(&sb);
     kbox_kernel_explain_end(kern, &sb);
-    kbox_run_write_report(&sb, NULL, kbox_kernel_report(kern));
-    code = kbox_sandbox_exit_code(&sb);
+    write_report(&sb, NULL, kern);
+    kbox_detach_verdict(kern, &sb); /* out of memory? for a kbox exec --id that saw it go */
+    code = kbox_kernel_exit_code(kern, &sb);
   }
   kbox_sandbox_destroy(&sb);
   return code;

@@ -97,14 +97,28 @@ static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t
   return 0;
 }
 
+/* The smallest --memory with which the sandbox can start at all (pid 1, mounts, exec). */
+#define KBOX_MIN_MEMORY (16u << 20)
+
+/* --rootfs DIR: stored as an absolute path (the layers are opened after kbox changed directory). */
+static int add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
+  char *dir = realpath(arg, NULL);
+  if (dir == NULL) return kbox_error_make(err, errno, "--rootfs: %s", arg);
+  kbox_strv_add_owned(&spec->rootfs, dir);
+  return 0;
+}
+
 /* Apply one parsed option to the spec. */
 static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
   uint64_t u = 0;
+  char q[256];
   switch (id) {
-  case OPT_ROOTFS: kbox_strv_add(&spec->rootfs, arg); return 0;
+  case OPT_ROOTFS: return add_rootfs(spec, arg, err);
   case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
   case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
-  case OPT_DISK: spec->disk_set = true; return kbox_parse_size("--disk", arg, &spec->disk_bytes, err);
+  case OPT_DISK:
+    spec->disk_set = true;
+    return kbox_parse_size_min("--disk", arg, 1 << 20, "a tmpfs of size 0 would have no limit at all", &spec->disk_bytes, err);
   case OPT_WORKDIR:
     free(spec->workdir);
     spec->workdir = realpath(arg, NULL);
@@ -113,15 +127,14 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_BIND: return kbox_spec_parse_bind(spec, arg, err);
   case OPT_NET:
     if (strcmp(arg, "none") != 0)
-      return kbox_error_make(err, 0, "--net: unknown mode '%s' (supported: none)", arg);
+      return kbox_error_make(err, 0, "--net: unknown mode '%s' (supported: none)", kbox_quote(arg, q, sizeof(q)));
     spec->net = KBOX_NET_NONE;
     return 0;
   case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->env, err);
   case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->env, err);
   case OPT_USER: return kbox_parse_user("--user", arg, &spec->uid, &spec->gid, err);
   case OPT_HOSTNAME:
-    if (strlen(arg) == 0 || strlen(arg) > 64)
-      return kbox_error_make(err, 0, "--hostname: must be 1 to 64 characters");
+    if (kbox_validate_hostname("--hostname", arg, err) < 0) return -1;
     free(spec->hostname);
     spec->hostname = strdup(arg);
     return 0;
@@ -133,7 +146,9 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
   case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
-  case OPT_MEMORY: spec->memory_set = true; return kbox_parse_size("--memory", arg, &spec->memory_bytes, err);
+  case OPT_MEMORY:
+    spec->memory_set = true;
+    return kbox_parse_size_min("--memory", arg, KBOX_MIN_MEMORY, "the sandbox's own setup needs that much", &spec->memory_bytes, err);
   case OPT_SWAP: spec->swap_set = true; return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
   case OPT_PIDS:
     if (kbox_parse_uint("--pids", arg, 1, 4194304, &u, err) < 0) return -1;
@@ -167,14 +182,14 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     return 0;
   case OPT_TRANSPORT:
     if (strcmp(arg, "tcp") != 0 && strcmp(arg, "ipc") != 0)
-      return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", arg);
+      return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", kbox_quote(arg, q, sizeof(q)));
     free(spec->kernel_transport);
     spec->kernel_transport = strdup(arg);
     return 0;
   case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->port_lo, &spec->port_hi, err);
   case OPT_KERNEL_CMD:
     if (strstr(arg, "{connection_file}") == NULL && strstr(arg, "{kbox_connection_file}") == NULL)
-      return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", arg);
+      return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", kbox_quote(arg, q, sizeof(q)));
     free(spec->kernel_cmd);
     spec->kernel_cmd = strdup(arg);
     return 0;
@@ -222,6 +237,7 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
                                   NULL, run_opts[i].id};
   memset(&longopts[N_RUN_OPTS], 0, sizeof(longopts[0]));
   *help_shown = false;
+  char q[256];
   opterr = 0;
   optind = 1;
   for (;;) {
@@ -230,11 +246,12 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
     if (c == -1) break;
     if (c == 'h') c = OPT_HELP;
     if (c == ':')
-      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox %s --help')", argv[optind - 1], argv[0]);
+      return kbox_error_make(err, 0, "option '%s' needs a value (see 'kbox %s --help')",
+                             kbox_quote(argv[optind - 1], q, sizeof(q)), argv[0]);
     if (c == '?') {
       const char *bad = prev < argc ? argv[prev] : "?";
       if (prev >= argc || command_follows(argc, argv, prev) || strcmp(argv[0], "run") != 0)
-        return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", bad, argv[0]);
+        return kbox_error_make(err, 0, "unknown option '%s' (see 'kbox %s --help')", kbox_quote(bad, q, sizeof(q)), argv[0]);
       take_kernel_args(spec, argc, argv, prev); /* checked by kbox_run_opts_finish */
       return 0;
     }

@@ -1,9 +1,13 @@
 #include "kernel/connection.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +51,7 @@ int kbox_conn_from_json(json_t *j, struct kbox_conn *c, const char *what, kbox_e
     return -1;
   if (strcmp(c->transport, "tcp") != 0 && strcmp(c->transport, "ipc") != 0)
     return kbox_error_make(err, 0, "%s: transport \"%s\" is not supported (use tcp or ipc)", what, c->transport);
+  if (strcmp(c->transport, "tcp") == 0 && kbox_validate_ip("\"ip\"", c->ip, err) < 0) return kbox_error_prefix(err, "%s", what);
   for (int ch = 0; ch < KBOX_CH_N; ch++) {
     char name[32];
     snprintf(name, sizeof(name), "%s_port", kbox_channel_names[ch]);
@@ -97,6 +102,48 @@ int kbox_conn_write(const char *path, const struct kbox_conn *c, const char *ker
   json_decref(j);
   if (rc < 0 || write(fd, "\n", 1) != 1) return kbox_error_make(err, errno, "writing connection file %s", path);
   if (close(steal_fd(fd)) < 0) return kbox_error_make(err, errno, "writing connection file %s", path);
+  return 0;
+}
+
+/* Can a listener bind ip:port now? errno of the failure otherwise. */
+static int try_bind(const char *ip, unsigned port) {
+  struct sockaddr_storage ss = {0};
+  socklen_t len;
+  struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, ip, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    len = sizeof(*in4);
+  } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    len = sizeof(*in6);
+  } else {
+    return EINVAL;
+  }
+  cleanup_close int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd < 0) return errno;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as libzmq's listener does */
+  return bind(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : errno;
+}
+
+int kbox_conn_check_ports(const struct kbox_conn *c, const char *what, kbox_error_t *err) {
+  if (strcmp(c->transport, "tcp") != 0) return 0;
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    if (c->port[ch] == 0) continue;
+    for (int o = 0; o < ch; o++)
+      if (c->port[o] == c->port[ch])
+        return kbox_error_make(err, 0, "%s: %s_port and %s_port are both %u (each channel needs its own port)", what,
+                               kbox_channel_names[o], kbox_channel_names[ch], c->port[ch]);
+    int e = try_bind(c->ip, c->port[ch]);
+    if (e == EADDRINUSE)
+      return kbox_error_make(err, 0, "%s: %s_port %u on %s is already in use (another kernel still running with this "
+                             "file?); free the port or remove the file so that kbox picks free ports", what,
+                             kbox_channel_names[ch], c->port[ch], c->ip);
+    if (e != 0) return kbox_error_make(err, e, "%s: cannot listen on %s_port %u of %s", what, kbox_channel_names[ch], c->port[ch], c->ip);
+  }
   return 0;
 }
 

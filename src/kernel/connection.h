@@ -34,6 +34,9 @@ json_t *kbox_conn_to_json(const struct kbox_conn *c, const char *kernel_id);
 /* Write the file with mode 0600 (O_EXCL when exclusive: fails if it exists). */
 int kbox_conn_write(const char *path, const struct kbox_conn *c, const char *kernel_id, bool exclusive,
                     kbox_error_t *err);
+/* tcp: every port given (non-zero) is distinct and free to listen on at ip now; the error names the
+   channel, port, address and `what` (the connection file). */
+int kbox_conn_check_ports(const struct kbox_conn *c, const char *what, kbox_error_t *err);
 /* ZMQ endpoint of a channel: tcp://IP:PORT or ipc://IP-PORT. */
 void kbox_conn_endpoint(const struct kbox_conn *c, enum kbox_channel ch, char *buf, size_t n);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kernel/state.h"
+#include "sandbox/report.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -112,10 +113,20 @@ int kbox_detach_start(struct kbox_spec *spec, int *code, kbox_error_t *err) {
 void kbox_detach_record(struct kbox_kernel *k, pid_t sandbox_pid) {
   kbox_error_t err = NULL;
   if (k->rundir == NULL) return;
+  kbox_state_drop_verdict(k->spec->id); /* an earlier kernel's with this id */
   if (kbox_state_record(k->rundir, k->spec, &k->host, sandbox_pid, &err) < 0) {
     kbox_log(KBOX_LOG_WARN, "%s (kbox ps / exec --id will not see this kernel)", err->msg);
     kbox_error_free(&err);
   }
+}
+
+void kbox_detach_verdict(const struct kbox_kernel *k, const struct kbox_sandbox *sb) {
+  if (k->rundir == NULL || !k->spec->id_given || k->ended_by != NULL) return;
+  json_t *v = kbox_report_build(sb, NULL);
+  json_object_set_new(v, "kernel", kbox_kernel_report(k));
+  json_object_set_new(v, "supervisor_pid", json_integer(getpid()));
+  kbox_state_write_verdict(k->spec->id, v);
+  json_decref(v);
 }
 
 void kbox_detach_end(const struct kbox_kernel *k) {

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "kernel/reaper.h"
 #include "kernel/runlock.h"
 #include "kernel/state.h"
 #include "sandbox/idmap.h"
@@ -25,8 +26,12 @@ static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
   if (kbox_state_base(base, sizeof(base), true, err) < 0) return -1;
   kbox_runlock_sweep(base);
   if (asprintf(&k->rundir, "%s/%s", base, k->spec->id) < 0 || asprintf(&k->kdir, "%s/k", k->rundir) < 0) abort();
+  /* Before the directory exists: a SIGKILLed kbox must not leave it (and the key in it) behind. */
+  k->reaper_fd = kbox_kreaper_start(k->rundir, err);
+  if (k->reaper_fd < 0) return -1;
   k->run_lock = kbox_runlock_acquire(k->rundir, err);
   if (k->run_lock < 0) {
+    kbox_kreaper_forget_rundir(k->reaper_fd);
     free(k->rundir); /* not ours: cleanup must not touch it */
     free(k->kdir);
     k->rundir = k->kdir = NULL;
@@ -52,12 +57,15 @@ static int host_conn(struct kbox_kernel *k, kbox_error_t *err) {
   snprintf(k->host.kernel_name, sizeof(k->host.kernel_name), "kbox");
   if (s->connection_file != NULL && access(s->connection_file, F_OK) == 0) {
     k->conn_given = true;
-    return kbox_conn_read(s->connection_file, &k->host, err);
+    if (kbox_conn_read(s->connection_file, &k->host, err) < 0) return -1;
+    return kbox_conn_check_ports(&k->host, s->connection_file, err);
   }
   if (s->kernel_transport != NULL) snprintf(k->host.transport, sizeof(k->host.transport), "%s", s->kernel_transport);
   if (s->kernel_ip != NULL) snprintf(k->host.ip, sizeof(k->host.ip), "%s", s->kernel_ip);
   else if (strcmp(k->host.transport, "ipc") == 0) snprintf(k->host.ip, sizeof(k->host.ip), "%s/client", k->rundir);
-  return kbox_conn_new_key(&k->host, err);
+  if (kbox_conn_new_key(&k->host, err) < 0) return -1;
+  if (s->connection_file != NULL) kbox_kreaper_watch_conn(k->reaper_fd, s->connection_file, k->host.key);
+  return 0;
 }
 
 /* The kernel's connection file inside the run dir (ipc, fresh key), readable by the sandbox user. */
@@ -121,7 +129,7 @@ static void kernel_env(struct kbox_spec *s) {
 int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err) {
   memset(k, 0, sizeof(*k));
   k->spec = spec;
-  k->run_lock = k->out_fd = -1;
+  k->run_lock = k->out_fd = k->reaper_fd = -1;
   k->started_ms = kbox_now_ms();
   if (make_rundir(k, err) < 0 || host_conn(k, err) < 0 || kernel_conn(k, err) < 0) return -1;
   kbox_spec_add_bind(spec, k->kdir, KBOX_KERNEL_INNER_DIR, false);
@@ -141,6 +149,7 @@ int kbox_kernel_open_broker(struct kbox_kernel *k, kbox_error_t *err) {
     return kbox_error_prefix(err, "kernel broker");
   }
   k->broker_open = true;
+  kbox_kreaper_watch_ipc(k->reaper_fd, &k->host);
   return 0;
 }
 
@@ -148,6 +157,7 @@ void kbox_kernel_cleanup(struct kbox_kernel *k) {
   if (k->spec == NULL) return;
   if (k->broker_open) kbox_broker_close(&k->broker, 0);
   k->broker_open = false;
+  kbox_kreaper_unlink_ipc(&k->host); /* libzmq leaves the socket files of its ipc listeners */
   if (k->conn_written && k->spec->connection_file != NULL) unlink(k->spec->connection_file);
   k->conn_written = false;
   if (k->rundir != NULL) kbox_runlock_remove(k->rundir, k->run_lock); /* closes run_lock */
@@ -159,5 +169,6 @@ void kbox_kernel_cleanup(struct kbox_kernel *k) {
     dup2(k->out_fd, 1);
     close(k->out_fd);
   }
-  k->run_lock = k->out_fd = -1;
+  if (k->reaper_fd >= 0) close(k->reaper_fd); /* the reaper finds nothing left and exits */
+  k->run_lock = k->out_fd = k->reaper_fd = -1;
 }

@@ -19,6 +19,7 @@ struct kbox_kernel {
   char *rundir;          /* BASE/ID, 0700, removed at exit */
   char *kdir;            /* RUNDIR/k, bind-mounted at KBOX_KERNEL_INNER_DIR */
   int run_lock;          /* flock()ed RUNDIR/lock: the run dir is alive (kernel/runlock.h) */
+  int reaper_fd;         /* pipe to the run directory reaper (kernel/reaper.h), -1 */
   int out_fd;            /* kbox's real stdout (the sandbox's stdout goes to stderr) */
   struct kbox_conn host; /* what clients use */
   struct kbox_conn kern; /* the kernel's sockets, as host paths */
@@ -31,6 +32,7 @@ struct kbox_kernel {
   const char *ended_by;  /* NULL: the kernel ended on its own */
   long long started_ms, ready_ms;
   unsigned exec_interrupts;
+  bool stragglers_killed; /* the kernel replied to shutdown_request; what still ran after the grace was killed */
 };
 
 /* Everything before the sandbox starts: run dir, connection files, kernel argv. */
@@ -41,6 +43,10 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
 void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb);
 /* The "kernel" object of the --report verdict. */
 json_t *kbox_kernel_report(const struct kbox_kernel *k);
+/* kbox's exit code: the sandbox's, but 0 for a graceful shutdown whose stragglers kbox killed. */
+int kbox_kernel_exit_code(const struct kbox_kernel *k, const struct kbox_sandbox *sb);
+/* The verdict of such a shutdown says so (reason "shutdown", stragglers_killed) instead of "killed". */
+void kbox_kernel_fix_verdict(const struct kbox_kernel *k, const struct kbox_sandbox *sb, json_t *r);
 /* Remove everything kbox created (run dir, connection file it wrote); safe to call twice. */
 /* Open the broker's sockets (host side bound, kernel side connecting). libzmq starts threads, so
    call this only AFTER the sandbox was cloned: a clone3 child of a threaded process may inherit a

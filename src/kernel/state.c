@@ -14,7 +14,22 @@
 #include "cgroup/cgroup.h"
 #include "kernel/runlock.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
 #include "util/parse.h"
+
+/* Write name in dir atomically (temp file + rename) with mode 0600. */
+static int write_file(const char *dir, const char *name, const char *text, kbox_error_t *err) {
+  char tmp[4200], path[4200];
+  snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return kbox_error_make(err, errno, "writing %s", tmp);
+  size_t len = strlen(text);
+  if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) return kbox_error_make(err, errno, "writing %s", tmp);
+  if (rename(tmp, path) < 0) return kbox_error_make(err, errno, "renaming %s", tmp);
+  return 0;
+}
 
 int kbox_state_base(char *out, size_t n, bool create, kbox_error_t *err) {
   const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -34,6 +49,17 @@ int kbox_state_base(char *out, size_t n, bool create, kbox_error_t *err) {
     return kbox_error_make(err, 0, "state directory %s must be a directory owned by uid %u with mode 0700 (it is not: "
                            "refusing to trust it)", out, (unsigned)geteuid());
   return 0;
+}
+
+void kbox_state_sweep(void) {
+  char base[3800];
+  kbox_error_t err = NULL;
+  struct stat st;
+  if (kbox_state_base(base, sizeof(base), false, &err) < 0) {
+    kbox_error_free(&err);
+    return;
+  }
+  if (stat(base, &st) == 0) kbox_runlock_sweep(base);
 }
 
 /* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone or a zombie. */
@@ -60,6 +86,18 @@ static unsigned long long proc_start(pid_t pid) {
   return v;
 }
 
+/* State letter of a process (field 3 of /proc/PID/stat: R, S, T...), '?' if unknown. */
+static char proc_state(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t r = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+  if (r <= 0) return '?';
+  buf[r] = '\0';
+  const char *p = strrchr(buf, ')');
+  return p != NULL && p[1] == ' ' && p[2] != '\0' ? p[2] : '?';
+}
+
 /* Read a small file relative to dir into buf; -1 if missing. */
 static int read_small(const char *dir, const char *name, char *buf, size_t n) {
   char path[4200];
@@ -76,7 +114,7 @@ static int read_small(const char *dir, const char *name, char *buf, size_t n) {
 static void load(struct kbox_state *st) {
   char buf[256], path[4200];
   st->pid = st->sandbox_pid = 0;
-  st->alive = st->busy = false;
+  st->alive = st->busy = st->stopped = false;
   st->created = 0;
   unsigned long long start = 0, sandbox_start = 0;
   int pid = 0, spid = 0;
@@ -86,6 +124,8 @@ static void load(struct kbox_state *st) {
     st->created = created;
     st->alive = proc_start(pid) == start;
     if (st->alive) st->pid = pid;
+    char state = st->alive ? proc_state(pid) : '?';
+    st->stopped = state == 'T' || state == 't'; /* SIGSTOP, a debugger: it serves no client */
     if (st->alive && spid > 0 && proc_start(spid) == sandbox_start) st->sandbox_pid = spid;
   } else {
     st->alive = kbox_runlock_held(st->dir); /* still starting, or a foreground run of an older kbox */
@@ -151,6 +191,7 @@ int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err) {
 
 const char *kbox_state_status(const struct kbox_state *st) {
   if (!st->alive) return "dead";
+  if (st->stopped) return "stopped";
   if (!st->have_conn) return "starting";
   return st->busy ? "busy" : "idle";
 }
@@ -192,6 +233,56 @@ int kbox_state_conn(const struct kbox_state *st, struct kbox_conn *c, kbox_error
   return kbox_conn_read(path, c, err);
 }
 
+/* Path of ID's verdict file: BASE/.ID.verdict.json (outside the run dir, which is removed at exit). */
+static int verdict_path(const char *id, char *out, size_t n, kbox_error_t *err) {
+  char base[3800];
+  if (kbox_state_base(base, sizeof(base), false, err) < 0) return -1;
+  snprintf(out, n, "%s/.%s.verdict.json", base, id);
+  return 0;
+}
+
+void kbox_state_write_verdict(const char *id, json_t *verdict) {
+  char path[4200], base[3800];
+  kbox_error_t err = NULL;
+  if (verdict_path(id, path, sizeof(path), &err) < 0 || kbox_state_base(base, sizeof(base), false, &err) < 0) {
+    kbox_error_free(&err);
+    return;
+  }
+  cleanup_free char *text = json_dumps(verdict, JSON_COMPACT | JSON_SORT_KEYS);
+  char name[200];
+  snprintf(name, sizeof(name), ".%s.verdict.json", id);
+  if (text == NULL || write_file(base, name, text, &err) < 0) {
+    if (err != NULL) kbox_log(KBOX_LOG_WARN, "%s (kbox exec --id will not know why the kernel ended)", err->msg);
+    kbox_error_free(&err);
+  }
+}
+
+json_t *kbox_state_take_verdict(const char *id, pid_t supervisor) {
+  char path[4200];
+  kbox_error_t err = NULL;
+  cleanup_free char *text = NULL;
+  size_t len = 0;
+  if (verdict_path(id, path, sizeof(path), &err) < 0 || kbox_read_file(path, 1 << 20, &text, &len, &err) < 0) {
+    kbox_error_free(&err);
+    return NULL;
+  }
+  json_t *v = json_loadb(text, len, 0, NULL);
+  json_t *pid = json_object_get(v, "supervisor_pid");
+  if (v == NULL || !json_is_integer(pid) || json_integer_value(pid) != supervisor) {
+    json_decref(v); /* another kernel's (an earlier one with this id): not the answer */
+    return NULL;
+  }
+  unlink(path);
+  return v;
+}
+
+void kbox_state_drop_verdict(const char *id) {
+  char path[4200];
+  kbox_error_t err = NULL;
+  if (verdict_path(id, path, sizeof(path), &err) == 0) unlink(path);
+  kbox_error_free(&err);
+}
+
 void kbox_state_remove(const struct kbox_state *st) {
   /* Only with its run lock: a kbox that took this id again meanwhile keeps its directory. */
   int lock = kbox_runlock_take(st->dir, true);
@@ -200,6 +291,7 @@ void kbox_state_remove(const struct kbox_state *st) {
   kbox_error_t ignored = NULL;
   if (kbox_state_log_path(st->id, log, sizeof(log), &ignored) == 0) unlink(log);
   kbox_error_free(&ignored);
+  kbox_state_drop_verdict(st->id);
 }
 
 int kbox_state_lock_exec(const struct kbox_state *st, int wait_ms, kbox_error_t *err) {
@@ -215,19 +307,6 @@ int kbox_state_lock_exec(const struct kbox_state *st, int wait_ms, kbox_error_t 
                              "%d s (wait for it, or 'kbox interrupt %s')", st->id, st->id, wait_ms / 1000, st->id);
     usleep(50 * 1000);
   }
-}
-
-/* Write name in dir atomically (temp file + rename) with mode 0600. */
-static int write_file(const char *dir, const char *name, const char *text, kbox_error_t *err) {
-  char tmp[4200], path[4200];
-  snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return kbox_error_make(err, errno, "writing %s", tmp);
-  size_t len = strlen(text);
-  if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) return kbox_error_make(err, errno, "writing %s", tmp);
-  if (rename(tmp, path) < 0) return kbox_error_make(err, errno, "renaming %s", tmp);
-  return 0;
 }
 
 char *kbox_state_conn_line(const struct kbox_conn *host, const char *id) {

@@ -22,17 +22,20 @@ struct kbox_state {
   bool alive;           /* the supervisor still runs (pid + start time match, or the run lock is held) */
   bool have_conn;       /* connection.json exists */
   bool busy;            /* a `kbox exec --id` holds exec.lock */
+  bool stopped;         /* the supervisor is stopped (SIGSTOP, traced): nothing it brokers moves */
   long long created;    /* unix seconds, 0 when unknown */
 };
 
 /* The base directory of run dirs and kernel state ($XDG_RUNTIME_DIR/kbox, else /run/kbox as root,
    else /tmp/kbox-UID), checked to be ours with mode 0700; create it when asked. */
 int kbox_state_base(char *out, size_t n, bool create, kbox_error_t *err);
+/* Remove the run directories of dead kbox processes (lock free), as every kernel start does. */
+void kbox_state_sweep(void);
 /* Read the state of ID. Fails with a clear message for a bad id or when no such kernel exists. */
 int kbox_state_read(const char *id, struct kbox_state *st, kbox_error_t *err);
 /* All state directories (sorted by id); *n set. Caller frees the array. */
 int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err);
-/* "idle", "busy", "starting" or "dead". */
+/* "idle", "busy", "starting", "stopped" or "dead". */
 const char *kbox_state_status(const struct kbox_state *st);
 /* JSON for ps/inspect: id, status, pids, age, memory use, limits, paths. */
 json_t *kbox_state_json(const struct kbox_state *st);
@@ -49,6 +52,15 @@ int kbox_state_record(const char *rundir, const struct kbox_spec *spec, const st
                       pid_t sandbox_pid, kbox_error_t *err);
 /* The connection JSON line exactly as `kbox run` prints it. */
 char *kbox_state_conn_line(const struct kbox_conn *host, const char *id);
+
+/* The verdict of a kernel with a user-given id that ended on its own (crash, out of memory), kept
+   at BASE/.ID.verdict.json (0600) for the `kbox exec --id` that saw it go. The supervisor writes
+   it (with "supervisor_pid") before it exits. */
+void kbox_state_write_verdict(const char *id, json_t *verdict);
+/* Read and remove ID's verdict if supervisor wrote it; NULL otherwise. */
+json_t *kbox_state_take_verdict(const char *id, pid_t supervisor);
+/* Remove ID's verdict (a new kernel with this id starts, or kbox kill). */
+void kbox_state_drop_verdict(const char *id);
 
 /* Path of the detach log of ID: BASE/.ID.log (outside the run dir, which is removed at exit). */
 int kbox_state_log_path(const char *id, char *out, size_t n, kbox_error_t *err);

@@ -175,7 +175,14 @@ static long long deadlines(struct loop *l, long long now) {
   }
   if (l->kill_at != 0) {
     if (now >= l->kill_at) {
-      kbox_log(KBOX_LOG_WARN, "the kernel did not exit %d s after shutdown_request: killing it", SHUTDOWN_GRACE_MS / 1000);
+      /* It replied: the kernel ended its work as asked and was still ending what it had started
+         (ipykernel terminates its child processes progressively, for up to ~30 s). */
+      k->stragglers_killed = b->shutdown_replied;
+      if (k->stragglers_killed)
+        kbox_info("the kernel acknowledged shutdown_request but still ran %d s later (ending its child processes): "
+                  "killing what is left", SHUTDOWN_GRACE_MS / 1000);
+      else
+        kbox_log(KBOX_LOG_WARN, "the kernel did not exit %d s after shutdown_request: killing it", SHUTDOWN_GRACE_MS / 1000);
       kbox_sandbox_kill(l->sb);
       return 0;
     }
@@ -315,6 +322,11 @@ void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sand
       fprintf(stderr, "kbox: the kernel ran past --timeout %.3gs and was killed\n", (double)k->spec->timeout_ms / 1000.0);
     return;
   }
+  if (k->stragglers_killed) {
+    fprintf(stderr, "kbox: the kernel shut down as asked (%s); the processes still running %d s later were killed\n",
+            k->ended_by != NULL ? k->ended_by : "shutdown_request", SHUTDOWN_GRACE_MS / 1000);
+    return;
+  }
   if (!sb->have_status) {
     fprintf(stderr, "kbox: the sandbox's init process ended without reporting the kernel's status\n");
     return;
@@ -335,5 +347,20 @@ json_t *kbox_kernel_report(const struct kbox_kernel *k) {
   json_object_set_new(r, "exec_timeouts", json_integer(k->exec_interrupts));
   json_object_set_new(r, "messages_forwarded", json_integer((json_int_t)k->broker.forwarded));
   json_object_set_new(r, "messages_dropped", json_integer((json_int_t)k->broker.dropped));
+  json_object_set_new(r, "stragglers_killed", json_boolean(k->stragglers_killed));
   return r;
+}
+
+int kbox_kernel_exit_code(const struct kbox_kernel *k, const struct kbox_sandbox *sb) {
+  return k->stragglers_killed && !sb->timed_out ? 0 : kbox_sandbox_exit_code(sb);
+}
+
+void kbox_kernel_fix_verdict(const struct kbox_kernel *k, const struct kbox_sandbox *sb, json_t *r) {
+  if (!k->stragglers_killed || sb->timed_out) return;
+  /* kbox's SIGKILL hit only what the kernel left running: the end itself was the graceful one. */
+  json_object_set_new(r, "exit_code", json_integer(0));
+  json_object_set_new(r, "reason", json_string("shutdown"));
+  json_object_set_new(r, "signal", json_null());
+  json_object_set_new(r, "signal_name", json_null());
+  json_object_set_new(r, "stragglers_killed", json_true());
 }

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,16 +50,45 @@ json_t *kbox_report_build(const struct kbox_sandbox *sb, const struct kbox_error
   return r;
 }
 
+/* Write the report to fd; 0 or -1 with errno. */
+static int dump_to(int fd, json_t *report) {
+  int rc = json_dumpfd(report, fd, JSON_INDENT(2) | JSON_SORT_KEYS);
+  if (rc == 0 && write(fd, "\n", 1) != 1) rc = -1;
+  return rc;
+}
+
 int kbox_report_write(const char *path, json_t *report, kbox_error_t *err) {
   if (strcmp(path, "-") == 0) {
     if (json_dumpf(report, stderr, JSON_INDENT(2) | JSON_SORT_KEYS) < 0) return kbox_error_make(err, EIO, "writing the report");
     fputc('\n', stderr);
     return 0;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return kbox_error_make(err, errno, "--report: cannot write %s", path);
-  int rc = json_dumpfd(report, fd, JSON_INDENT(2) | JSON_SORT_KEYS);
-  if (rc == 0 && write(fd, "\n", 1) != 1) rc = -1;
-  if (close(fd) < 0 || rc < 0) return kbox_error_make(err, errno, "--report: writing %s", path);
-  return 0;
+  struct stat st;
+  if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    /* /proc/self/fd/N, /dev/stderr, a symlink: write through it, in place. */
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return kbox_error_make(err, errno, "--report: cannot write %s", path);
+    int rc = dump_to(fd, report);
+    if (close(fd) < 0 || rc < 0) return kbox_error_make(err, errno, "--report: writing %s", path);
+    return 0;
+  }
+  /* A regular file appears whole or not at all: a temporary file next to it, then rename. */
+  char *tmp = NULL;
+  if (asprintf(&tmp, "%s.kbox-tmp.%d", path, (int)getpid()) < 0) abort();
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    kbox_error_make(err, errno, "--report: cannot create %s", tmp);
+    free(tmp);
+    return -1;
+  }
+  int rc = dump_to(fd, report);
+  if (rc == 0) rc = fsync(fd);
+  if (close(fd) < 0) rc = -1;
+  if (rc == 0) rc = rename(tmp, path);
+  if (rc < 0) {
+    kbox_error_make(err, errno, "--report: writing %s", path);
+    unlink(tmp);
+  }
+  free(tmp);
+  return rc < 0 ? -1 : 0;
 }

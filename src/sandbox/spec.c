@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/parse.h"
 
 void kbox_spec_init(struct kbox_spec *spec) {
   memset(spec, 0, sizeof(*spec));
@@ -56,6 +58,48 @@ void kbox_spec_add_bind(struct kbox_spec *spec, const char *src, const char *dst
   spec->n_binds++;
 }
 
+/* Paths the sandbox mounts itself (sandbox/mounts.c: /proc, /sys, /dev with its masked and
+   read-only paths; the kernel run dir of kernel/launch.h; the --startup-dir target of cmd/image.h).
+   A bind at or below one would replace what kbox put there (a host /proc over the masked one). */
+static const char *const reserved_below[] = {"/proc", "/sys", "/dev", "/run/kbox", "/etc/kbox/user-startup", NULL};
+/* The disk-capped /tmp: binding below it is fine, replacing it is not. */
+static const char *const reserved_exact[] = {"/tmp", NULL};
+
+/* Rewrite an absolute path in place without "//", "/./" and trailing "/" (".." is refused elsewhere). */
+static void normalize_path(char *p) {
+  char *w = p;
+  for (const char *r = p; *r != '\0';) {
+    if (r[0] == '/' && (r[1] == '/' || (r[1] == '.' && (r[2] == '/' || r[2] == '\0')))) {
+      r += r[1] == '/' ? 1 : 2;
+      continue;
+    }
+    *w++ = *r++;
+  }
+  *w = '\0';
+  size_t n = strlen(p);
+  while (n > 1 && p[n - 1] == '/') p[--n] = '\0';
+  if (n == 0) strcpy(p, "/");
+}
+
+/* Is path P (normalized) equal to or below DIR? */
+static bool path_within(const char *p, const char *dir) {
+  size_t n = strlen(dir);
+  return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+/* A --bind destination that would cover something the sandbox mounts itself. */
+static int check_bind_dst(const char *dst, kbox_error_t *err) {
+  for (size_t i = 0; reserved_below[i] != NULL; i++)
+    if (path_within(dst, reserved_below[i]))
+      return kbox_error_make(err, 0, "--bind: destination %s is %s%s, which the sandbox mounts itself; bind elsewhere "
+                             "(e.g. /mnt/data)", dst, strcmp(dst, reserved_below[i]) == 0 ? "" : "below ", reserved_below[i]);
+  for (size_t i = 0; reserved_exact[i] != NULL; i++)
+    if (strcmp(dst, reserved_exact[i]) == 0)
+      return kbox_error_make(err, 0, "--bind: destination %s is the sandbox's own size-capped %s; bind below it "
+                             "(e.g. %s/data) or elsewhere", dst, dst, dst);
+  return 0;
+}
+
 int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
   cleanup_free char *copy = strdup(arg);
   char *parts[3] = {NULL, NULL, NULL};
@@ -78,7 +122,10 @@ int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *
   }
   if (dst[0] != '/')
     return kbox_error_make(err, 0, "--bind: destination '%s' must be an absolute path", dst);
-  kbox_spec_add_bind(spec, parts[0], dst, ro);
+  cleanup_free char *norm = strdup(dst);
+  normalize_path(norm);
+  if (check_bind_dst(norm, err) < 0) return -1;
+  kbox_spec_add_bind(spec, parts[0], norm, ro);
   return 0;
 }
 
@@ -99,6 +146,58 @@ static int check_inner_path(const char *opt, const char *path, kbox_error_t *err
   return 0;
 }
 
+/* A file kbox writes at the end (--report, --connection-file): it must be writable where it is
+   named, checked before anything starts so that the result is not lost. */
+static int check_output_file(const char *opt, const char *path, kbox_error_t *err) {
+  struct stat st;
+  if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    /* A symlink or special file (/dev/stderr, /proc/self/fd/N) is written in place, through it. */
+    if (stat(path, &st) < 0) return kbox_error_make(err, errno, "%s: %s", opt, path);
+    if (S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "%s: %s is a directory (name a file in it)", opt, path);
+    if (access(path, W_OK) < 0) return kbox_error_make(err, errno, "%s: cannot write %s", opt, path);
+    return 0;
+  }
+  /* A regular file or a new one: written as a temporary file in its directory, then renamed. */
+  cleanup_free char *copy = strdup(path);
+  char *slash = strrchr(copy, '/');
+  const char *dir = slash == NULL ? "." : slash == copy ? "/" : (*slash = '\0', copy);
+  if (stat(dir, &st) < 0) return kbox_error_make(err, errno, "%s: the directory %s of %s", opt, dir, path);
+  if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "%s: %s (in %s) is not a directory", opt, dir, path);
+  if (access(dir, W_OK) < 0) return kbox_error_make(err, errno, "%s: cannot create files in %s", opt, dir);
+  return 0;
+}
+
+/* An existing --connection-file is read (kernelspec launch): a regular file only (a FIFO would hang). */
+static int check_connection_file(const char *path, kbox_error_t *err) {
+  struct stat st;
+  if (stat(path, &st) < 0) return errno == ENOENT ? check_output_file("--connection-file", path, err)
+                                                  : kbox_error_make(err, errno, "--connection-file: %s", path);
+  int fd = kbox_open_regular(path, err);
+  if (fd < 0) return kbox_error_prefix(err, "--connection-file");
+  close(fd);
+  return 0;
+}
+
+/* --cgroup-parent: an absolute cgroup path without "." or ".." components. */
+static int check_cgroup_parent(const char *p, kbox_error_t *err) {
+  char q[300];
+  if (p[0] != '/')
+    return kbox_error_make(err, 0, "--cgroup-parent: '%s' must be an absolute cgroup path (e.g. /kbox.slice)",
+                           kbox_quote(p, q, sizeof(q)));
+  for (const char *c = p; *c != '\0';) {
+    while (*c == '/') c++;
+    size_t len = strcspn(c, "/");
+    if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+      return kbox_error_make(err, 0, "--cgroup-parent: '%s' must not contain '.' or '..' components",
+                             kbox_quote(p, q, sizeof(q)));
+    for (size_t i = 0; i < len; i++)
+      if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f)
+        return kbox_error_make(err, 0, "--cgroup-parent: '%s' contains control characters", kbox_quote(p, q, sizeof(q)));
+    c += len;
+  }
+  return 0;
+}
+
 int kbox_spec_validate(struct kbox_spec *spec, kbox_error_t *err) {
   for (size_t i = 0; i < spec->rootfs.n; i++)
     if (check_dir("--rootfs", spec->rootfs.v[i], err) < 0)
@@ -113,6 +212,13 @@ int kbox_spec_validate(struct kbox_spec *spec, kbox_error_t *err) {
       return kbox_error_make(err, errno, "--bind: source %s", spec->binds[i].src);
     if (check_inner_path("--bind", spec->binds[i].dst, err) < 0) return -1;
   }
+  if (spec->report_path != NULL && strcmp(spec->report_path, "-") != 0 &&
+      check_output_file("--report", spec->report_path, err) < 0)
+    return -1;
+  if (spec->cgroup_parent != NULL && check_cgroup_parent(spec->cgroup_parent, err) < 0) return -1;
+  if (spec->connection_file != NULL && check_connection_file(spec->connection_file, err) < 0) return -1;
+  bool ipc = spec->kernel_transport != NULL && strcmp(spec->kernel_transport, "ipc") == 0;
+  if (spec->kernel_ip != NULL && !ipc && kbox_validate_ip("--ip", spec->kernel_ip, err) < 0) return -1;
   /* No CMD: run a Jupyter kernel (src/kernel); kernel options make no sense with a CMD. */
   spec->kernel_mode = spec->argv.n == 0;
   if (!spec->kernel_mode && (spec->connection_file || spec->kernel_ip || spec->kernel_transport ||

@@ -10,6 +10,7 @@
 #include <sys/capability.h>
 
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "util/parse.h"
 
 /* Where we are while walking the JSON: the file label for messages and the error slot. */
@@ -373,9 +374,12 @@ int kbox_profile_parse_bytes(const char *path, const char *text, size_t len, str
 int kbox_profile_load(const char *path, struct kbox_profile **out, kbox_error_t *err) {
   struct pctx c = {.label = path, .err = err};
   json_error_t je;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  cleanup_free char *text = NULL;
+  size_t len = 0;
+  /* A regular file of bounded size: a FIFO would hang the start, /dev/zero would never end. */
+  if (kbox_read_file(path, 4u << 20, &text, &len, err) < 0) return kbox_error_prefix(err, "--profile");
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
   if (root == NULL) {
-    if (je.line < 1) return kbox_error_make(err, 0, "profile %s: cannot read it: %s", path, je.text);
     return kbox_error_make(err, 0, "profile %s: line %d column %d: invalid JSON: %s", path, je.line, je.column, je.text);
   }
   struct kbox_profile *p = calloc(1, sizeof(*p));

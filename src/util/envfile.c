@@ -9,6 +9,7 @@
 
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/parse.h"
 
 static bool valid_key(const char *k, size_t n) {
   if (n == 0 || !(isalpha((unsigned char)k[0]) || k[0] == '_')) return false;
@@ -19,11 +20,12 @@ static bool valid_key(const char *k, size_t n) {
 
 int kbox_env_parse_assignment(const char *opt, const char *arg, struct kbox_strv *env, kbox_error_t *err) {
   const char *eq = strchr(arg, '=');
+  char q[128];
   if (eq == NULL)
-    return kbox_error_make(err, 0, "%s: '%s' is not KEY=VALUE", opt, arg);
-  if (!valid_key(arg, (size_t)(eq - arg)))
-    return kbox_error_make(err, 0, "%s: '%.*s' is not a valid variable name", opt, (int)(eq - arg), arg);
+    return kbox_error_make(err, 0, "%s: '%s' is not KEY=VALUE", opt, kbox_quote(arg, q, sizeof(q)));
   cleanup_free char *key = strndup(arg, (size_t)(eq - arg));
+  if (!valid_key(arg, (size_t)(eq - arg)))
+    return kbox_error_make(err, 0, "%s: '%s' is not a valid variable name", opt, kbox_quote(key, q, sizeof(q)));
   kbox_strv_setenv(env, key, eq + 1);
   return 0;
 }
@@ -89,9 +91,11 @@ static int parse_line(char *line, const char *where, struct kbox_strv *env, kbox
   if (eq == NULL) return kbox_error_make(err, 0, "%s: expected KEY=VALUE", where);
   char *kend = eq;
   while (kend > s && (kend[-1] == ' ' || kend[-1] == '\t')) kend--;
-  if (!valid_key(s, (size_t)(kend - s)))
-    return kbox_error_make(err, 0, "%s: '%.*s' is not a valid variable name", where, (int)(kend - s), s);
   *kend = '\0';
+  if (!valid_key(s, strlen(s))) {
+    char q[128];
+    return kbox_error_make(err, 0, "%s: '%s' is not a valid variable name", where, kbox_quote(s, q, sizeof(q)));
+  }
   char *v = eq + 1;
   while (*v == ' ' || *v == '\t') v++;
   cleanup_free char *value = malloc(strlen(v) + 1);
@@ -123,7 +127,15 @@ int kbox_envfile_parse(const char *name, const char *text, struct kbox_strv *env
 
 int kbox_envfile_load(const char *path, struct kbox_strv *env, kbox_error_t *err) {
   cleanup_free char *text = NULL;
-  if (kbox_read_file(path, 1 << 20, &text, NULL, err) < 0)
+  size_t len = 0;
+  if (kbox_read_file(path, KBOX_ENVFILE_MAX, &text, &len, err) < 0)
     return kbox_error_prefix(err, "--env-file");
+  const char *nul = memchr(text, '\0', len);
+  if (nul != NULL) {
+    unsigned line = 1;
+    for (const char *p = text; p < nul; p++) line += *p == '\n';
+    return kbox_error_make(err, 0, "--env-file: %s:%u: contains a NUL byte (offset %zu): not a text file", path, line,
+                           (size_t)(nul - text));
+  }
   return kbox_envfile_parse(path, text, env, err);
 }

@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "util/parse.h"
 
 int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err) {
   size_t cap = 4096, n = 0;
@@ -15,7 +17,10 @@ int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, 
   if (buf == NULL) abort();
   for (;;) {
     if (n == cap) {
-      if (cap >= max) return kbox_error_make(err, 0, "%s is larger than %zu bytes", name, max);
+      if (cap >= max) {
+        char lim[32];
+        return kbox_error_make(err, 0, "%s is larger than the limit of %s", name, kbox_human_size(max, lim, sizeof(lim)));
+      }
       cap = cap * 2 > max ? max : cap * 2;
       char *nb = realloc(buf, cap + 1);
       if (nb == NULL) abort();
@@ -33,9 +38,33 @@ int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, 
   return 0;
 }
 
-int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {
-  cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+/* What a file type is called in messages. */
+static const char *type_name(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  return "not a regular file";
+}
+
+int kbox_open_regular_at(int dirfd, const char *path, kbox_error_t *err) {
+  /* O_NONBLOCK: opening a FIFO without a writer must not wait; cleared once we know it is a file. */
+  cleanup_close int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return kbox_error_make(err, errno, "cannot open %s", path);
+  struct stat st;
+  if (fstat(fd, &st) < 0) return kbox_error_make(err, errno, "cannot stat %s", path);
+  if (!S_ISREG(st.st_mode)) return kbox_error_make(err, 0, "%s is %s (a regular file is needed)", path, type_name(st.st_mode));
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) return kbox_error_make(err, errno, "fcntl %s", path);
+  return steal_fd(fd);
+}
+
+int kbox_open_regular(const char *path, kbox_error_t *err) { return kbox_open_regular_at(AT_FDCWD, path, err); }
+
+int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err) {
+  cleanup_close int fd = kbox_open_regular_at(dirfd, path, err);
+  if (fd < 0) return -1;
   return kbox_read_fd(fd, path, max, out, len, err);
 }
 

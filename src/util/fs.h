@@ -3,10 +3,16 @@
 #define KBOX_FS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "util/error.h"
 
-/* Read a whole file (at most max bytes) into a NUL-terminated buffer. */
+/* Open path read-only, refusing anything but a regular file without blocking on it (a FIFO with no
+   writer, a device): the error names the path and what it is. Returns the fd or -1. */
+int kbox_open_regular(const char *path, kbox_error_t *err);
+int kbox_open_regular_at(int dirfd, const char *path, kbox_error_t *err);
+/* Read a whole regular file (at most max bytes; larger is an error naming the limit) into a
+   NUL-terminated buffer. */
 int kbox_read_file(const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);
 /* Read fd to its end (at most max bytes) into a NUL-terminated buffer; name is used in errors. */
 int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err);

@@ -1,9 +1,14 @@
-/* Unit tests for value parsers, env files and --bind specs. */
+/* Unit tests for value parsers, env files, --bind specs and bounded file reads. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sandbox/spec.h"
 #include "util/envfile.h"
+#include "util/fs.h"
 #include "util/parse.h"
 
 static uint64_t size_ok(const char *s) {
@@ -165,4 +170,151 @@ Test(error, prefix_and_hint) {
   cr_assert_eq(err->exit_code, 125);
   kbox_error_free(&err);
   cr_assert_null(err);
+}
+
+Test(parse, plain_decimal_numbers_only) {
+  kbox_error_t err = NULL;
+  double d = 0;
+  uint64_t v = 0;
+  static const char *const bad[] = {"0x10", "1e3", "inf", "nan", "1.5.2", ".", "+1", " 1", "1 "};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_assert_eq(kbox_parse_double("--cpus", bad[i], 4096, &d, &err), -1, "--cpus '%s' accepted as %g", bad[i], d);
+    cr_assert(strstr(err->msg, "--cpus") != NULL, "%s", err->msg);
+    kbox_error_free(&err);
+  }
+  cr_assert_eq(kbox_parse_double("--cpus", ".5", 4096, &d, &err), 0);
+  cr_assert_float_eq(d, 0.5, 1e-9);
+  cr_assert_eq(kbox_parse_double("--cpus", "2.", 4096, &d, &err), 0);
+  cr_assert_float_eq(d, 2.0, 1e-9);
+  size_bad("0x10");
+  size_bad("0x10M");
+  size_bad("1e3M");
+  size_bad("infG");
+  cr_assert_eq(kbox_parse_size("--disk", ".5K", &v, &err), 0);
+  cr_assert_eq(v, 512);
+}
+
+Test(parse, size_minimum_names_the_limit) {
+  kbox_error_t err = NULL;
+  uint64_t v = 0;
+  cr_assert_eq(kbox_parse_size_min("--memory", "16M", 16u << 20, "why", &v, &err), 0);
+  cr_assert_eq(v, 16u << 20);
+  cr_assert_eq(kbox_parse_size_min("--memory", "0", 16u << 20, "setup needs it", &v, &err), -1);
+  cr_assert(strstr(err->msg, "--memory") && strstr(err->msg, "16MiB") && strstr(err->msg, "setup needs it"), "%s", err->msg);
+  kbox_error_free(&err);
+  char buf[32];
+  cr_assert_str_eq(kbox_human_size(1u << 20, buf, sizeof(buf)), "1MiB");
+  cr_assert_str_eq(kbox_human_size(1000, buf, sizeof(buf)), "1000 bytes");
+  cr_assert_str_eq(kbox_human_size(3ULL << 30, buf, sizeof(buf)), "3GiB");
+}
+
+Test(parse, hostnames) {
+  kbox_error_t err = NULL;
+  static const char *const good[] = {"a", "analysis", "job-42", "a.b.c", "x1.", "A-B"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    cr_assert_eq(kbox_validate_hostname("--hostname", good[i], &err), 0, "'%s' refused: %s", good[i], err ? err->msg : "");
+  }
+  static const char *const bad[] = {"", "a\nb", "-a", "a-", "a..b", ".a", "a b", "a_b", "h\033x",
+                                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_assert_eq(kbox_validate_hostname("--hostname", bad[i], &err), -1, "'%s' accepted", bad[i]);
+    cr_assert(strstr(err->msg, "--hostname") != NULL);
+    cr_assert(strchr(err->msg, '\n') == NULL && strchr(err->msg, '\033') == NULL, "raw control character: %s", err->msg);
+    kbox_error_free(&err);
+  }
+}
+
+Test(parse, ip_addresses) {
+  kbox_error_t err = NULL;
+  static const char *const good[] = {"127.0.0.1", "0.0.0.0", "::1", "fe80::1", "10.1.2.3"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+    cr_assert_eq(kbox_validate_ip("--ip", good[i], &err), 0, "'%s' refused", good[i]);
+  static const char *const bad[] = {"not-an-ip", "", "localhost", "1.2.3", "127.0.0.1:80", "eth0"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_assert_eq(kbox_validate_ip("--ip", bad[i], &err), -1, "'%s' accepted", bad[i]);
+    cr_assert(strstr(err->msg, "--ip") != NULL && strstr(err->msg, bad[i]) != NULL, "%s", err->msg);
+    kbox_error_free(&err);
+  }
+}
+
+Test(parse, quote_escapes_control_characters) {
+  char buf[64];
+  cr_assert_str_eq(kbox_quote("plain-id", buf, sizeof(buf)), "plain-id");
+  cr_assert_str_eq(kbox_quote("a\nb\tc\033d", buf, sizeof(buf)), "a\\nb\\tc\\x1bd");
+  cr_assert_str_eq(kbox_quote("it's", buf, sizeof(buf)), "it\\'s");
+  cr_assert_str_eq(kbox_quote("\xff", buf, sizeof(buf)), "\\xff");
+  char small[8];
+  cr_assert_str_eq(kbox_quote("abcdefghijkl", small, sizeof(small)), "abcd...");
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_validate_id("--id", "a\033[2Jb", &err), -1);
+  cr_assert(strchr(err->msg, '\033') == NULL && strstr(err->msg, "\\x1b") != NULL, "%s", err->msg);
+  kbox_error_free(&err);
+}
+
+Test(spec, bind_destinations_the_sandbox_mounts_are_refused) {
+  struct kbox_spec s;
+  kbox_spec_init(&s);
+  kbox_error_t err = NULL;
+  static const char *const bad[] = {"/etc:/proc", "/etc:/proc/sys", "/etc:/sys", "/etc:/dev", "/etc://dev/", "/etc:/dev/shm",
+                                    "/etc:/run/kbox", "/etc:/run/./kbox/x", "/etc:/tmp", "/etc:/tmp/", "/etc:/etc/kbox/user-startup"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_assert_eq(kbox_spec_parse_bind(&s, bad[i], &err), -1, "'%s' accepted", bad[i]);
+    cr_assert(strstr(err->msg, "--bind") != NULL, "%s", err->msg);
+    kbox_error_free(&err);
+  }
+  cr_assert_eq(kbox_spec_parse_bind(&s, "/etc:/tmp/data", &err), 0);
+  cr_assert_eq(kbox_spec_parse_bind(&s, "/etc://mnt//x/./y/", &err), 0);
+  cr_assert_eq(kbox_spec_parse_bind(&s, "/etc:/processes", &err), 0, "a name that only starts like /proc");
+  cr_assert_str_eq(s.binds[0].dst, "/tmp/data");
+  cr_assert_str_eq(s.binds[1].dst, "/mnt/x/y");
+  cr_assert_str_eq(s.binds[2].dst, "/processes");
+  kbox_spec_free(&s);
+}
+
+/* A FIFO with no writer is refused at once (no hang), and so is a device; a too large file names the limit. */
+Test(fs, only_regular_files_are_read, .timeout = 20) {
+  char dir[] = "/tmp/kbox-unit-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char fifo[64], big[64];
+  snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+  snprintf(big, sizeof(big), "%s/big", dir);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  kbox_error_t err = NULL;
+  char *text = NULL;
+  cr_assert_eq(kbox_read_file(fifo, 4096, &text, NULL, &err), -1);
+  cr_assert(strstr(err->msg, fifo) != NULL && strstr(err->msg, "FIFO") != NULL, "%s", err->msg);
+  kbox_error_free(&err);
+  cr_assert_eq(kbox_read_file("/dev/zero", 4096, &text, NULL, &err), -1);
+  cr_assert(strstr(err->msg, "character device") != NULL, "%s", err->msg);
+  kbox_error_free(&err);
+  cr_assert_eq(kbox_read_file(dir, 4096, &text, NULL, &err), -1);
+  cr_assert(strstr(err->msg, "directory") != NULL, "%s", err->msg);
+  kbox_error_free(&err);
+  FILE *f = fopen(big, "w");
+  for (int i = 0; i < 5000; i++) fputc('x', f);
+  fclose(f);
+  cr_assert_eq(kbox_read_file(big, 4096, &text, NULL, &err), -1);
+  cr_assert(strstr(err->msg, "limit of 4KiB") != NULL, "%s", err->msg);
+  kbox_error_free(&err);
+  size_t len = 0;
+  cr_assert_eq(kbox_read_file(big, 8192, &text, &len, &err), 0);
+  cr_assert_eq(len, 5000);
+  free(text);
+  unlink(fifo);
+  unlink(big);
+  rmdir(dir);
+}
+
+Test(envfile, nul_byte_is_an_error_naming_the_line) {
+  char path[] = "/tmp/kbox-unit-env-XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0 && write(fd, "A=1\nB=2\0C=3\n", 12) == 12);
+  close(fd);
+  struct kbox_strv env = {0};
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_envfile_load(path, &env, &err), -1, "a file with a NUL byte was accepted");
+  cr_assert(strstr(err->msg, "--env-file") && strstr(err->msg, ":2:") && strstr(err->msg, "NUL"), "%s", err->msg);
+  kbox_error_free(&err);
+  kbox_strv_free(&env);
+  unlink(path);
 }
