@@ -10,6 +10,7 @@
 #include "cmd/run_opts.h"
 #include "cgroup/limits.h"
 #include "kernel/detach.h"
+#include "kernel/guard.h"
 #include "kernel/launch.h"
 #include "sandbox/init.h"
 #include "sandbox/report.h"
@@ -80,13 +81,15 @@ static void explain_end(const struct kbox_sandbox *sb, const struct kbox_kernel 
     fprintf(stderr, "kbox: the sandbox's init process ended without reporting the workload's status\n");
 }
 
-/* Write --report if requested. */
-static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern) {
-  if (sb->spec->report_path == NULL) return;
+/* Write --report if requested (the verdict also ends the --audit log and carries --net's counters). */
+static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern,
+                         struct kbox_kernel *guard) {
+  if (sb->spec->report_path == NULL && !kbox_guard_active(guard)) return;
   json_t *r = kbox_report_build(sb, setup_error);
   if (kern != NULL) json_object_set_new(r, "kernel", kbox_kernel_report(kern));
+  kbox_guard_end(guard, r);
   kbox_error_t err = NULL;
-  if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
+  if (sb->spec->report_path != NULL && kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
   json_decref(r);
 }
 
@@ -121,18 +124,20 @@ int kbox_cmd_run(int argc, char **argv) {
   struct kbox_sandbox sb;
   /* Kernel mode (no CMD): run dir, connection files, broker sockets, kernel argv (src/kernel). */
   struct kbox_kernel kernel = {0}, *kern = spec.kernel_mode ? &kernel : NULL;
-  if (sigfd >= 0 && kern != NULL && kbox_kernel_prepare(kern, &spec, &err) < 0) {
-    kbox_kernel_cleanup(kern);
+  if (sigfd >= 0 && ((kern != NULL && kbox_kernel_prepare(kern, &spec, &err) < 0) ||
+                     kbox_guard_prepare(&kernel, &spec, &err) < 0)) { /* --net allow, --audit */
+    kbox_guard_cleanup(&kernel);
+    kbox_kernel_cleanup(&kernel);
     code = kbox_error_report(&err);
     kbox_spec_free(&spec);
     return code;
   }
   if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
-    if (sigfd >= 0) write_report(&sb, err, NULL);
+    if (sigfd >= 0) write_report(&sb, err, NULL, &kernel);
     code = kbox_error_report(&err);
-  } else if (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) {
+  } else if ((kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) || kbox_guard_start(&kernel, &sb, &err) < 0) {
     kbox_sandbox_kill(&sb);
-    write_report(&sb, err, NULL);
+    write_report(&sb, err, NULL, &kernel);
     code = kbox_error_report(&err);
   } else if (kern != NULL) {
     /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
@@ -141,18 +146,19 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_kernel_supervise(kern, &sb, sigfd);
     kbox_sandbox_kill(&sb);
     explain_end(&sb, kern);
-    write_report(&sb, NULL, kern);
+    write_report(&sb, NULL, kern, &kernel);
     code = kbox_sandbox_exit_code(&sb);
   } else {
     supervise(&sb, sigfd);
     kbox_sandbox_kill(&sb);
     explain_end(&sb, NULL);
-    write_report(&sb, NULL, NULL);
+    write_report(&sb, NULL, NULL, &kernel);
     code = kbox_sandbox_exit_code(&sb);
   }
   if (sigfd >= 0) kbox_sandbox_destroy(&sb);
   if (kern != NULL && spec.detach) kbox_detach_end(kern);
-  if (kern != NULL) kbox_kernel_cleanup(kern);
+  kbox_guard_cleanup(&kernel);
+  kbox_kernel_cleanup(&kernel); /* no-op when neither kernel mode nor --net allow made a run dir */
   kbox_spec_free(&spec);
   return code;
 }

@@ -75,6 +75,7 @@ static void on_signals(struct loop *l, int sigfd, long long now) {
       if (l->kill_at != 0) kbox_sandbox_kill(l->sb); /* second request: no more grace */
       else begin_shutdown(l, sig == SIGTERM ? "sigterm" : "sighup", now);
     } else {
+      if (sig == SIGINT) kbox_audit_interrupted(l->k->audit);
       kbox_sandbox_signal(l->sb, sig); /* SIGINT interrupts the running cell */
     }
   }
@@ -91,6 +92,7 @@ static void check_exec(struct loop *l, long long now) {
     snprintf(l->interrupted_id, sizeof(l->interrupted_id), "%s", b->exec_id);
     l->interrupted_at = now;
     l->k->exec_interrupts++;
+    kbox_audit_timed_out(l->k->audit);
     kbox_sandbox_signal(l->sb, SIGINT);
   } else if (now - l->interrupted_at >= EXEC_GRACE_MS) {
     kbox_log(KBOX_LOG_WARN, "execute_request %s still ran %.3gs after the interrupt: killing the sandbox",
@@ -162,7 +164,7 @@ static long long deadlines(struct loop *l, long long now) {
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
   struct loop l = {.k = k, .sb = sb};
   struct kbox_broker *b = &k->broker;
-  struct pollfd pfd[KBOX_BROKER_NPOLL + 3];
+  struct pollfd pfd[KBOX_BROKER_NPOLL + 4];
   bool pending = true; /* the broker may hold messages already: do not sleep before looking */
   while (!sb->reaped) {
     long long now = kbox_now_ms();
@@ -172,7 +174,10 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     int n = KBOX_BROKER_NPOLL;
     pfd[n++] = (struct pollfd){.fd = sb->pidfd, .events = POLLIN};
     pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+    int chan_at = sb->chan >= 0 ? n : -1;
     if (sb->chan >= 0) pfd[n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
+    int net_at = kbox_netpolicy_fd(&k->net) >= 0 ? n : -1;
+    if (net_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_netpolicy_fd(&k->net), .events = POLLIN};
     if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
     if (poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait) < 0) {
       if (errno != EINTR) {
@@ -182,10 +187,12 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
       for (int i = 0; i < n; i++) pfd[i].revents = 0;
     }
     now = kbox_now_ms();
+    /* --net notices first: the cell's stderr line must reach clients before the cell's idle status */
+    if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
     pending = kbox_broker_service(b, pfd, now);
     if (!l.announced && b->ready) announce(&l, now);
     if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);
-    if (n > KBOX_BROKER_NPOLL + 2 && (pfd[KBOX_BROKER_NPOLL + 2].revents & (POLLIN | POLLERR | POLLHUP))) {
+    if (chan_at >= 0 && (pfd[chan_at].revents & (POLLIN | POLLERR | POLLHUP))) {
       kbox_error_t ignored = NULL;
       kbox_sandbox_on_message(sb, &ignored);
       kbox_error_free(&ignored);

@@ -16,6 +16,7 @@
 #include "sandbox/channel.h"
 #include "sandbox/mounts.h"
 #include "sandbox/net.h"
+#include "sandbox/net_relay.h"
 #include "sandbox/workload.h"
 #include "util/cleanup.h"
 
@@ -147,6 +148,7 @@ void kbox_init_main(struct kbox_init_args *a) {
   }
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
+  if (a->spec->net_relay_sock != NULL && kbox_net_relay_start(a->spec->net_relay_sock, &err) < 0) init_fail(a->chan, &err);
   wait_for(a->chan, KBOX_MSG_JOINED); /* the host attached us to v1 cgroups while we mounted */
   pid_t workload = start_workload(a, a->mounts->home);
   kbox_msg_send(a->chan, KBOX_MSG_STARTED, workload, &err);

@@ -42,6 +42,9 @@ void kbox_spec_free(struct kbox_spec *spec) {
   free(spec->kernel_ip);
   free(spec->kernel_transport);
   free(spec->kernel_cmd);
+  kbox_strv_free(&spec->net_allow);
+  free(spec->net_relay_sock);
+  free(spec->audit_path);
   memset(spec, 0, sizeof(*spec));
 }
 
