@@ -258,11 +258,13 @@ void kbox_broker_publish_stream(struct kbox_broker *b, const char *name, const c
   if (b->exec_id[0] != '\0' && b->exec_parent != NULL) parent = json_loadb(b->exec_parent, b->exec_parent_len, 0, NULL);
   json_t *c = json_pack("{s:s, s:s}", "name", name, "text", text);
   static const char topic[] = "kernel.kbox.stream";
-  kbox_wire_build(&b->host_auth, &b->buf, topic, sizeof(topic) - 1, b->session, "stream", parent, c, NULL);
+  struct kbox_frames out; /* not b->buf: this may run while b->buf holds the message being routed */
+  kbox_frames_init(&out);
+  kbox_wire_build(&b->host_auth, &out, topic, sizeof(topic) - 1, b->session, "stream", parent, c, NULL);
   json_decref(c);
   json_decref(parent);
-  if (send_at(b, KBOX_CH_IOPUB, &b->buf) == 0) b->forwarded++;
-  kbox_frames_clear(&b->buf);
+  if (send_at(b, KBOX_CH_IOPUB, &out) == 0) b->forwarded++;
+  kbox_frames_free(&out);
 }
 
 /* Follow execution_state and the running execute_request from iopub status messages. */
@@ -283,10 +285,12 @@ static void track_status(struct kbox_broker *b, size_t delim, long long now) {
       b->exec_id[parent[1].n] = '\0';
       b->exec_started_ms = now;
       keep_parent(b, f, delim + 3);
+      b->exec_hook_due = b->exec_hook != NULL; /* called once the busy status went out */
     }
   } else if (kbox_jspan_eq(&state, "idle")) {
     b->busy = false;
     b->last_activity_ms = now;
+    if (b->exec_hook != NULL && b->exec_id[0] != '\0') b->exec_hook(b->exec_hook_ctx, b);
     if (pid_usable && b->exec_id[0] != '\0' && kbox_jspan_eq(&parent[1], b->exec_id)) b->exec_id[0] = '\0';
   }
 }
@@ -349,6 +353,10 @@ static void from_iopub(struct kbox_broker *b, long long now) {
   kbox_audit_on_iopub(b->audit, f, delim);
   kbox_wire_resign(&b->host_auth, f, delim);
   if (send_at(b, KBOX_CH_IOPUB, f) == 0) b->forwarded++;
+  if (b->exec_hook_due) {
+    b->exec_hook_due = false;
+    b->exec_hook(b->exec_hook_ctx, b);
+  }
 }
 
 /* Heartbeat frames go through untouched (they are not Jupyter messages). */

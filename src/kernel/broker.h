@@ -38,6 +38,12 @@ struct kbox_broker {
   long long exec_started_ms;
   char *exec_parent;          /* header of that execute_request (JSON, as the kernel echoed it) */
   size_t exec_parent_len;
+  /* Called when an execute_request's busy status arrives (exec_id just set) and when its idle
+     arrives (before it is forwarded and exec_id cleared): kbox's notices for that cell (--net
+     refusals) get the cell as parent and reach clients before the cell ends. */
+  void (*exec_hook)(void *ctx, struct kbox_broker *b);
+  void *exec_hook_ctx;
+  bool exec_hook_due;
   struct kbox_audit *audit;   /* --audit: hooks per request/reply/output (kernel/audit.h), NULL: off */
   bool shutdown_replied;
   bool kernel_welcomes;       /* the kernel sent iopub_welcome (protocol 5.5): greet clients too */

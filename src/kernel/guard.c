@@ -15,9 +15,16 @@ int kbox_guard_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error
   return kbox_netpolicy_prepare(&k->net, spec, k->kdir, spec->kernel_mode, k->audit, err);
 }
 
+/* A cell's busy or idle status: deliver the proxy's notices held for that cell. */
+static void exec_hook(void *ctx, struct kbox_broker *b) { kbox_netpolicy_service(ctx, b); }
+
 int kbox_guard_start(struct kbox_kernel *k, const struct kbox_sandbox *sb, kbox_error_t *err) {
   if (kbox_netpolicy_start(&k->net, err) < 0) return -1;
   const struct kbox_spec *s = sb->spec;
+  if (s->kernel_mode && k->net.on) {
+    k->broker.exec_hook = exec_hook;
+    k->broker.exec_hook_ctx = &k->net;
+  }
   if (k->audit == NULL) return 0;
   const char *how = !s->kernel_mode ? "command" : k->conn_given ? "kernelspec" : s->detach ? "detach" : "run";
   kbox_audit_start(k->audit, s, how, sb->pid);

@@ -78,27 +78,43 @@ int kbox_netpolicy_start(struct kbox_netpolicy *np, kbox_error_t *err) {
 
 int kbox_netpolicy_fd(const struct kbox_netpolicy *np) { return np->on ? np->notes[0] : -1; }
 
+/* Publish the complete lines held so far as stderr of the running cell. */
+static void publish(struct kbox_netpolicy *np, struct kbox_broker *b) {
+  char *start = np->pending, *nl;
+  while ((nl = memchr(start, '\n', np->pending_len - (size_t)(start - np->pending))) != NULL) {
+    *nl = '\0';
+    kbox_warn("%s", start + (strncmp(start, "kbox: ", 6) == 0 ? 6 : 0));
+    char *line = NULL;
+    if (asprintf(&line, "%s\n", start) < 0) abort();
+    kbox_broker_publish_stream(b, "stderr", line);
+    free(line);
+    start = nl + 1;
+  }
+  np->pending_len -= (size_t)(start - np->pending);
+  memmove(np->pending, start, np->pending_len);
+}
+
+/* Notices are held while no cell is known to run: ipykernel sends a cell's busy status from its
+   IOPub thread, which can reach the broker after the cell's first refused request. They go out at
+   the cell's busy, or at the latest before its idle (exec_hook). */
 void kbox_netpolicy_service(struct kbox_netpolicy *np, struct kbox_broker *b) {
   if (!np->on || np->notes[0] < 0) return;
   for (;;) {
-    ssize_t r = read(np->notes[0], np->pending + np->pending_len, sizeof(np->pending) - 1 - np->pending_len);
-    if (r <= 0) return;
-    np->pending_len += (size_t)r;
-    np->pending[np->pending_len] = '\0';
-    char *start = np->pending, *nl;
-    while ((nl = strchr(start, '\n')) != NULL) {
-      *nl = '\0';
-      kbox_warn("%s", start + (strncmp(start, "kbox: ", 6) == 0 ? 6 : 0));
-      char *line = NULL;
-      if (asprintf(&line, "%s\n", start) < 0) abort();
-      kbox_broker_publish_stream(b, "stderr", line);
-      free(line);
-      start = nl + 1;
+    size_t room = sizeof(np->pending) - np->pending_len;
+    if (room == 0) { /* held too much without a cell: keep the newest */
+      np->pending_len = 0;
+      room = sizeof(np->pending);
     }
-    np->pending_len = strlen(start);
-    memmove(np->pending, start, np->pending_len);
-    if (np->pending_len == sizeof(np->pending) - 1) np->pending_len = 0; /* a line too long: drop it */
+    ssize_t r = read(np->notes[0], np->pending + np->pending_len, room);
+    if (r <= 0) break;
+    np->pending_len += (size_t)r;
   }
+  if (b->exec_id[0] != '\0') publish(np, b);
+}
+
+/* Notices held longer than this without a cell are published without a parent (and logged). */
+void kbox_netpolicy_flush_stale(struct kbox_netpolicy *np, struct kbox_broker *b) {
+  if (np->on && np->pending_len > 0 && b->exec_id[0] == '\0') publish(np, b);
 }
 
 void kbox_netpolicy_stop(struct kbox_netpolicy *np) {

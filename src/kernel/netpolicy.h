@@ -37,6 +37,8 @@ int kbox_netpolicy_start(struct kbox_netpolicy *np, kbox_error_t *err);
    as stderr of the running cell). */
 int kbox_netpolicy_fd(const struct kbox_netpolicy *np);
 void kbox_netpolicy_service(struct kbox_netpolicy *np, struct kbox_broker *b);
+/* Publish notices held while no cell ran (call when the loop has been idle a while). */
+void kbox_netpolicy_flush_stale(struct kbox_netpolicy *np, struct kbox_broker *b);
 /* Stop the proxy (counters stay); the "net" object of --report; free. */
 void kbox_netpolicy_stop(struct kbox_netpolicy *np);
 json_t *kbox_netpolicy_report(struct kbox_netpolicy *np);

@@ -179,7 +179,10 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     int net_at = kbox_netpolicy_fd(&k->net) >= 0 ? n : -1;
     if (net_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_netpolicy_fd(&k->net), .events = POLLIN};
     if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
-    if (poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait) < 0) {
+    if (k->net.pending_len > 0 && wait > 1000) wait = 1000; /* notices held for a cell that may not come */
+    int ready = poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait);
+    if (ready == 0) kbox_netpolicy_flush_stale(&k->net, b);
+    if (ready < 0) {
       if (errno != EINTR) {
         kbox_log(KBOX_LOG_ERROR, "poll: %s", strerror(errno));
         break;
@@ -187,9 +190,9 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
       for (int i = 0; i < n; i++) pfd[i].revents = 0;
     }
     now = kbox_now_ms();
-    /* --net notices first: the cell's stderr line must reach clients before the cell's idle status */
-    if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
     pending = kbox_broker_service(b, pfd, now);
+    /* --net notices (those of a cell that just ended went out before its idle: before_idle) */
+    if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
     if (!l.announced && b->ready) announce(&l, now);
     if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);
     if (chan_at >= 0 && (pfd[chan_at].revents & (POLLIN | POLLERR | POLLHUP))) {

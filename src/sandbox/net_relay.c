@@ -27,7 +27,7 @@ struct pair {
   bool in_eof, out_eof;
 };
 
-/* Move what is readable from fd into buf; false when fd is finished. */
+/* Move what is readable from fd into buf; *eof once fd is finished. */
 static void take(int fd, char *buf, size_t *len, bool *eof) {
   if (*eof || *len == RBUF) return;
   ssize_t r = read(fd, buf + *len, RBUF - *len);
@@ -52,7 +52,9 @@ static bool step(struct pair *p, short ein, short eout) {
   if (!give(p->out, p->a, &p->al) || !give(p->in, p->b, &p->bl)) return false;
   if (p->in_eof && p->al == 0) shutdown(p->out, SHUT_WR);
   if (p->out_eof && p->bl == 0) shutdown(p->in, SHUT_WR);
-  return !((p->in_eof && p->al == 0 && p->out_eof && p->bl == 0) || (p->out_eof && p->bl == 0 && (ein & POLLERR)));
+  /* Done once the proxy side ended and everything it sent was delivered (a refusal or the end of
+     a response: the workload's side has nothing more to say that anyone would read). */
+  return !(p->out_eof && p->bl == 0);
 }
 
 static int connect_proxy(const char *path) {
