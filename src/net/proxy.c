@@ -29,6 +29,7 @@
 #define MAX_ADDRS 8
 #define MAX_HOSTS 256        /* per-host counters kept; others are counted under "(other)" */
 #define TEST_MAP_MAX 32
+#define REFUSING_MAX 256     /* connections over the limit still answered 503 (then closed) */
 
 enum state { S_HEAD, S_RESOLVING, S_CONNECTING, S_PIPE, S_CLOSING };
 
@@ -572,11 +573,19 @@ static bool conn_step(struct kbox_proxy *p, struct conn *c, short cev, short uev
     return pipe_step(p, c, 0, 0, now);
   }
   case S_PIPE: return pipe_step(p, c, cev, uev, now);
-  case S_CLOSING:
-    if (cev & (POLLERR | POLLHUP)) return false;
+  case S_CLOSING: {
+    /* Lingering close: write the response, end our side, then read (and drop) what the client still
+       sends until it closes. Closing a unix socket with unread input resets it, and the peer
+       could lose the response. */
+    if (cev & POLLERR) return false;
     if (!flush(c->cfd, c->u2c, &c->u2c_off, &c->u2c_len)) return false;
-    if (c->u2c_len == 0) return false;
-    return true;
+    if (c->u2c_len != 0) return true;
+    if (!c->c_shut) c->c_shut = shutdown(c->cfd, SHUT_WR) == 0 || true;
+    char sink[4096];
+    ssize_t r;
+    while ((r = read(c->cfd, sink, sizeof(sink))) > 0) {}
+    return r < 0 && (errno == EAGAIN || errno == EINTR);
+  }
   }
   return false;
 }
@@ -607,18 +616,17 @@ static void accept_all(struct kbox_proxy *p, long long now) {
   for (int i = 0; i < 64; i++) {
     int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (p->n_conns >= p->cfg.max_conns) {
-      static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 60\r\nConnection: close\r\n\r\n"
-                                 "kbox: too many connections open at once through the proxy\n";
-      if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* nothing more to do */ }
-      close(fd);
-      if (p->busy_refused++ == 0) {
-        char line[160];
-        snprintf(line, sizeof(line), "kbox: refused a connection \xe2\x80\x94 %u are open through the proxy already (the limit)",
-                 p->cfg.max_conns);
-        notify(p, line);
-      }
+    bool busy = p->n_conns >= p->cfg.max_conns;
+    if (busy && p->n_conns >= p->cfg.max_conns + REFUSING_MAX) {
+      close(fd); /* far over the limit: not even an answer */
+      p->busy_refused++;
       continue;
+    }
+    if (busy && p->busy_refused++ == 0) {
+      char line[160];
+      snprintf(line, sizeof(line), "kbox: refused a connection \xe2\x80\x94 %u are open through the proxy already (the limit)",
+               p->cfg.max_conns);
+      notify(p, line);
     }
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) abort();
@@ -627,6 +635,7 @@ static void accept_all(struct kbox_proxy *p, long long now) {
     c->st = S_HEAD;
     c->started = c->last = now;
     c->deadline = now + HEAD_MS;
+    if (busy) respond(c, "503 Service Unavailable", "kbox: too many connections open at once through the proxy\n", now);
     p->conns = realloc(p->conns, (p->n_conns + 1) * sizeof(*p->conns));
     if (p->conns == NULL) abort();
     p->conns[p->n_conns++] = c;
@@ -647,7 +656,7 @@ static short cevents(const struct conn *c) {
   switch (c->st) {
   case S_HEAD: return POLLIN;
   case S_PIPE: return (short)((c->c_eof || c->c2u_len == sizeof(c->c2u) ? 0 : POLLIN) | (c->u2c_len ? POLLOUT : 0));
-  case S_CLOSING: return POLLOUT;
+  case S_CLOSING: return c->u2c_len ? POLLOUT : POLLIN;
   default: return 0;
   }
 }
