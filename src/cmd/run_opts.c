@@ -138,6 +138,13 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_AUDIT:
     if (arg[0] == '\0') return kbox_error_make(err, 0, "--audit: needs a file name");
     free(spec->audit_path);
+    spec->audit_path = NULL;
+    if (arg[0] != '/') { /* absolute, so a kernelspec finds the same file from any cwd */
+      cleanup_free char *cwd = getcwd(NULL, 0);
+      if (cwd == NULL || asprintf(&spec->audit_path, "%s/%s", cwd, arg) < 0)
+        return kbox_error_make(err, errno, "--audit: cannot make %s absolute", arg);
+      return 0;
+    }
     spec->audit_path = strdup(arg);
     return 0;
   case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->env, err);
