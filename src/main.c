@@ -27,6 +27,7 @@ static const struct verb verbs[] = {
     {"interrupt", kbox_kmod_interrupt, "interrupt the cell running in a kernel"},
     {"kill", kbox_kmod_kill, "shut a kernel down (gracefully, then by force) and remove its state"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
+    {"audit", kbox_cmd_audit, "show an --audit log (JSON Lines) for people"},
     {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };
 

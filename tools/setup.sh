@@ -15,7 +15,7 @@ packages=(
   # tests: static busybox for test rootfs, peers and Jupyter clients from Debian
   busybox-static iproute2 procps util-linux bubblewrap hyperfine
   python3 python3-zmq python3-jupyter-client python3-ipykernel python3-jupyter-kernel-test
-  python3-cryptography python3-numpy python3-pandas python3-matplotlib python3-scipy python3-sklearn runc
+  python3-cryptography python3-requests python3-numpy python3-pandas python3-matplotlib python3-scipy python3-sklearn runc
   # cgroup v2 VM test and the kernel image
   qemu-system-x86 cpio mmdebstrap
 )

@@ -251,6 +251,9 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
   kbox_strv_free(&a);
   if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
+  if (e->spec.net == KBOX_NET_ALLOW || e->spec.audit_path != NULL) /* docs/network.md */
+    return kbox_error_make(err, 0, "%s is not supported by kbox entrypoint yet (only by kbox run and kernelspecs): "
+                           "remove it from the profile or unset KBOX_AUDIT", e->spec.net == KBOX_NET_ALLOW ? "--net allow" : "--audit");
   e->spec.rootless = geteuid() != 0;
   return 0;
 }

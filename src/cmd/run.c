@@ -46,8 +46,7 @@ static int timeout_left(struct kbox_sandbox *sb) {
   return left > 0 ? (int)left : 0;
 }
 
-/* Supervise until pid 1 is gone: forward signals, enforce --timeout, collect the status. */
-static void supervise(struct kbox_sandbox *sb, int sigfd) {
+void kbox_run_supervise(struct kbox_sandbox *sb, int sigfd) {
   while (!sb->reaped) {
     struct pollfd fds[3] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN},
                             {.fd = sb->chan, .events = POLLIN}};
@@ -74,8 +73,7 @@ void kbox_run_explain_end(const struct kbox_sandbox *sb) {
   if (kbox_limits_explain(sb->cgroup, sb->spec, why, sizeof(why))) fprintf(stderr, "kbox: %s\n", why);
 }
 
-/* Say in one line why the sandbox ended, when it was not the workload's own doing. */
-static void explain_end(const struct kbox_sandbox *sb) {
+void kbox_run_explain_command_end(const struct kbox_sandbox *sb) {
   kbox_run_explain_end(sb);
   if (sb->timed_out)
     fprintf(stderr, "kbox: the workload ran past --timeout %.3gs and was killed\n", (double)sb->spec->timeout_ms / 1000.0);
@@ -90,7 +88,7 @@ json_t *kbox_run_report(struct kbox_sandbox *sb, const struct kbox_error_s *setu
 void kbox_run_report_write(struct kbox_sandbox *sb, json_t *r) {
   if (r == NULL) return;
   kbox_error_t err = NULL;
-  if (kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
+  if (sb->spec->report_path != NULL && kbox_report_write(sb->spec->report_path, r, &err) < 0) kbox_error_report(&err);
   json_decref(r);
 }
 
@@ -114,8 +112,9 @@ int kbox_cmd_run(int argc, char **argv) {
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   kbox_log_set_id(spec.id);
   spec.rootless = geteuid() != 0;
-  if (spec.kernel_mode || spec.detach) {
-    /* Kernel mode lives in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */
+  if (spec.kernel_mode || spec.detach || spec.net == KBOX_NET_ALLOW || spec.audit_path != NULL) {
+    /* Kernel mode, and the host-side proxy and audit log of --net allow and --audit (which need
+       libcrypto and threads), live in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */
     const struct kbox_kmod *m = kbox_kmod_get();
     code = m != NULL ? m->run_kernel(&spec) : KBOX_EXIT_RUNTIME;
     kbox_spec_free(&spec);
@@ -131,10 +130,10 @@ int kbox_cmd_run(int argc, char **argv) {
     }
     code = kbox_error_report(&err);
   } else {
-    supervise(&sb, sigfd);
+    kbox_run_supervise(&sb, sigfd);
     kbox_trace_step("sandbox ended (pid 1 reaped)");
     kbox_sandbox_kill(&sb);
-    explain_end(&sb);
+    kbox_run_explain_command_end(&sb);
     kbox_run_report_write(&sb, kbox_run_report(&sb, NULL));
     code = kbox_sandbox_exit_code(&sb);
   }

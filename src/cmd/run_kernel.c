@@ -1,12 +1,14 @@
-/* Kernel mode of `kbox run` (no CMD, or --detach): in kbox-kernel.so, entered from cmd/run.c once
-   the options are parsed. */
+/* Kernel mode of `kbox run` (no CMD, or --detach), and command mode with --net allow or --audit:
+   in kbox-kernel.so, entered from cmd/run.c once the options are parsed. */
 #include <unistd.h>
 
 #include "cmd/commands.h"
 #include "cmd/run.h"
 #include "kernel/detach.h"
+#include "kernel/guard.h"
 #include "kernel/launch.h"
 #include "sandbox/probe.h"
+#include "sandbox/report.h"
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/log.h"
@@ -19,32 +21,37 @@ static void kernel_cmd_error(const struct kbox_spec *spec, kbox_error_t err) {
   err->exit_code = KBOX_EXIT_RUNTIME;
 }
 
-/* The verdict with the kernel's part; a graceful shutdown whose stragglers kbox killed says so. */
-static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern) {
-  json_t *r = kbox_run_report(sb, setup_error);
+/* The verdict with the kernel's part (kern NULL in command mode), --net's counters and the end of the
+   --audit log; a graceful shutdown whose stragglers kbox killed says so. */
+static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error, const struct kbox_kernel *kern,
+                         struct kbox_kernel *guard) {
+  json_t *r = kbox_guard_active(guard) ? kbox_report_build(sb, setup_error) : kbox_run_report(sb, setup_error);
   if (r == NULL) return;
   if (kern != NULL) {
     json_object_set_new(r, "kernel", kbox_kernel_report(kern));
     kbox_kernel_fix_verdict(kern, sb, r);
   }
+  kbox_guard_end(guard, r);
   kbox_run_report_write(sb, r);
 }
 
-/* The kernel's sandbox, broker and supervision until the kernel ends; returns the exit code. */
-static int run_kernel(struct kbox_kernel *kern, struct kbox_spec *spec, int sigfd) {
+/* The sandbox, broker (kernel mode), proxy and audit log, supervised until the sandbox ends; returns
+   the exit code. k holds the kernel (kernel mode) or only the --net/--audit guard (command mode). */
+static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd) {
   kbox_error_t err = NULL;
+  struct kbox_kernel *kern = spec->kernel_mode ? k : NULL;
   struct kbox_sandbox sb;
   int code;
   if (kbox_sandbox_start(&sb, spec, &err) < 0) {
     kbox_probe_explain_failure(spec, &err); /* name what the host refuses, as doctor does */
-    kernel_cmd_error(spec, err);
-    write_report(&sb, err, NULL);
+    if (kern != NULL) kernel_cmd_error(spec, err);
+    write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);
-  } else if (kbox_kernel_open_broker(kern, &err) < 0) {
+  } else if ((kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) || kbox_guard_start(k, &sb, &err) < 0) {
     kbox_sandbox_kill(&sb);
-    write_report(&sb, err, NULL);
+    write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);
-  } else {
+  } else if (kern != NULL) {
     /* Own process group: a client's killpg(SIGINT) reaches kbox only, which forwards it once. */
     setpgid(sb.pid, sb.pid);
     kbox_detach_record(kern, sb.pid); /* state for ps / exec --id / kill (src/kernel/state.c) */
@@ -52,9 +59,15 @@ static int run_kernel(struct kbox_kernel *kern, struct kbox_spec *spec, int sigf
     kbox_sandbox_kill(&sb);
     kbox_run_explain_end(&sb);
     kbox_kernel_explain_end(kern, &sb);
-    write_report(&sb, NULL, kern);
+    write_report(&sb, NULL, kern, k);
     kbox_detach_verdict(kern, &sb); /* out of memory? for a kbox exec --id that saw it go */
     code = kbox_kernel_exit_code(kern, &sb);
+  } else {
+    kbox_run_supervise(&sb, sigfd);
+    kbox_sandbox_kill(&sb);
+    kbox_run_explain_command_end(&sb);
+    write_report(&sb, NULL, NULL, k);
+    code = kbox_sandbox_exit_code(&sb);
   }
   kbox_sandbox_destroy(&sb);
   return code;
@@ -68,11 +81,14 @@ int kbox_cmd_run_kernel(struct kbox_spec *spec) {
   if (spec->detach && kbox_detach_start(spec, &code, &err) != 0) return err != NULL ? kbox_error_report(&err) : code;
   cleanup_close int sigfd = kbox_sandbox_signalfd(&err);
   if (sigfd < 0) return kbox_error_report(&err);
-  /* Run dir, connection files, broker sockets, kernel argv (src/kernel). */
+  /* Run dir, connection files, broker sockets, kernel argv (src/kernel); --net allow, --audit. */
   struct kbox_kernel kern = {0};
-  if (kbox_kernel_prepare(&kern, spec, &err) < 0) code = kbox_error_report(&err);
-  else code = run_kernel(&kern, spec, sigfd);
+  if ((spec->kernel_mode && kbox_kernel_prepare(&kern, spec, &err) < 0) || kbox_guard_prepare(&kern, spec, &err) < 0)
+    code = kbox_error_report(&err);
+  else
+    code = run_sandbox(&kern, spec, sigfd);
   if (spec->detach) kbox_detach_end(&kern);
-  kbox_kernel_cleanup(&kern);
+  kbox_guard_cleanup(&kern);
+  kbox_kernel_cleanup(&kern); /* no-op when neither kernel mode nor --net allow made a run dir */
   return code;
 }

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "kernel/kernel_args.h"
+#include "kernel/audit.h" /* KBOX_AUDIT_ENV */
+#include "net/rules.h"
 #include "sandbox/mounts.h"
 #include "security/security.h"
 #include "cmd/image.h"
@@ -25,6 +27,7 @@ enum {
   OPT_TRACE_SETUP,
   OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
   OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
+  OPT_NET_MAX_BYTES, OPT_AUDIT,
 };
 
 struct opt_doc {
@@ -42,7 +45,9 @@ static const struct opt_doc run_opts[] = {
     {"disk", 1, OPT_DISK, "SIZE", "size cap of the writable upper layer (tmpfs, discarded at exit). Default 512M. Example: --disk 1G"},
     {"workdir", 1, OPT_WORKDIR, "DIR", "share DIR read-write at the same path and make it the cwd. Example: --workdir \"$PWD\""},
     {"bind", 1, OPT_BIND, "SRC[:DST][:ro]", "bind-mount a host path into the sandbox (repeatable). Example: --bind /data:/mnt/data:ro"},
-    {"net", 1, OPT_NET, "MODE", "network: 'none' (only lo, the default). Example: --net none"},
+    {"net", 1, OPT_NET, "MODE", "network: 'none' (only lo, the default) or 'allow=RULE[,RULE...]' (HTTP/HTTPS through kbox's proxy to the hosts named; RULE = host, *.domain, host:port or *.domain:port; ports default to 443 and 80; repeatable; see docs/network.md). Example: --net allow=data.example.org,*.githubusercontent.com"},
+    {"net-max-bytes", 1, OPT_NET_MAX_BYTES, "SIZE", "with --net allow: bytes the kernel may move through the proxy in all (both directions); then its connections are cut. Default: no limit. Example: --net-max-bytes 100M"},
+    {"audit", 1, OPT_AUDIT, "FILE", "append one JSON line per event (start, each execute_request and its outcome, network decisions, limits, end) to FILE on the host; also KBOX_AUDIT. Read it with 'kbox audit show FILE'. Example: --audit /var/log/kbox/audit.jsonl"},
     {"env", 1, OPT_ENV, "KEY=VALUE", "set a variable for the workload (repeatable). Example: --env MPLBACKEND=Agg"},
     {"env-file", 1, OPT_ENV_FILE, "FILE", "read KEY=VALUE lines (dotenv format) for the workload. Example: --env-file ./sandbox.env"},
     {"user", 1, OPT_USER, "UID[:GID]", "identity inside the sandbox. Default 1000:100 (jovyan). Example: --user 1000:100"},
@@ -108,6 +113,28 @@ static int add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err
   return 0;
 }
 
+/* --net none | allow=RULE[,RULE...] (rules checked now, so a kernelspec with a bad rule is refused
+   at install time). */
+static int parse_net(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
+  spec->net_set = true;
+  if (strcmp(arg, "none") == 0) {
+    spec->net = KBOX_NET_NONE;
+    kbox_strv_free(&spec->net_allow);
+    return 0;
+  }
+  char q[256];
+  if (strncmp(arg, "allow=", 6) != 0)
+    return kbox_error_make(err, 0, "--net: unknown mode '%s' (use none or allow=HOST[,HOST...], e.g. allow=data.example.org)",
+                           kbox_quote(arg, q, sizeof(q)));
+  struct kbox_net_rules r = {0};
+  int rc = kbox_net_rules_parse(&r, arg + 6, "--net allow", err);
+  kbox_net_rules_free(&r);
+  if (rc < 0) return -1;
+  spec->net = KBOX_NET_ALLOW;
+  kbox_strv_add(&spec->net_allow, arg + 6);
+  return 0;
+}
+
 /* Apply one parsed option to the spec. */
 static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help_shown, kbox_error_t *err) {
   uint64_t u = 0;
@@ -125,10 +152,19 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     if (spec->workdir == NULL) return kbox_error_make(err, errno, "--workdir: %s", arg);
     return 0;
   case OPT_BIND: return kbox_spec_parse_bind(spec, arg, err);
-  case OPT_NET:
-    if (strcmp(arg, "none") != 0)
-      return kbox_error_make(err, 0, "--net: unknown mode '%s' (supported: none)", kbox_quote(arg, q, sizeof(q)));
-    spec->net = KBOX_NET_NONE;
+  case OPT_NET: return parse_net(spec, arg, err);
+  case OPT_NET_MAX_BYTES: return kbox_parse_size("--net-max-bytes", arg, &spec->net_max_bytes, err);
+  case OPT_AUDIT:
+    if (arg[0] == '\0') return kbox_error_make(err, 0, "--audit: needs a file name");
+    free(spec->audit_path);
+    spec->audit_path = NULL;
+    if (arg[0] != '/') { /* absolute, so a kernelspec finds the same file from any cwd */
+      cleanup_free char *cwd = getcwd(NULL, 0);
+      if (cwd == NULL || asprintf(&spec->audit_path, "%s/%s", cwd, arg) < 0)
+        return kbox_error_make(err, errno, "--audit: cannot make %s absolute", arg);
+      return 0;
+    }
+    spec->audit_path = strdup(arg);
     return 0;
   case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->env, err);
   case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->env, err);
@@ -279,6 +315,9 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (kbox_security_prepare(spec, err) < 0) return -1;
   kbox_trace_step("security profile loaded, seccomp filter ready");
   if (kbox_kernel_args_check(spec, is_run_option, err) < 0) return -1;
+  const char *audit = getenv(KBOX_AUDIT_ENV);
+  if (spec->audit_path == NULL && audit != NULL && audit[0] != '\0') spec->audit_path = strdup(audit);
+  if (kbox_net_rules_check(&spec->net_allow, "--net allow", err) < 0) return -1; /* rules of a profile */
   spec->rootless = geteuid() != 0;
   if (kbox_spec_validate(spec, err) < 0) return -1;
   bool locked_mounts = spec->rootless || !kbox_mounts_in_initial_userns();

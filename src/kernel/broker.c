@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel/audit.h"
 #include "kernel/jscan.h"
 #include "util/log.h"
 
@@ -168,6 +169,8 @@ void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
   kbox_auth_free(&b->kern_auth);
   kbox_frames_free(&b->buf);
   kbox_pending_free(&b->pending);
+  free(b->exec_parent);
+  b->exec_parent = NULL;
 }
 
 void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items) {
@@ -185,6 +188,7 @@ static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long n
   if (why != NULL) return drop(b, ch, true, why);
   /* The first frame is the client identity the ROUTER added: keep it as the prefix the kernel
      will echo back, so the reply can be routed to this client. */
+  kbox_audit_on_client(b->audit, ch, f, delim, now);
   kbox_wire_resign(&b->kern_auth, f, delim);
   if (ch == KBOX_CH_SHELL) kbox_pending_add(&b->pending, f, delim);
   b->last_activity_ms = now;
@@ -229,6 +233,7 @@ static void from_kernel(struct kbox_broker *b, enum kbox_channel ch) {
   if (delim == 0) return drop(b, ch, false, "no client identity to route the reply to");
   if (is_own(b, f)) return own_reply(b, delim);
   if (ch == KBOX_CH_SHELL) kbox_pending_replied(&b->pending, f, delim);
+  kbox_audit_on_kernel(b->audit, ch, f, delim, kbox_now_ms());
   kbox_wire_resign(&b->host_auth, f, delim);
   /* ROUTER without ROUTER_MANDATORY: a gone or slow client's message is dropped, never blocks. */
   if (send_at(b, ch, f) == 0) b->forwarded++;
@@ -240,6 +245,29 @@ static struct kbox_jspan member(const struct kbox_frames *f, size_t i, const cha
   struct kbox_jspan v = {0};
   if (!kbox_jscan_object(kbox_frame_data(f, i), kbox_frame_size(f, i), keys, 1, &v)) v.p = NULL;
   return v;
+}
+
+/* Keep the parent header of the running execute_request (for kbox_broker_publish_stream). */
+static void keep_parent(struct kbox_broker *b, const struct kbox_frames *f, size_t i) {
+  free(b->exec_parent);
+  b->exec_parent_len = kbox_frame_size(f, i);
+  b->exec_parent = malloc(b->exec_parent_len + 1);
+  if (b->exec_parent == NULL) abort();
+  memcpy(b->exec_parent, kbox_frame_data(f, i), b->exec_parent_len);
+}
+
+void kbox_broker_publish_stream(struct kbox_broker *b, const char *name, const char *text) {
+  json_t *parent = NULL;
+  if (b->exec_id[0] != '\0' && b->exec_parent != NULL) parent = json_loadb(b->exec_parent, b->exec_parent_len, 0, NULL);
+  json_t *c = json_pack("{s:s, s:s}", "name", name, "text", text);
+  static const char topic[] = "kernel.kbox.stream";
+  struct kbox_frames out; /* not b->buf: this may run while b->buf holds the message being routed */
+  kbox_frames_init(&out);
+  kbox_wire_build(&b->host_auth, &out, topic, sizeof(topic) - 1, b->session, "stream", parent, c, NULL);
+  json_decref(c);
+  json_decref(parent);
+  if (send_at(b, KBOX_CH_IOPUB, &out) == 0) b->forwarded++;
+  kbox_frames_free(&out);
 }
 
 /* Follow execution_state and the running execute_request from iopub status messages. */
@@ -259,10 +287,13 @@ static void track_status(struct kbox_broker *b, size_t delim, long long now) {
       memcpy(b->exec_id, parent[1].p, parent[1].n);
       b->exec_id[parent[1].n] = '\0';
       b->exec_started_ms = now;
+      keep_parent(b, f, delim + 3);
+      b->exec_hook_due = b->exec_hook != NULL; /* called once the busy status went out */
     }
   } else if (kbox_jspan_eq(&state, "idle")) {
     b->busy = false;
     b->last_activity_ms = now;
+    if (b->exec_hook != NULL && b->exec_id[0] != '\0') b->exec_hook(b->exec_hook_ctx, b);
     if (pid_usable && b->exec_id[0] != '\0' && kbox_jspan_eq(&parent[1], b->exec_id)) b->exec_id[0] = '\0';
     if (pid_usable) kbox_pending_idle(&b->pending, parent[1].p, parent[1].n);
   }
@@ -323,8 +354,13 @@ static void from_iopub(struct kbox_broker *b, long long now) {
   if (why != NULL) return drop(b, KBOX_CH_IOPUB, false, why);
   if (kernel_welcome(b, delim)) return;
   if (is_status(f, delim)) track_status(b, delim, now);
+  kbox_audit_on_iopub(b->audit, f, delim);
   kbox_wire_resign(&b->host_auth, f, delim);
   if (send_at(b, KBOX_CH_IOPUB, f) == 0) b->forwarded++;
+  if (b->exec_hook_due) {
+    b->exec_hook_due = false;
+    b->exec_hook(b->exec_hook_ctx, b);
+  }
 }
 
 /* Heartbeat frames go through untouched (they are not Jupyter messages). */

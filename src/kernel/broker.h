@@ -13,6 +13,8 @@
 #include "kernel/pending.h"
 #include "kernel/wire.h"
 
+struct kbox_audit;
+
 #define KBOX_BROKER_NPOLL (2 * KBOX_CH_N)
 
 struct kbox_broker {
@@ -35,6 +37,15 @@ struct kbox_broker {
   bool busy;                  /* last execution_state seen on iopub */
   char exec_id[64];           /* msg_id of the execute_request running now ("" = none) */
   long long exec_started_ms;
+  char *exec_parent;          /* header of that execute_request (JSON, as the kernel echoed it) */
+  size_t exec_parent_len;
+  /* Called when an execute_request's busy status arrives (exec_id just set) and when its idle
+     arrives (before it is forwarded and exec_id cleared): kbox's notices for that cell (--net
+     refusals) get the cell as parent and reach clients before the cell ends. */
+  void (*exec_hook)(void *ctx, struct kbox_broker *b);
+  void *exec_hook_ctx;
+  bool exec_hook_due;
+  struct kbox_audit *audit;   /* --audit: hooks per request/reply/output (kernel/audit.h), NULL: off */
   bool shutdown_replied;
   bool kernel_welcomes;       /* the kernel sent iopub_welcome (protocol 5.5): greet clients too */
   bool welcome_owed;          /* a client subscribed before we knew */
@@ -61,6 +72,11 @@ void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items);
 void kbox_broker_dispatch(struct kbox_broker *b, const zmq_pollitem_t *items, long long now_ms);
 /* Send a request of the broker's own to the kernel (kernel_info_request, shutdown_request...). */
 int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char *msg_type, json_t *content);
+
+/* Publish a stream message (name "stderr"/"stdout") on iopub to the clients, signed with their key
+   and parented to the running execute_request, as if the cell had printed it (kbox's notices to
+   the code's author, e.g. a blocked network request). */
+void kbox_broker_publish_stream(struct kbox_broker *b, const char *name, const char *text);
 
 long long kbox_now_ms(void);
 

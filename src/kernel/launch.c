@@ -126,6 +126,14 @@ static void kernel_env(struct kbox_spec *s) {
   s->env = kept;
 }
 
+int kbox_kernel_rundir_only(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err) {
+  k->spec = spec;
+  k->run_lock = k->out_fd = -1;
+  if (make_rundir(k, err) < 0) return -1;
+  kbox_spec_add_bind(spec, k->kdir, KBOX_KERNEL_INNER_DIR, false);
+  return 0;
+}
+
 int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err) {
   memset(k, 0, sizeof(*k));
   k->spec = spec;

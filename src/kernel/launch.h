@@ -7,7 +7,9 @@
 #include <stdbool.h>
 
 #include "kernel/broker.h"
+#include "kernel/audit.h"
 #include "kernel/connection.h"
+#include "kernel/netpolicy.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/spec.h"
 
@@ -27,6 +29,8 @@ struct kbox_kernel {
   bool conn_written;     /* kbox created --connection-file (removed at exit) */
   struct kbox_broker broker;
   bool broker_open;
+  struct kbox_netpolicy net;   /* --net allow (kernel/netpolicy.h) */
+  struct kbox_audit *audit;    /* --audit, NULL: off (kernel/audit.h) */
 
   /* outcome, for the report */
   const char *ended_by;  /* NULL: the kernel ended on its own */
@@ -35,6 +39,8 @@ struct kbox_kernel {
   bool stragglers_killed; /* the kernel replied to shutdown_request; what still ran after the grace was killed */
 };
 
+/* Command mode with --net allow: only the run dir (for the proxy socket), bound at KBOX_KERNEL_INNER_DIR. */
+int kbox_kernel_rundir_only(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
 /* Everything before the sandbox starts: run dir, connection files, kernel argv. */
 int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
 /* The event loop: broker, signals, deadlines; returns once the sandbox's pid 1 is reaped. */

@@ -100,6 +100,7 @@ static void on_signals(struct loop *l, int sigfd, long long now) {
       if (l->kill_at != 0) kbox_sandbox_kill(l->sb); /* second request: no more grace */
       else begin_shutdown(l, sig == SIGTERM ? "sigterm" : "sighup", now);
     } else {
+      if (sig == SIGINT) kbox_audit_interrupted(l->k->audit);
       kbox_sandbox_signal(l->sb, sig); /* SIGINT interrupts the running cell */
     }
   }
@@ -116,6 +117,7 @@ static void check_exec(struct loop *l, long long now) {
     snprintf(l->interrupted_id, sizeof(l->interrupted_id), "%s", b->exec_id);
     l->interrupted_at = now;
     l->k->exec_interrupts++;
+    kbox_audit_timed_out(l->k->audit);
     kbox_sandbox_signal(l->sb, SIGINT);
   } else if (now - l->interrupted_at >= EXEC_GRACE_MS) {
     kbox_log(KBOX_LOG_WARN, "execute_request %s still ran %.3gs after the interrupt: killing the sandbox",
@@ -261,7 +263,7 @@ static void answer_pending(struct kbox_kernel *k, const struct kbox_sandbox *sb)
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
   struct loop l = {.k = k, .sb = sb, .parent_fd = open_parent(k->spec)};
   struct kbox_broker *b = &k->broker;
-  struct pollfd pfd[KBOX_BROKER_NPOLL + 4];
+  struct pollfd pfd[KBOX_BROKER_NPOLL + 5]; /* pidfd, signals, channel, parent, proxy notices */
   signal(SIGPIPE, SIG_IGN); /* a dead client's stderr pipe must not kill the supervisor */
   bool pending = true; /* the broker may hold messages already: do not sleep before looking */
   while (!sb->reaped) {
@@ -275,8 +277,13 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     int chan_at = -1, parent_at = -1;
     if (sb->chan >= 0) pfd[chan_at = n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
     if (l.parent_fd >= 0) pfd[parent_at = n++] = (struct pollfd){.fd = l.parent_fd, .events = POLLIN};
+    int net_at = kbox_netpolicy_fd(&k->net) >= 0 ? n : -1;
+    if (net_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_netpolicy_fd(&k->net), .events = POLLIN};
     if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
-    if (poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait) < 0) {
+    if (k->net.pending_len > 0 && wait > 1000) wait = 1000; /* notices held for a cell that may not come */
+    int ready = poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait);
+    if (ready == 0) kbox_netpolicy_flush_stale(&k->net, b);
+    if (ready < 0) {
       if (errno != EINTR) {
         kbox_log(KBOX_LOG_ERROR, "poll: %s", strerror(errno));
         break;
@@ -285,6 +292,8 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     }
     now = kbox_now_ms();
     pending = kbox_broker_service(b, pfd, now);
+    /* --net notices (those of a cell that just ended went out before its idle: before_idle) */
+    if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
     if (!l.announced && b->ready) announce(&l, now);
     if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);
     if (chan_at >= 0 && (pfd[chan_at].revents & (POLLIN | POLLERR | POLLHUP))) {

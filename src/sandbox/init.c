@@ -17,6 +17,7 @@
 #include "sandbox/channel.h"
 #include "sandbox/mounts.h"
 #include "sandbox/net.h"
+#include "sandbox/net_relay.h"
 #include "sandbox/workload.h"
 #include "util/cleanup.h"
 #include "util/trace.h"
@@ -159,6 +160,7 @@ void kbox_init_main(struct kbox_init_args *a) {
   }
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
+  if (a->spec->net_relay_sock != NULL && kbox_net_relay_start(a->spec->net_relay_sock, &err) < 0) init_fail(a->chan, &err);
   /* The host attached us to v1 cgroups while we mounted; JOINED says which limits are rlimits. */
   kbox_rlimits_plan_set_bits((unsigned)wait_for(a->chan, KBOX_MSG_JOINED));
   kbox_trace_step("JOINED received (in the v1 cgroups)");

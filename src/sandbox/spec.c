@@ -46,6 +46,9 @@ void kbox_spec_free(struct kbox_spec *spec) {
   free(spec->kernel_cmd);
   kbox_strv_free(&spec->kernel_args);
   kbox_strv_free(&spec->overlays);
+  kbox_strv_free(&spec->net_allow);
+  free(spec->net_relay_sock);
+  free(spec->audit_path);
   memset(spec, 0, sizeof(*spec));
 }
 

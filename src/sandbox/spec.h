@@ -17,7 +17,7 @@ struct kbox_bind {
   bool ro;
 };
 
-enum kbox_net_mode { KBOX_NET_NONE = 0 };
+enum kbox_net_mode { KBOX_NET_NONE = 0, KBOX_NET_ALLOW };
 
 struct kbox_spec {
   char *id;
@@ -28,6 +28,11 @@ struct kbox_spec {
   struct kbox_bind *binds;
   size_t n_binds;
   enum kbox_net_mode net;
+  bool net_set;              /* --net given (a profile's net section applies otherwise) */
+  struct kbox_strv net_allow; /* --net allow=LIST values (src/net/rules.h parses them) */
+  uint64_t net_max_bytes;    /* --net-max-bytes, 0: none */
+  char *net_relay_sock;      /* set by kbox: pid 1 starts the relay to this proxy socket (inside path) */
+  char *audit_path;          /* --audit / KBOX_AUDIT: JSON Lines log on the host side */
   struct kbox_strv env;      /* --env / --env-file values, applied over the default env */
   uid_t uid;                 /* identity inside the sandbox */
   gid_t gid;

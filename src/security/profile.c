@@ -317,8 +317,28 @@ static int parse_caps(struct pctx *c, json_t *a, uint64_t *keep) {
   return 0;
 }
 
+/* "net": {"allow": ["host", "*.domain:port", ...], "max_bytes": "100M"} */
+static int parse_net(struct pctx *c, json_t *o, struct kbox_profile *p) {
+  static const char *const keys[] = {"allow", "max_bytes", NULL};
+  if (!json_is_object(o)) return bad(c, "net", "must be an object such as {\"allow\": [\"data.example.org\"]}");
+  if (check_keys(c, "net", o, keys) < 0) return -1;
+  json_t *a = json_object_get(o, "allow"), *v;
+  if (a != NULL && !json_is_array(a)) return bad(c, "net.allow", "must be an array of rules such as \"*.example.org:8443\"");
+  size_t i;
+  json_array_foreach(a, i, v) {
+    char jp[64];
+    path_fmt(jp, sizeof(jp), "net.allow[%zu]", i);
+    if (!json_is_string(v) || json_string_length(v) == 0 || strchr(json_string_value(v), ','))
+      return bad(c, jp, "must be one rule as a string (host, *.domain, host:port or *.domain:port)");
+    kbox_strv_add(&p->net_allow, json_string_value(v));
+  }
+  bool set = false;
+  if ((v = json_object_get(o, "max_bytes")) && limit_size(c, "net.max_bytes", v, &p->net_max_bytes, &set) < 0) return -1;
+  return 0;
+}
+
 static int parse_root(struct pctx *c, json_t *root, struct kbox_profile *p) {
-  static const char *const keys[] = {"description", "seccomp", "capabilities", "limits", NULL};
+  static const char *const keys[] = {"description", "seccomp", "capabilities", "limits", "net", "audit", NULL};
   if (!json_is_object(root)) return bad(c, "", "a profile must be a JSON object");
   if (check_keys(c, "", root, keys) < 0) return -1;
   json_t *v = json_object_get(root, "description");
@@ -331,6 +351,11 @@ static int parse_root(struct pctx *c, json_t *root, struct kbox_profile *p) {
   if (parse_seccomp(c, v, &p->seccomp) < 0) return -1;
   if ((v = json_object_get(root, "capabilities")) && parse_caps(c, v, &p->caps_keep) < 0) return -1;
   if ((v = json_object_get(root, "limits")) && parse_limits(c, v, &p->limits) < 0) return -1;
+  if ((v = json_object_get(root, "net")) && parse_net(c, v, p) < 0) return -1;
+  if ((v = json_object_get(root, "audit")) != NULL) {
+    if (!json_is_string(v) || json_string_length(v) == 0) return bad(c, "audit", "must be a file name");
+    p->audit = strdup(json_string_value(v));
+  }
   return 0;
 }
 
@@ -397,5 +422,7 @@ void kbox_profile_free(struct kbox_profile *p) {
   free(p->seccomp.rules);
   free(p->description);
   free(p->path);
+  kbox_strv_free(&p->net_allow);
+  free(p->audit);
   free(p);
 }

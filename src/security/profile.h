@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/strv.h"
 
 #define KBOX_SC_MAX_ARCHES 16
 #define KBOX_SC_MAX_ARGS 6
@@ -50,6 +51,9 @@ struct kbox_profile {
   uint64_t caps_keep; /* bitmask of CAP_* numbers */
   struct kbox_profile_limits limits;
   struct kbox_sc_def seccomp;
+  struct kbox_strv net_allow; /* "net": {"allow": [RULE...]} (rules are checked when a run uses them) */
+  uint64_t net_max_bytes;     /* "net": {"max_bytes": SIZE}, 0: not set */
+  char *audit;                /* "audit": FILE */
 };
 
 /* Parse and validate PATH. Errors name the file, the JSON path (e.g. seccomp.syscalls[3].names[1])

@@ -20,6 +20,16 @@ static void apply_limits(const struct kbox_profile_limits *l, struct kbox_spec *
   if (l->nofile_set && !spec->nofile_set) spec->nofile = l->nofile;
 }
 
+/* The profile's network rules and audit log, unless --net / --audit were given. */
+static void apply_net_audit(const struct kbox_profile *p, struct kbox_spec *spec) {
+  if (!spec->net_set && p->net_allow.n > 0) {
+    spec->net = KBOX_NET_ALLOW;
+    for (size_t i = 0; i < p->net_allow.n; i++) kbox_strv_add(&spec->net_allow, p->net_allow.v[i]);
+  }
+  if (spec->net_max_bytes == 0) spec->net_max_bytes = p->net_max_bytes;
+  if (spec->audit_path == NULL && p->audit != NULL) spec->audit_path = strdup(p->audit);
+}
+
 static void security_free(struct kbox_security *s) {
   kbox_seccomp_compiled_free(&s->filter);
   kbox_profile_free(s->profile);
@@ -95,6 +105,7 @@ int kbox_security_prepare(struct kbox_spec *spec, kbox_error_t *err) {
   struct kbox_security *s = get_loaded(path, err);
   if (s == NULL) return -1;
   apply_limits(&s->profile->limits, spec);
+  apply_net_audit(s->profile, spec);
   if (spec->seccomp_unconfined)
     kbox_warn("--seccomp=unconfined: the workload runs WITHOUT a seccomp filter (debugging only; every syscall "
               "is reachable, only namespaces and dropped capabilities protect the host)");
