@@ -251,3 +251,19 @@ int kbox_eg_send(const char *address, const char *payload, int timeout_ms, kbox_
   shutdown(sock, SHUT_WR);
   return 0;
 }
+
+json_t *kbox_eg_failure_info(const char *kernel_id, const char *reason) {
+  char text[1200];
+  snprintf(text, sizeof(text), "kbox could not start the kernel: %s", reason);
+  return json_pack("{s:s, s:s, s:s}", "kernel_id", kernel_id, "comm_port", text, "kbox_error", reason);
+}
+
+int kbox_eg_send_failure(const char *address, const char *public_key, const char *kernel_id, const char *reason,
+                         kbox_error_t *err) {
+  json_t *info = kbox_eg_failure_info(kernel_id, reason);
+  cleanup_free char *payload = NULL;
+  int r = kbox_eg_build_payload(info, public_key, &payload, err);
+  json_decref(info);
+  if (r < 0) return -1;
+  return kbox_eg_send(address, payload, 5000, err);
+}

@@ -51,6 +51,12 @@ static int wait_started(struct kbox_sandbox *sb, kbox_error_t *err) {
   int r = kbox_msg_recv(sb->chan, &m, err);
   if (r < 0) return -1;
   if (r == 0) return kbox_error_make(err, 0, "the sandbox died during setup");
+  if (m.type == KBOX_MSG_ACHIEVED) {
+    kbox_achieved_decode(&sb->achieved, (uint32_t)m.status, m.text);
+    for (int s = 0; s < KBOX_STEP_N; s++)
+      if (kbox_achieved_degraded(&sb->achieved, s)) kbox_info("fallback (%s): %s", kbox_step_names[s], sb->achieved.why[s]);
+    return wait_started(sb, err);
+  }
   if (m.type == KBOX_MSG_STARTED) {
     sb->workload_pid = m.status;
     return 0;
