@@ -23,7 +23,13 @@ uint32_t kbox_pod_status_fallbacks(uint32_t required) {
 static void set_partial(struct kbox_pod_status *st, int prot, const char *why) {
   if (!st->prot.active[prot]) return;
   st->partial[prot] = true;
-  snprintf(st->partial_why[prot], sizeof(st->partial_why[prot]), "%s", why);
+  snprintf(st->why[prot], sizeof(st->why[prot]), "%s", why);
+}
+
+static void set_missing(struct kbox_pod_status *st, int prot, const char *why) {
+  kbox_protections_set(&st->prot, prot, false, why);
+  st->partial[prot] = false;
+  snprintf(st->why[prot], sizeof(st->why[prot]), "%s", why);
 }
 
 /* Limits: active only when cgroups enforce every one; partial when some fell back to rlimits. */
@@ -41,11 +47,15 @@ static void apply_cgroup(struct kbox_pod_status *st, const struct kbox_cgroup *c
                      kbox_mech_name(m));
     if (w > 0 && (size_t)w < sizeof(fallen) - off) off += (size_t)w;
   }
+  /* the first cause, without its "; fix: ..." (docs/pods.md says what a pod can do) */
+  char cause[160] = "no cgroup for the sandbox";
+  if (cg != NULL && cg->why_not[KBOX_LIM_MEMORY] != NULL)
+    snprintf(cause, sizeof(cause), "%.*s", (int)strcspn(cg->why_not[KBOX_LIM_MEMORY], ";"), cg->why_not[KBOX_LIM_MEMORY]);
   if (cg == NULL || by_cgroup == 0) {
-    const char *why = cg != NULL && cg->why_not[KBOX_LIM_MEMORY] != NULL ? cg->why_not[KBOX_LIM_MEMORY] : "no cgroup for the sandbox";
-    char text[160];
-    snprintf(text, sizeof(text), "limits fell back to rlimits (%s); the pod's own limits still apply", why);
-    kbox_protections_set(&st->prot, KBOX_PROT_CGROUP, false, text);
+    char text[384];
+    snprintf(text, sizeof(text), "no cgroup limits (%s): %s; the pod's own limits still apply", cause,
+             cg != NULL ? fallen : "no limits");
+    set_missing(st, KBOX_PROT_CGROUP, text);
     return;
   }
   kbox_protections_set(&st->prot, KBOX_PROT_CGROUP, true, "");
@@ -59,6 +69,8 @@ static void apply_cgroup(struct kbox_pod_status *st, const struct kbox_cgroup *c
 void kbox_pod_status_apply(struct kbox_pod_status *st, const struct kbox_achieved *achieved,
                            const struct kbox_cgroup *cg) {
   st->achieved = *achieved;
+  for (int i = 0; i < KBOX_PROT_COUNT; i++)
+    if (!st->prot.active[i]) snprintf(st->why[i], sizeof(st->why[i]), "%s", st->prot.why[i]);
   for (int s = 0; s < KBOX_STEP_N; s++)
     if (kbox_achieved_degraded(achieved, s) && step_weakens[s] >= 0) set_partial(st, step_weakens[s], achieved->why[s]);
   apply_cgroup(st, cg);
@@ -69,7 +81,7 @@ int kbox_pod_status_check(const struct kbox_pod_status *st, uint32_t required, k
   size_t off = 0;
   for (int i = 0; i < KBOX_PROT_COUNT; i++) {
     if (!(required & (1u << i)) || (st->prot.active[i] && !st->partial[i])) continue;
-    const char *why = st->prot.active[i] ? st->partial_why[i] : st->prot.why[i];
+    const char *why = st->why[i][0] != '\0' ? st->why[i] : st->prot.why[i];
     int n = snprintf(bad + off, sizeof(bad) - off, "%s%s %s (%s)", off ? ", " : "", kbox_prot_names[i],
                      st->prot.active[i] ? "partial" : "missing", why);
     if (n > 0 && (size_t)n < sizeof(bad) - off) off += (size_t)n;
@@ -99,7 +111,7 @@ void kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t
       int kind = !st->prot.active[i] ? 2 : st->partial[i] ? 1 : 0;
       if (kind != pass) continue;
       if (pass == 0) append(buf, n, &off, "%s%s", first ? "" : ",", kbox_prot_names[i]);
-      else append(buf, n, &off, "%s%s (%s)", first ? "" : ", ", kbox_prot_names[i], pass == 1 ? st->partial_why[i] : st->prot.why[i]);
+      else append(buf, n, &off, "%s%s (%s)", first ? "" : ", ", kbox_prot_names[i], st->why[i][0] != '\0' ? st->why[i] : st->prot.why[i]);
       first = false;
     }
     if (first) append(buf, n, &off, "none");
@@ -109,8 +121,8 @@ void kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t
 json_t *kbox_pod_status_json(const struct kbox_pod_status *st) {
   json_t *active = json_array(), *partial = json_object(), *missing = json_object(), *fallbacks = json_object();
   for (int i = 0; i < KBOX_PROT_COUNT; i++) {
-    if (!st->prot.active[i]) json_object_set_new(missing, kbox_prot_names[i], json_string(st->prot.why[i]));
-    else if (st->partial[i]) json_object_set_new(partial, kbox_prot_names[i], json_string(st->partial_why[i]));
+    if (!st->prot.active[i]) json_object_set_new(missing, kbox_prot_names[i], json_string(st->why[i][0] != '\0' ? st->why[i] : st->prot.why[i]));
+    else if (st->partial[i]) json_object_set_new(partial, kbox_prot_names[i], json_string(st->why[i]));
     else json_array_append_new(active, json_string(kbox_prot_names[i]));
   }
   for (int s = 0; s < KBOX_STEP_N; s++)

@@ -19,7 +19,7 @@ struct kbox_cgroup;
 struct kbox_pod_status {
   struct kbox_protections prot;               /* active or missing, per protection */
   bool partial[KBOX_PROT_COUNT];              /* active, but weakened by a fallback */
-  char partial_why[KBOX_PROT_COUNT][384];
+  char why[KBOX_PROT_COUNT][384];             /* why partial or missing (the probe's reason, or longer) */
   struct kbox_achieved achieved;              /* every fallback taken, reported as "fallbacks" */
 };
 

@@ -49,6 +49,11 @@ static void sandbox_reset(struct kbox_sandbox *sb, struct kbox_spec *spec) {
 static int wait_started(struct kbox_sandbox *sb, kbox_error_t *err) {
   struct kbox_msg m;
   int r = kbox_msg_recv(sb->chan, &m, err);
+  /* pid 1 exiting with our JOINED unread resets the channel once; its ERROR message is still queued */
+  if (r < 0 && (*err)->errno_ == ECONNRESET) {
+    kbox_error_free(err);
+    r = kbox_msg_recv(sb->chan, &m, err);
+  }
   if (r < 0) return -1;
   if (r == 0) return kbox_error_make(err, 0, "the sandbox died during setup");
   if (m.type == KBOX_MSG_ACHIEVED) {
