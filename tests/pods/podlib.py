@@ -15,7 +15,21 @@ import time
 
 SRC = os.environ.get("KBOX_SOURCE_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUILD = os.environ.get("KBOX_BUILD_ROOT", os.path.join(SRC, "build"))
-VENDOR = os.environ.get("KBOX_VENDOR_DIR", os.path.join(os.path.dirname(SRC), "shared", "vendor"))
+
+
+def vendor_dir():
+    """The vendored peers: KBOX_VENDOR_DIR, else ../shared/vendor beside the checkout (or beside
+    the directory holding a worktree of it)."""
+    if os.environ.get("KBOX_VENDOR_DIR"):
+        return os.environ["KBOX_VENDOR_DIR"]
+    up = os.path.dirname(SRC)
+    for base in (up, os.path.dirname(up)):
+        if os.path.isdir(os.path.join(base, "shared", "vendor")):
+            return os.path.join(base, "shared", "vendor")
+    return os.path.join(up, "shared", "vendor")
+
+
+VENDOR = vendor_dir()
 ROOTFS = os.environ.get("KBOX_TEST_ROOTFS", "/var/lib/kbox/rootfs/default")
 IMAGE = "localhost/kbox-pods-test:latest"
 BROKEN = "localhost/kbox-pods-test-broken:latest"
