@@ -398,6 +398,9 @@ static int serve(struct entry *e, int sigfd) {
     kbox_log(KBOX_LOG_WARN, "idle for KERNEL_IDLE_TIMEOUT=%llus: culled", (unsigned long long)e->cfg.idle_timeout_s);
     return 0;
   }
+  /* the pod was asked to stop and stopped: success, even when the kernel needed killing after
+     its shutdown grace (the status would otherwise depend on how fast ipykernel tears down) */
+  if (e->kernel.ended_by != NULL && strcmp(e->kernel.ended_by, "sigterm") == 0) return 0;
   return code;
 }
 
