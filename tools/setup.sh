@@ -16,6 +16,11 @@ packages=(
   busybox-static iproute2 procps util-linux bubblewrap hyperfine
   python3 python3-zmq python3-jupyter-client python3-ipykernel python3-jupyter-kernel-test
   python3-cryptography python3-requests python3-numpy python3-pandas python3-matplotlib python3-scipy python3-sklearn runc
+  # suite 'pods': podman (its Docker-compatible API for Enterprise Gateway; netavark needs iptables)
+  # and the Debian packages the vendored Enterprise Gateway runs with, plus a websocket client
+  podman crun netavark aardvark-dns iptables catatonit
+  python3-jupyter-server python3-docker python3-kubernetes python3-paramiko python3-pexpect
+  python3-pycryptodome python3-watchdog python3-jinja2 python3-yaml python3-websocket
   # cgroup v2 VM test and the kernel image
   qemu-system-x86 cpio mmdebstrap
 )

@@ -23,6 +23,7 @@
 #include "remote/comm.h"
 #include "remote/config.h"
 #include "remote/eg.h"
+#include "remote/podstatus.h"
 #include "remote/protections.h"
 #include "sandbox/init.h"
 #include "sandbox/sandbox.h"
@@ -32,6 +33,9 @@
 
 /* Namespaces the nested sandbox cannot do without (init mounts, sets the hostname, brings lo up). */
 #define CORE_NS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+/* EG mode: after reporting a failure to the gateway, how long to wait for it to remove the
+   container (it must see the container running to read the report) before exiting anyway. */
+#define EG_FAILURE_LINGER_S 30
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -86,7 +90,10 @@ static void become_init_if_pid1(void) {
     perror("kbox: fork");
     _exit(KBOX_EXIT_RUNTIME);
   }
-  if (worker > 0) pid1_loop(worker);
+  if (worker > 0) {
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* its environ (keys) stays unreadable to the sandbox */
+    pid1_loop(worker);
+  }
   sigprocmask(SIG_SETMASK, &old, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 }
@@ -95,7 +102,9 @@ static void become_init_if_pid1(void) {
 
 struct entry {
   struct kbox_remote_config cfg;
-  struct kbox_protections prot;
+  struct kbox_pod_status st; /* st.prot: the probe, then corrected with what the sandbox achieved */
+  uint32_t required;       /* KBOX_REQUIRE as a mask of enum kbox_prot */
+  bool can_report;         /* EG mode with a valid PUBLIC_KEY and RESPONSE_ADDRESS: failures go to EG */
   struct kbox_spec spec;
   struct kbox_sandbox sb;
   struct kbox_kernel kernel;
@@ -104,6 +113,7 @@ struct entry {
   char conn_path[128];
   volatile int stop;       /* threads: leave */
   volatile int eg_failed;  /* the response could not be delivered: exit non-zero */
+  volatile int responded;  /* the connection info reached EG */
 };
 
 /* The comm port's {"signum": N}: signal the kernel through the sandbox's pid 1 (which forwards
@@ -144,10 +154,11 @@ static int send_response(struct entry *e, json_t *info, kbox_error_t *err) {
   json_object_set_new(info, "comm_port", json_integer(e->comm.port));
   json_object_set_new(info, "pid", json_integer(getpid()));
   json_object_set_new(info, "pgid", json_integer(getpgrp()));
-  json_object_set_new(info, "kbox_protections", kbox_protections_json(&e->prot));
+  json_object_set_new(info, "kbox_protections", kbox_pod_status_json(&e->st));
   cleanup_free char *payload = NULL;
   if (kbox_eg_build_payload(info, e->cfg.public_key, &payload, err) < 0) return -1;
   if (kbox_eg_send(e->cfg.response_address, payload, 10000, err) < 0) return -1;
+  e->responded = 1;
   kbox_info("connection info sent to %s (comm port %u)", e->cfg.response_address, e->comm.port);
   return 0;
 }
@@ -258,18 +269,18 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   return 0;
 }
 
-/* Probe for the spec just built, log one line, enforce KBOX_REQUIRE, refuse when the sandbox cannot
-   be built at all. */
+/* Probe for the spec just built, enforce KBOX_REQUIRE on what the probe found missing, refuse when
+   the sandbox cannot be built at all. What the sandbox then achieves is checked and logged once it
+   runs (serve). */
 static int check_protections(struct entry *e, kbox_error_t *err) {
-  uint32_t required = 0;
-  if (kbox_protections_parse_require(e->cfg.require, &required, err) < 0) return -1;
-  kbox_protections_probe(&e->prot, &e->spec);
-  e->spec.ns_flags = kbox_protections_ns_flags(&e->prot);
-  char line[1024];
-  kbox_protections_summary(&e->prot, line, sizeof(line));
-  fprintf(stderr, "kbox: %s\n", line);
-  if (kbox_protections_check(&e->prot, required, err) < 0) return -1;
-  if ((kbox_protections_ns_flags(&e->prot) & CORE_NS) != CORE_NS) {
+  if (kbox_protections_parse_require(e->cfg.require, &e->required, err) < 0) return -1;
+  kbox_protections_probe(&e->st.prot, &e->spec);
+  e->spec.ns_flags = kbox_protections_ns_flags(&e->st.prot);
+  /* a required protection allows no fallback that weakens it: the refused step fails the start */
+  e->spec.fallbacks = kbox_pod_status_fallbacks(e->required);
+  if (e->required & (1u << KBOX_PROT_CGROUP)) e->spec.require_limits = true;
+  if (kbox_protections_check(&e->st.prot, e->required, err) < 0) return -1;
+  if ((kbox_protections_ns_flags(&e->st.prot) & CORE_NS) != CORE_NS) {
     kbox_error_make(err, 0, "this pod permits neither user namespaces nor the capabilities to create pid/mount/net/ipc/uts namespaces, which the nested sandbox needs");
     return kbox_error_hint(err, "allow user namespaces (seccomp Unconfined or a profile permitting clone/unshare; unmasked /proc), see docs/pods.md");
   }
@@ -281,7 +292,7 @@ static void write_status(struct entry *e, const char *state) {
   json_t *extra = json_pack("{s:s, s:s, s:s}", "kernel_id", e->cfg.kernel_id, "mode",
                             e->cfg.mode == KBOX_REMOTE_EG ? "enterprise-gateway" : "kernel-controller", "state", state);
   kbox_error_t err = NULL;
-  if (kbox_protections_write_status(&e->prot, extra, e->cfg.status_file, &err) < 0) {
+  if (kbox_pod_status_write(&e->st, extra, e->cfg.status_file, &err) < 0) {
     kbox_log(KBOX_LOG_WARN, "%s", err->msg);
     kbox_error_free(&err);
   }
@@ -300,6 +311,7 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
   if (e->cfg.mode == KBOX_REMOTE_EG &&
       (kbox_eg_check_public_key(e->cfg.public_key, err) < 0 || kbox_eg_resolve(e->cfg.response_address, err) < 0))
     return -1;
+  e->can_report = e->cfg.mode == KBOX_REMOTE_EG;
   snprintf(e->dir, sizeof(e->dir), "/tmp/kbox-entrypoint-XXXXXX");
   if (mkdtemp(e->dir) == NULL) return kbox_error_make(err, errno, "mkdtemp %s", e->dir);
   snprintf(e->conn_path, sizeof(e->conn_path), "%s/connection.json", e->dir);
@@ -310,11 +322,56 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
   return kbox_kernel_prepare(&e->kernel, &e->spec, err);
 }
 
+/* What the sandbox achieved: log it in one line, enforce KBOX_REQUIRE on it (a fallback the spec
+   forbade already failed the start; this catches limits that are partial). */
+static int report_achieved(struct entry *e, kbox_error_t *err) {
+  kbox_pod_status_apply(&e->st, &e->sb.achieved, e->sb.cgroup);
+  char line[2048];
+  bool degraded = kbox_pod_status_summary(&e->st, line, sizeof(line));
+  kbox_log(degraded ? KBOX_LOG_WARN : KBOX_LOG_INFO, "%s", line);
+  /* the bound outer /proc shows our processes to the sandbox: keep their memory and environ closed */
+  if (kbox_achieved_degraded(&e->sb.achieved, KBOX_STEP_PROC)) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  return kbox_pod_status_check(&e->st, e->required, err);
+}
+
+/* EG mode: a kernel that cannot start fails the gateway's request now, with the reason (see
+   kbox_eg_failure_info), instead of after its launch timeout; then wait (bounded) for EG to remove
+   the container, since EG reads the report only once it has seen the container running. */
+static void report_failure_to_eg(struct entry *e, const char *reason) {
+  if (!e->can_report || e->responded) return;
+  e->can_report = false;
+  kbox_error_t err = NULL;
+  if (kbox_eg_send_failure(e->cfg.response_address, e->cfg.public_key, e->cfg.kernel_id, reason, &err) < 0) {
+    kbox_error_report(&err);
+    return;
+  }
+  kbox_log(KBOX_LOG_WARN, "failure reported to the gateway at %s; exiting once it removes the container (at most %d s)",
+           e->cfg.response_address, EG_FAILURE_LINGER_S);
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  struct timespec ts = {EG_FAILURE_LINGER_S, 0};
+  sigtimedwait(&set, NULL, &ts);
+}
+
+/* Report a failure: the log line, then EG (when it can be told); returns the exit code. */
+static int fail(struct entry *e, kbox_error_t *err) {
+  char reason[1024];
+  snprintf(reason, sizeof(reason), "%s", *err != NULL ? (*err)->msg : "unknown error");
+  int code = kbox_error_report(err);
+  report_failure_to_eg(e, reason);
+  return code;
+}
+
 /* Run the kernel until it ends; returns the exit status. */
 static int serve(struct entry *e, int sigfd) {
   setpgid(e->sb.pid, e->sb.pid);
-  if (e->sb.cgroup == NULL) /* else the probe's verdict (ok, or partial when limits fell back) stands */
-    kbox_protections_set(&e->prot, KBOX_PROT_CGROUP, false, "no cgroup for the sandbox (the pod's own limits still apply)");
+  kbox_error_t err = NULL;
+  if (report_achieved(e, &err) < 0) {
+    kbox_sandbox_kill(&e->sb);
+    return fail(e, &err);
+  }
   write_status(e, "running");
   pthread_t comm_t, resp_t, ready_t;
   bool eg = e->cfg.mode == KBOX_REMOTE_EG;
@@ -334,10 +391,18 @@ static int serve(struct entry *e, int sigfd) {
   kbox_kernel_explain_end(&e->kernel, &e->sb);
   int code = kbox_sandbox_exit_code(&e->sb);
   if (e->eg_failed) return KBOX_EXIT_RUNTIME;
+  if (eg && !e->responded && e->kernel.ready_ms == 0 && e->kernel.ended_by == NULL) {
+    kbox_error_make(&err, 0, "the kernel ended (exit code %d) before it answered kernel_info; its output is in the container's log", code);
+    int c = fail(e, &err);
+    return code != 0 ? code : c;
+  }
   if (e->kernel.ended_by != NULL && strcmp(e->kernel.ended_by, "idle_timeout") == 0) {
     kbox_log(KBOX_LOG_WARN, "idle for KERNEL_IDLE_TIMEOUT=%llus: culled", (unsigned long long)e->cfg.idle_timeout_s);
     return 0;
   }
+  /* the pod was asked to stop and stopped: success, even when the kernel needed killing after
+     its shutdown grace (the status would otherwise depend on how fast ipykernel tears down) */
+  if (e->kernel.ended_by != NULL && strcmp(e->kernel.ended_by, "sigterm") == 0) return 0;
   return code;
 }
 
@@ -349,10 +414,10 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
   int code = 0, sigfd = -1;
   if (prepare(e, argc, argv, &help, &err) < 0 || help) {
     if (help) usage(stdout);
-    else code = kbox_error_report(&err);
+    else code = fail(e, &err);
   } else if ((sigfd = kbox_sandbox_signalfd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0 ||
              kbox_kernel_open_broker(&e->kernel, &err) < 0) {
-    code = kbox_error_report(&err);
+    code = fail(e, &err);
     started = sigfd >= 0;
   } else {
     started = true;

@@ -137,11 +137,8 @@ static int rsa_wrap(EVP_PKEY *key, const unsigned char *secret, size_t n, unsign
   return 0;
 }
 
-int kbox_eg_build_payload(json_t *conn_info, const char *public_key, char **out, kbox_error_t *err) {
-  static const char *const required[] = {"kernel_id", "comm_port", "pid", "pgid", "key", "shell_port", NULL};
-  for (int i = 0; required[i] != NULL; i++)
-    if (json_object_get(conn_info, required[i]) == NULL)
-      return kbox_error_make(err, 0, "internal: the connection info lacks '%s'", required[i]);
+/* The encryption and envelope of any response (the connection info or a failure report). */
+static int seal(json_t *conn_info, const char *public_key, char **out, kbox_error_t *err) {
   __attribute__((cleanup(pkey_freep))) EVP_PKEY *key = load_public_key(public_key, err);
   if (key == NULL) return -1;
   unsigned char aes_key[16];
@@ -164,6 +161,14 @@ int kbox_eg_build_payload(json_t *conn_info, const char *public_key, char **out,
   if (env_text == NULL) return kbox_error_make(err, 0, "cannot serialize the response envelope");
   *out = kbox_base64_encode((const unsigned char *)env_text, strlen(env_text));
   return *out == NULL ? kbox_error_make(err, ENOMEM, "encoding the response") : 0;
+}
+
+int kbox_eg_build_payload(json_t *conn_info, const char *public_key, char **out, kbox_error_t *err) {
+  static const char *const required[] = {"kernel_id", "comm_port", "pid", "pgid", "key", "shell_port", NULL};
+  for (int i = 0; required[i] != NULL; i++)
+    if (json_object_get(conn_info, required[i]) == NULL)
+      return kbox_error_make(err, 0, "internal: the connection info lacks '%s'", required[i]);
+  return seal(conn_info, public_key, out, err);
 }
 
 int kbox_eg_split_address(const char *address, char **host, char **port, kbox_error_t *err) {
@@ -250,4 +255,20 @@ int kbox_eg_send(const char *address, const char *payload, int timeout_ms, kbox_
   }
   shutdown(sock, SHUT_WR);
   return 0;
+}
+
+json_t *kbox_eg_failure_info(const char *kernel_id, const char *reason) {
+  char text[1200];
+  snprintf(text, sizeof(text), "kbox could not start the kernel: %s", reason);
+  return json_pack("{s:s, s:s, s:s}", "kernel_id", kernel_id, "comm_port", text, "kbox_error", reason);
+}
+
+int kbox_eg_send_failure(const char *address, const char *public_key, const char *kernel_id, const char *reason,
+                         kbox_error_t *err) {
+  json_t *info = kbox_eg_failure_info(kernel_id, reason);
+  cleanup_free char *payload = NULL;
+  int r = seal(info, public_key, &payload, err);
+  json_decref(info);
+  if (r < 0) return -1;
+  return kbox_eg_send(address, payload, 5000, err);
 }

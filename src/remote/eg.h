@@ -23,6 +23,17 @@ int kbox_eg_resolve(const char *address, kbox_error_t *err);
 /* Connect to the response address (within timeout_ms), write the payload whole, close. */
 int kbox_eg_send(const char *address, const char *payload, int timeout_ms, kbox_error_t *err);
 
+/* EG's launch protocol has no failure message: a launcher that cannot start its kernel either
+   exits (which EG notices only when the container's "exited" state outlives its auto-removal) or
+   lets EG wait its whole launch timeout. kbox instead sends a response for the kernel id whose
+   comm_port is the failure text: EG's int() of it raises at once, EG logs "Exception occurred
+   waiting for connection file response for KernelId ...: ... '<the text>'", answers the REST
+   request with 500 and that reason, and removes the container. kbox_error repeats the reason. */
+json_t *kbox_eg_failure_info(const char *kernel_id, const char *reason);
+/* Encrypt and send that failure response to the response address. */
+int kbox_eg_send_failure(const char *address, const char *public_key, const char *kernel_id, const char *reason,
+                         kbox_error_t *err);
+
 /* Base64 without line breaks (caller frees). Exported for the tests. */
 char *kbox_base64_encode(const unsigned char *data, size_t len);
 /* Decode base64, ignoring whitespace; returns a malloc'd buffer and its length, or NULL. */

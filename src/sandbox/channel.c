@@ -19,6 +19,12 @@ int kbox_msg_send(int fd, int type, int status, kbox_error_t *err) {
   return send_msg(fd, &m, err);
 }
 
+int kbox_msg_send_text(int fd, int type, int status, const char *text, kbox_error_t *err) {
+  struct kbox_msg m = {.type = type, .status = status};
+  snprintf(m.text, sizeof(m.text), "%s", text);
+  return send_msg(fd, &m, err);
+}
+
 void kbox_msg_send_error(int fd, kbox_error_t *error) {
   struct kbox_msg m = {.type = KBOX_MSG_ERROR, .exit_code = KBOX_EXIT_RUNTIME};
   if (error != NULL && *error != NULL) {

@@ -10,6 +10,8 @@ enum kbox_msg_type {
   KBOX_MSG_STARTED,   /* pid1 -> host: the workload was executed (pid in `status`) */
   KBOX_MSG_EXITED,    /* pid1 -> host: the workload ended (wait status in `status`) */
   KBOX_MSG_JOINED,    /* host -> pid1: pid 1 is in all its cgroups; the workload may start */
+  KBOX_MSG_ACHIEVED,  /* pid1 -> host, before STARTED: fallbacks taken (bitmask in `status`,
+                         reasons in `text`, see sandbox/achieved.h) */
 };
 
 struct kbox_msg {
@@ -21,6 +23,8 @@ struct kbox_msg {
 };
 
 int kbox_msg_send(int fd, int type, int status, kbox_error_t *err);
+/* A message with a text (truncated to the message's text size). */
+int kbox_msg_send_text(int fd, int type, int status, const char *text, kbox_error_t *err);
 /* Send a setup failure to the host: the error's message and exit code. */
 void kbox_msg_send_error(int fd, kbox_error_t *error);
 /* Returns 1 with a message, 0 on EOF (peer gone), -1 on error. */

@@ -30,11 +30,24 @@ __attribute__((noreturn)) static void init_fail(int chan, kbox_error_t *err) {
   _exit(KBOX_EXIT_RUNTIME);
 }
 
+/* Name the uts namespace; where that is refused (a seccomp profile that wants CAP_SYS_ADMIN for
+   sethostname) and the spec allows it, keep the namespace with the name it inherited. */
+static int set_hostname(struct kbox_init_args *a, kbox_error_t *err) {
+  const struct kbox_spec *s = a->spec;
+  if (sethostname(s->hostname, strlen(s->hostname)) == 0) return 0;
+  int e = errno;
+  if (!(s->fallbacks & (1u << KBOX_STEP_HOSTNAME))) {
+    kbox_error_make(err, e, "naming the sandbox's uts namespace (sethostname)");
+    return kbox_error_hint(err, "the container's seccomp profile allows sethostname only with CAP_SYS_ADMIN (podman/docker default): run it with a profile that allows it (podman/docker --security-opt seccomp=FILE; Kubernetes seccompProfile Localhost; see docs/pods.md)");
+  }
+  kbox_achieved_note(&a->mounts->achieved, KBOX_STEP_HOSTNAME, "sethostname refused (%s): own uts namespace, hostname inherited from the container", strerror(e));
+  return 0;
+}
+
 /* All setup steps that run inside the namespaces before the workload exists. */
 static int setup_sandbox(struct kbox_init_args *a, kbox_error_t *err) {
-  const struct kbox_spec *s = a->spec;
   struct kbox_mounts *m = a->mounts;
-  if (sethostname(s->hostname, strlen(s->hostname)) < 0) return kbox_error_make(err, errno, "sethostname");
+  if (set_hostname(a, err) < 0) return -1;
   if (kbox_net_loopback_up(err) < 0) return -1;
   kbox_trace_step("hostname, loopback up");
   if (m->lower_fds == NULL && kbox_mounts_open_sources(m, err) < 0) return -1;
@@ -164,6 +177,10 @@ void kbox_init_main(struct kbox_init_args *a) {
   /* The host attached us to v1 cgroups while we mounted; JOINED says which limits are rlimits. */
   kbox_rlimits_plan_set_bits((unsigned)wait_for(a->chan, KBOX_MSG_JOINED));
   kbox_trace_step("JOINED received (in the v1 cgroups)");
+  char achieved[sizeof(((struct kbox_msg *)0)->text)];
+  kbox_achieved_encode(&a->mounts->achieved, achieved, sizeof(achieved));
+  if (kbox_msg_send_text(a->chan, KBOX_MSG_ACHIEVED, (int)a->mounts->achieved.degraded, achieved, &err) < 0)
+    _exit(KBOX_EXIT_RUNTIME);
   pid_t workload = start_workload(a, a->mounts->home);
   kbox_trace_step("workload forked and executed");
   kbox_msg_send(a->chan, KBOX_MSG_STARTED, workload, &err);

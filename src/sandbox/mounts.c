@@ -72,6 +72,7 @@ static int open_layer(struct kbox_mounts *m, const char *path, int *out, kbox_er
   struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)m->layer_userns};
   if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0) {
     kbox_info("--rootfs %s cannot be idmapped (%s): its files appear owned by nobody inside", path, strerror(errno));
+    kbox_achieved_note(&m->achieved, KBOX_STEP_IDMAP, "idmapping a rootfs layer refused (%s): plain copy, files owned by nobody inside", strerror(errno));
     return clone_tree("--rootfs", path, out, err);
   }
   *out = steal_fd(fd);
@@ -289,11 +290,43 @@ static int mount_dev(struct kbox_mounts *m, kbox_error_t *err) {
   return do_mount(shm, p, NULL, MS_BIND, NULL, err);
 }
 
+/* Fallback for a refused fresh /proc: the outer /proc bound read-only (with the mounts the container
+   put on it); the caller masks it like a fresh one. The sandbox then sees the outer pid namespace's
+   processes (it still cannot signal or trace them), so pid isolation is only partial. */
+static int bind_outer_proc(struct kbox_mounts *m, kbox_error_t *err) {
+  cleanup_close int target = -1;
+  if (make_target(m, "/proc", true, &target, err) < 0) return -1;
+  char p[64];
+  fd_path(target, p, sizeof(p));
+  if (do_mount("/proc", p, NULL, MS_BIND | MS_REC, NULL, err) < 0) return -1;
+  char full[128];
+  snprintf(full, sizeof(full), "%s/proc", m->root);
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, full, AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+    return kbox_error_make(err, errno, "making the bound /proc read-only");
+  return 0;
+}
+
+/* A fresh /proc for the sandbox's pid namespace, or (when the spec allows it) the fallback above. */
+static int mount_proc(struct kbox_mounts *m, kbox_error_t *err) {
+  if (mount_inside(m, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) == 0) return 0;
+  if (!(m->spec->fallbacks & (1u << KBOX_STEP_PROC))) {
+    kbox_error_prefix(err, "mounting a fresh /proc");
+    return kbox_error_hint(err, "the container's /proc is masked (podman/docker default, Kubernetes procMount Default), which forbids a new procfs: run it with an unmasked /proc (podman/docker --security-opt unmask=ALL; Kubernetes procMount: Unmasked with hostUsers: false; see docs/pods.md)");
+  }
+  char refused[KBOX_STEP_WHY];
+  snprintf(refused, sizeof(refused), "%s", (*err)->msg);
+  kbox_error_free(err);
+  if (bind_outer_proc(m, err) < 0) return kbox_error_prefix(err, "mounting /proc (a fresh one was refused: %s)", refused);
+  kbox_achieved_note(&m->achieved, KBOX_STEP_PROC, "a fresh /proc was refused (%s): read-only bind of the container's /proc, masked; the sandbox sees the container's processes", refused);
+  return 0;
+}
+
 int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err) {
-  if (mount_inside(m, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0)
-    return kbox_error_prefix(err, "mounting /proc");
+  if (mount_proc(m, err) < 0) return -1;
   if (mount_inside(m, "sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0) {
     kbox_debug("no /sys in the sandbox: %s", (*err)->msg);
+    kbox_achieved_note(&m->achieved, KBOX_STEP_SYSFS, "a fresh /sys was refused (%s): none mounted", (*err)->msg);
     kbox_error_free(err);
   }
   if (mount_dev(m, err) < 0) return kbox_error_prefix(err, "building /dev");

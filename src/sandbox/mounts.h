@@ -3,6 +3,7 @@
 #define KBOX_MOUNTS_H
 
 #include <sys/types.h>
+#include "sandbox/achieved.h"
 #include "sandbox/spec.h"
 
 struct kbox_mounts {
@@ -17,6 +18,7 @@ struct kbox_mounts {
   int root_fd;        /* O_PATH fd of root once the overlay is there (mount points resolve in it), or -1 */
   char scratch[64];   /* the size-capped tmpfs holding upper, work, tmp, shm */
   char home[256];     /* the workload's HOME, set by kbox_mounts_home */
+  struct kbox_achieved achieved; /* fallbacks taken while mounting (copied into pid 1 at clone) */
 };
 
 void kbox_mounts_init(struct kbox_mounts *m, const struct kbox_spec *spec, int workdir_fd);

@@ -50,8 +50,19 @@ static void sandbox_reset(struct kbox_sandbox *sb, struct kbox_spec *spec) {
 static int wait_started(struct kbox_sandbox *sb, kbox_error_t *err) {
   struct kbox_msg m;
   int r = kbox_msg_recv(sb->chan, &m, err);
+  /* pid 1 exiting with our JOINED unread resets the channel once; its ERROR message is still queued */
+  if (r < 0 && (*err)->errno_ == ECONNRESET) {
+    kbox_error_free(err);
+    r = kbox_msg_recv(sb->chan, &m, err);
+  }
   if (r < 0) return -1;
   if (r == 0) return kbox_error_make(err, 0, "the sandbox died during setup");
+  if (m.type == KBOX_MSG_ACHIEVED) {
+    kbox_achieved_decode(&sb->achieved, (uint32_t)m.status, m.text);
+    for (int s = 0; s < KBOX_STEP_N; s++)
+      if (kbox_achieved_degraded(&sb->achieved, s)) kbox_info("fallback (%s): %s", kbox_step_names[s], sb->achieved.why[s]);
+    return wait_started(sb, err);
+  }
   if (m.type == KBOX_MSG_STARTED) {
     sb->workload_pid = m.status;
     return 0;

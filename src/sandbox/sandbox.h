@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "sandbox/achieved.h"
 #include "sandbox/spec.h"
 
 struct kbox_cgroup;
@@ -27,6 +28,7 @@ struct kbox_sandbox {
   bool timed_out;
   int kill_signal;      /* signal kbox used to end the sandbox, 0 if none */
   struct kbox_cgroup *cgroup; /* limits and their verdict (src/cgroup), NULL if none */
+  struct kbox_achieved achieved; /* set-up steps that fell back, as pid 1 reported them */
 };
 
 /* Block the signals pid 1 forwards to the workload and return a non-blocking signalfd for them

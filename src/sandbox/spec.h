@@ -76,6 +76,8 @@ struct kbox_spec {
   bool rootless;             /* kbox runs without CAP_SYS_ADMIN in the initial user namespace */
   uint64_t ns_flags;         /* clone3 namespace flags; 0 = all (KBOX_NS_FLAGS_ALL). kbox entrypoint
                                 drops those a pod forbids; without CLONE_NEWUSER ids are not mapped */
+  uint32_t fallbacks;        /* 1 << kbox_step (sandbox/achieved.h) for each set-up step that may fall
+                                back when refused (kbox entrypoint); 0: a refused step is an error */
   uid_t host_uid;            /* who runs kbox */
   gid_t host_gid;
   int verbosity;
