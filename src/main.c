@@ -21,6 +21,7 @@ static const struct verb verbs[] = {
     {"interrupt", kbox_cmd_interrupt, "interrupt the cell running in a kernel"},
     {"kill", kbox_cmd_kill, "shut a kernel down (gracefully, then by force) and remove its state"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
+    {"warm", kbox_cmd_warm, "start, stop or list the zygotes that make warm (pre-imported) kernels"},
     {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };
 

@@ -12,5 +12,6 @@ int kbox_cmd_kill(int argc, char **argv);
 int kbox_cmd_entrypoint(int argc, char **argv);
 int kbox_cmd_kernelspec(int argc, char **argv);
 int kbox_cmd_image(int argc, char **argv);
+int kbox_cmd_warm(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "warm/warm.h"
 
 static void run_usage(FILE *out) {
   fprintf(out,
@@ -127,7 +128,10 @@ int kbox_cmd_run(int argc, char **argv) {
     kbox_spec_free(&spec);
     return code;
   }
-  if (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0) {
+  /* Kernel mode starts from a warm zygote when it can, else cold (src/warm). */
+  bool warm = sigfd >= 0 && kern != NULL && kbox_warm_try(&sb, &spec) == 1;
+  if (kern != NULL) kern->start = warm ? "fork" : "cold";
+  if (!warm && (sigfd < 0 || kbox_sandbox_start(&sb, &spec, &err) < 0)) {
     if (sigfd >= 0) write_report(&sb, err, NULL);
     code = kbox_error_report(&err);
   } else if (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) {

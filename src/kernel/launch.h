@@ -29,6 +29,7 @@ struct kbox_kernel {
 
   /* outcome, for the report */
   const char *ended_by;  /* NULL: the kernel ended on its own */
+  const char *start;     /* "fork" (warm, src/warm) or "cold" */
   long long started_ms, ready_ms;
   unsigned exec_interrupts;
 };

@@ -47,6 +47,9 @@ struct kbox_spec {
   uint64_t exec_timeout_ms;  /* --exec-timeout, 0: none */
   uint64_t idle_timeout_ms;  /* --idle-timeout, 0: none */
   bool detach;               /* --detach: supervise in the background (src/kernel/detach.c) */
+  bool cold;                 /* --cold: never start from a warm zygote (src/warm) */
+  bool warm_zygote;          /* this sandbox hosts a zygote (src/warm): /proc and /sys are left
+                                unmasked so that each forked kernel can mount its own, masked */
 
   /* limits */
   uint64_t memory_bytes;
