@@ -188,6 +188,7 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   int workload = recv_step(sb->chan, KBOX_MSG_STARTED, NULL, err);
   if (workload < 0) goto out;
   sb->workload_pid = workload;
+  kbox_debug("warm: the kernel's sandbox was forked and built in %lld ms", kbox_sandbox_elapsed_ms(sb));
   rc = 0;
 out:
   kbox_mounts_free(&m);

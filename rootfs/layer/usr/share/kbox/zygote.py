@@ -19,8 +19,8 @@ IDLE = float(os.environ.get("KBOX_WARM_IDLE", "900"))
 
 
 def log(msg):
-    sys.stderr.write("kbox-zygote: %s\n" % msg)
-    sys.stderr.flush()
+    sys.__stderr__.write("kbox-zygote: %s\n" % msg)
+    sys.__stderr__.flush()
 
 
 def warm_imports():
@@ -28,6 +28,11 @@ def warm_imports():
     import ipykernel.kernelapp  # noqa: F401
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.zmqshell  # noqa: F401
+    import ipykernel.debugger  # noqa: F401  (debugpy, pydevd: 0.3 s)
+    import faulthandler  # noqa: F401
+    import stringprep  # noqa: F401
+    import xmlrpc.client  # noqa: F401
+    import IPython.core.pylabtools  # noqa: F401
     import IPython.core.interactiveshell  # noqa: F401
     import jupyter_client.session  # noqa: F401
     import numpy  # noqa: F401
@@ -36,6 +41,8 @@ def warm_imports():
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401  (loads the font list)
     import matplotlib_inline.backend_inline  # noqa: F401
+    from matplotlib.backends.registry import backend_registry
+    backend_registry.resolve_gui_or_backend("inline")  # reads every entry point once (0.1 s)
     names = []
     try:
         with open("/etc/kbox/warm.txt") as f:
@@ -87,6 +94,20 @@ def kernel_main(envbuf):
     sys.argv = ["ipykernel_launcher", "-f", CONNECTION_FILE]
     sys.path[:] = [p for p in sys.path if p not in ("", "/usr/share/kbox")]
     from ipykernel import kernelapp
+    if os.environ.get("KBOX_WARM_PROFILE"):  # docs/warm.md: where a warm kernel's start-up goes
+        import cProfile
+        import pstats
+        app = kernelapp.IPKernelApp.instance()
+        t = time.monotonic()
+        before = set(sys.modules)
+        cProfile.runctx("app.initialize()", globals(), {"app": app}, "/tmp/.kbox-warm-profile")
+        log("kernel app initialize: %.3f s" % (time.monotonic() - t))
+        pstats.Stats("/tmp/.kbox-warm-profile", stream=sys.__stderr__).sort_stats("cumulative").print_stats(30)
+        os.unlink("/tmp/.kbox-warm-profile")
+        new = sorted(m for m in set(sys.modules) - before if "." not in m)
+        log("top-level modules the kernel imported itself: %s" % " ".join(new))
+        app.start()
+        return
     kernelapp.launch_new_instance()
 
 
