@@ -93,6 +93,7 @@ int kbox_warm_key_dir(const struct kbox_spec *spec, char *out, size_t n, kbox_er
   if (!have_zygote) return kbox_error_make(err, 0, "no layer has the zygote (%s): use an image with the kbox layer", KBOX_WARM_ZYGOTE_PY);
   char base[PATH_MAX - 64];
   if (kbox_warm_base(base, sizeof(base), err) < 0) return -1;
+  mix(&h, base, strlen(base)); /* the key names the zygote's sandbox id: unique per base dir */
   snprintf(out, n, "%s/%016llx", base, (unsigned long long)h);
   return 0;
 }

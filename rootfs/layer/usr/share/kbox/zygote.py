@@ -16,6 +16,7 @@ CONNECTION_FILE = "/run/kbox/kernel.json"
 MAX_REQ = 1 << 20
 MAX_FDS = 64
 IDLE = float(os.environ.get("KBOX_WARM_IDLE", "900"))
+IMPORT_ENV = {}  # variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL...): a cold kernel has them too
 
 
 def log(msg):
@@ -49,7 +50,7 @@ def warm_imports():
             names = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
     except OSError:
         pass
-    for name in names + ["seaborn", "chardet", "scipy", "sklearn"]:
+    for name in ["seaborn", "chardet"] + names:  # the startup scripts import the first two
         try:
             __import__(name)
         except Exception as e:  # a missing optional module only costs its import later
@@ -81,6 +82,7 @@ def kernel_main(envbuf):
         k, _, v = kv.decode("utf-8", "surrogateescape").partition("=")
         env[k] = v
     os.environ.clear()
+    os.environ.update(IMPORT_ENV)
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -187,7 +189,9 @@ def main():
                                     ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
     lib.kbox_warm_child.restype = ctypes.c_int
     t0 = time.monotonic()
+    before = dict(os.environ)
     warm_imports()
+    IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
     check_pristine()
     path = os.path.join(INNER_DIR, "zygote.sock")
     tmp = path + ".tmp"
