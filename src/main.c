@@ -28,6 +28,7 @@ static const struct verb verbs[] = {
     {"kill", kbox_kmod_kill, "shut a kernel down (gracefully, then by force) and remove its state"},
     {"doctor", kbox_cmd_doctor, "report what this host allows and what each missing piece disables"},
     {"audit", kbox_cmd_audit, "show an --audit log (JSON Lines) for people"},
+    {"warm", kbox_cmd_warm, "start, stop or list the zygotes that make warm (pre-imported) kernels"},
     {"image", kbox_cmd_image, "build, list, inspect or remove root filesystem images"},
 };
 

@@ -13,6 +13,7 @@ int kbox_cmd_entrypoint(int argc, char **argv);
 int kbox_cmd_kernelspec(int argc, char **argv);
 int kbox_cmd_image(int argc, char **argv);
 int kbox_cmd_audit(int argc, char **argv);
+int kbox_cmd_warm(int argc, char **argv);
 
 struct kbox_spec;
 /* Kernel mode of `kbox run` (cmd/run_kernel.c, in kbox-kernel.so), once the options are parsed. */

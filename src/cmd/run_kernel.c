@@ -12,6 +12,7 @@
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "warm/warm.h"
 
 /* The kernel command could not be executed: that is kbox's configuration (--kernel-cmd), not a
    workload's exit status, so 125 with the option named (126/127 belong to `run -- CMD`). */
@@ -42,7 +43,10 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
   struct kbox_kernel *kern = spec->kernel_mode ? k : NULL;
   struct kbox_sandbox sb;
   int code;
-  if (kbox_sandbox_start(&sb, spec, &err) < 0) {
+  /* Kernel mode starts from a warm zygote when it can, else cold (src/warm). */
+  bool warm = kern != NULL && kbox_warm_try(&sb, spec) == 1;
+  if (kern != NULL) kern->start = warm ? "fork" : "cold";
+  if (!warm && kbox_sandbox_start(&sb, spec, &err) < 0) {
     kbox_probe_explain_failure(spec, &err); /* name what the host refuses, as doctor does */
     if (kern != NULL) kernel_cmd_error(spec, err);
     write_report(&sb, err, NULL, k);

@@ -23,7 +23,7 @@ enum {
   OPT_HOSTNAME, OPT_ID, OPT_TIMEOUT, OPT_REPORT, OPT_MEMORY, OPT_SWAP, OPT_PIDS, OPT_CPUS, OPT_NOFILE,
   OPT_CGROUP_PARENT, OPT_REQUIRE_LIMITS, OPT_PROFILE, OPT_SECCOMP, OPT_VERBOSE, OPT_HELP,
   OPT_IMAGE, OPT_STARTUP_DIR,
-  OPT_DETACH,
+  OPT_DETACH, OPT_COLD,
   OPT_TRACE_SETUP,
   OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
   OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
@@ -74,6 +74,7 @@ static const struct opt_doc run_opts[] = {
     {"exec-timeout", 1, OPT_EXEC_TIMEOUT, "SECONDS", "kernel mode: interrupt a cell running longer than this; kill the sandbox if it is still running after a grace period (exit 124). Example: --exec-timeout 120"},
     {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
     {"detach", 0, OPT_DETACH, NULL, "kernel mode: start in the background (kbox keeps supervising it), print the connection JSON once the kernel is ready and return; with --id, print the running kernel's connection JSON if it exists (get-or-create). See kbox ps / exec --id / kill. Example: kbox run --id s1 --detach"},
+    {"cold", 0, OPT_COLD, NULL, "kernel mode: never start from a warm zygote (a fresh interpreter that imports everything itself; see docs/warm.md). Example: kbox exec --cold -c 1"},
     {"verbose", 0, OPT_VERBOSE, NULL, "log each setup step on stderr (repeat for more). Example: --verbose --verbose"},
     {"trace-setup", 0, OPT_TRACE_SETUP, NULL, "print on stderr the time each set-up step took (options and profile, cgroups, id maps, clone, mounts, cgroup attach, seccomp, exec), in kbox, the sandbox's pid 1 and the workload. Example: kbox run --rootfs / --trace-setup -- /bin/true"},
     {"help", 0, OPT_HELP, NULL, "show this help. Example: kbox run --help"},
@@ -141,6 +142,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   char q[256];
   switch (id) {
   case OPT_ROOTFS: return add_rootfs(spec, arg, err);
+  case OPT_COLD: spec->cold = true; return 0;
   case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
   case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
   case OPT_DISK:

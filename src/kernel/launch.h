@@ -34,6 +34,7 @@ struct kbox_kernel {
 
   /* outcome, for the report */
   const char *ended_by;  /* NULL: the kernel ended on its own */
+  const char *start;     /* "fork" (warm, src/warm) or "cold" */
   long long started_ms, ready_ms;
   unsigned exec_interrupts;
   bool stragglers_killed; /* the kernel replied to shutdown_request; what still ran after the grace was killed */

@@ -352,6 +352,7 @@ json_t *kbox_kernel_report(const struct kbox_kernel *k) {
   json_t *r = json_object();
   json_object_set_new(r, "ended_by", k->ended_by ? json_string(k->ended_by) : json_string("kernel_exit"));
   json_object_set_new(r, "ready", json_boolean(k->ready_ms != 0));
+  json_object_set_new(r, "start", json_string(k->start != NULL ? k->start : "cold"));
   json_object_set_new(r, "ready_seconds", k->ready_ms ? json_real((double)(k->ready_ms - k->started_ms) / 1000.0) : json_null());
   json_object_set_new(r, "exec_timeouts", json_integer(k->exec_interrupts));
   json_object_set_new(r, "messages_forwarded", json_integer((json_int_t)k->broker.forwarded));

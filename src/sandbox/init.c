@@ -186,3 +186,11 @@ void kbox_init_main(struct kbox_init_args *a) {
   kbox_msg_send(a->chan, KBOX_MSG_STARTED, workload, &err);
   supervise(a->chan, sfd, workload);
 }
+
+/* Entry points for a sandbox whose pid 1 is not a clone3 child of kbox (a warm kernel forked from a
+   zygote, src/warm): the same steps, called by a caller that decides which process becomes what. */
+int kbox_init_setup(struct kbox_init_args *a, kbox_error_t *err) { return setup_sandbox(a, err); }
+
+int kbox_init_become_root(struct kbox_init_args *a, kbox_error_t *err) { return become_mapped_root(a, err); }
+
+void kbox_init_supervise(int chan, int sfd, pid_t workload) { supervise(chan, sfd, workload); }

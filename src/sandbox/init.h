@@ -14,6 +14,12 @@ struct kbox_init_args {
 /* Runs in the freshly cloned child. Never returns. */
 __attribute__((noreturn)) void kbox_init_main(struct kbox_init_args *args);
 
+/* The steps of kbox_init_main, for a pid 1 made another way (src/warm): the in-namespace setup
+   (hostname, loopback, mounts, pivot_root); taking the mapped root identity; the supervise loop. */
+int kbox_init_setup(struct kbox_init_args *args, kbox_error_t *err);
+int kbox_init_become_root(struct kbox_init_args *args, kbox_error_t *err);
+__attribute__((noreturn)) void kbox_init_supervise(int chan, int sfd, pid_t workload);
+
 /* Signals pid 1 forwards to the workload. */
 extern const int kbox_forwarded_signals[];
 

@@ -330,9 +330,9 @@ int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err) {
     kbox_error_free(err);
   }
   if (mount_dev(m, err) < 0) return kbox_error_prefix(err, "building /dev");
-  for (size_t i = 0; kbox_masked_paths[i] != NULL; i++)
+  for (size_t i = 0; !m->spec->warm_zygote && kbox_masked_paths[i] != NULL; i++)
     if (mask_path(m, kbox_masked_paths[i], err) < 0) return kbox_error_prefix(err, "masking %s", kbox_masked_paths[i]);
-  for (size_t i = 0; kbox_readonly_paths[i] != NULL; i++)
+  for (size_t i = 0; !m->spec->warm_zygote && kbox_readonly_paths[i] != NULL; i++)
     if (readonly_path(m, kbox_readonly_paths[i], err) < 0) return -1;
   char tmp[128];
   snprintf(tmp, sizeof(tmp), "%s/tmp", m->scratch);

@@ -199,10 +199,18 @@ static void on_reaped(struct kbox_sandbox *sb) {
   }
 }
 
+/* A pid 1 that is not our child (sb->foreign): gone once its pidfd is readable; its parent reaps it. */
+static pid_t foreign_wait(struct kbox_sandbox *sb, int timeout_ms) {
+  struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+  int r;
+  do r = poll(&p, 1, timeout_ms); while (r < 0 && errno == EINTR);
+  return r > 0 ? sb->pid : 0;
+}
+
 bool kbox_sandbox_reap(struct kbox_sandbox *sb) {
   if (sb->reaped) return true;
   int st = 0;
-  pid_t r = wait4(sb->pid, &st, WNOHANG, &sb->rusage);
+  pid_t r = sb->foreign ? foreign_wait(sb, 0) : wait4(sb->pid, &st, WNOHANG, &sb->rusage);
   if (r != sb->pid) return false;
   sb->reaped = true;
   clock_gettime(CLOCK_MONOTONIC, &sb->ended);
@@ -238,7 +246,7 @@ void kbox_sandbox_kill(struct kbox_sandbox *sb) {
   if (sb->kill_signal == 0) sb->kill_signal = SIGKILL;
   kbox_sandbox_signal(sb, SIGKILL);
   int st = 0;
-  if (wait4(sb->pid, &st, 0, &sb->rusage) == sb->pid) {
+  if ((sb->foreign ? foreign_wait(sb, -1) : wait4(sb->pid, &st, 0, &sb->rusage)) == sb->pid) {
     sb->reaped = true;
     clock_gettime(CLOCK_MONOTONIC, &sb->ended);
     on_reaped(sb);
@@ -271,4 +279,9 @@ long long kbox_sandbox_elapsed_ms(const struct kbox_sandbox *sb) {
   if (sb->reaped) now = sb->ended;
   else clock_gettime(CLOCK_MONOTONIC, &now);
   return (now.tv_sec - sb->started.tv_sec) * 1000LL + (now.tv_nsec - sb->started.tv_nsec) / 1000000;
+}
+
+int kbox_sandbox_reserve(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err) {
+  sandbox_reset(sb, spec);
+  return reserve_id(spec, &sb->id_lock, err);
 }

@@ -29,6 +29,8 @@ struct kbox_sandbox {
   int kill_signal;      /* signal kbox used to end the sandbox, 0 if none */
   struct kbox_cgroup *cgroup; /* limits and their verdict (src/cgroup), NULL if none */
   struct kbox_achieved achieved; /* set-up steps that fell back, as pid 1 reported them */
+  bool foreign;         /* pid 1 is not our child (a warm kernel, src/warm): its end is seen on
+                           pidfd, its status comes on chan, there is no rusage */
 };
 
 /* Block the signals pid 1 forwards to the workload and return a non-blocking signalfd for them
@@ -36,6 +38,8 @@ struct kbox_sandbox {
 int kbox_sandbox_signalfd(kbox_error_t *err);
 /* Build the sandbox and start the workload; returns once it has executed (or failed to). */
 int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err);
+/* For a sandbox built another way (src/warm): reset sb and reserve spec's id, as start does first. */
+int kbox_sandbox_reserve(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_error_t *err);
 /* Read one message from pid 1 (call when chan is readable). */
 int kbox_sandbox_on_message(struct kbox_sandbox *sb, kbox_error_t *err);
 /* Reap pid 1 (call when pidfd is readable); returns true once reaped. */

@@ -55,6 +55,9 @@ struct kbox_spec {
   struct kbox_strv kernel_args; /* arguments a client appended for the kernel (src/kernel/kernel_args.c) */
   struct kbox_strv overlays; /* host dirs shown at the same path, read-only below a tmpfs upper
                                 in the disk budget (--profile-dir, --ipython-dir) */
+  bool cold;                 /* --cold: never start from a warm zygote (src/warm) */
+  bool warm_zygote;          /* this sandbox hosts a zygote (src/warm): /proc and /sys are left
+                                unmasked so that each forked kernel can mount its own, masked */
 
   /* limits */
   uint64_t memory_bytes;

@@ -87,21 +87,26 @@ static int exec_command(char **argv, struct kbox_strv *env, kbox_error_t *err) {
   return kbox_error_make_code(err, KBOX_EXIT_NOTFOUND, 0, "%s: command not found in the sandbox's PATH", cmd);
 }
 
-void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errfd) {
-  kbox_error_t err = NULL;
-  struct kbox_strv env = {0};
+int kbox_workload_prepare(const struct kbox_spec *spec, const char *home, struct kbox_strv *env, kbox_error_t *err) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
-  if (setsid() < 0 && errno != EPERM) { kbox_error_make(&err, errno, "setsid"); fail(errfd, &err); }
-  kbox_workload_env(spec, home, &env);
+  if (setsid() < 0 && errno != EPERM) return kbox_error_make(err, errno, "setsid");
+  kbox_workload_env(spec, home, env);
   const char *cwd = spec->workdir ? spec->workdir : home;
-  if (set_limits(spec, &err) < 0) fail(errfd, &err);
-  if (kbox_caps_drop_bounding(0, &err) < 0) fail(errfd, &err);
-  if (kbox_workload_identity(spec, &err) < 0) fail(errfd, &err);
-  if (chdir(cwd) < 0 && chdir("/") < 0) { kbox_error_make(&err, errno, "chdir %s", cwd); fail(errfd, &err); }
-  if (kbox_caps_finish(0, &err) < 0) fail(errfd, &err);
+  if (set_limits(spec, err) < 0) return -1;
+  if (kbox_caps_drop_bounding(0, err) < 0) return -1;
+  if (kbox_workload_identity(spec, err) < 0) return -1;
+  if (chdir(cwd) < 0 && chdir("/") < 0) return kbox_error_make(err, errno, "chdir %s", cwd);
+  if (kbox_caps_finish(0, err) < 0) return -1;
+  return 0;
+}
+
+void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errfd) {
+  kbox_error_t err = NULL;
+  struct kbox_strv env = {0};
+  if (kbox_workload_prepare(spec, home, &env, &err) < 0) fail(errfd, &err);
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
     kbox_error_make(&err, errno, "close_range");
     fail(errfd, &err);

@@ -1,0 +1,211 @@
+# kbox zygote (docs/warm.md): import the data stack once, then fork one kernel per request.
+# It never runs user code and holds no zmq context, socket (but its listening one), thread or
+# stray file while waiting; each fork turns into a sandboxed kernel through libkbox-warm.so
+# (src/warm/child.c) and only then starts the kernel app.
+import ctypes
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+INNER_DIR = "/run/kbox-warm"
+LIB = "/usr/lib/kbox/libkbox-warm.so"
+CONNECTION_FILE = "/run/kbox/kernel.json"
+MAX_REQ = 1 << 20
+MAX_FDS = 64
+IDLE = float(os.environ.get("KBOX_WARM_IDLE", "900"))
+IMPORT_ENV = {}  # variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL...): a cold kernel has them too
+
+
+def log(msg):
+    sys.__stderr__.write("kbox-zygote: %s\n" % msg)
+    sys.__stderr__.flush()
+
+
+def warm_imports():
+    """What a kernel would import at start-up, plus the image's warm list (/etc/kbox/warm.txt)."""
+    import ipykernel.kernelapp  # noqa: F401
+    import ipykernel.ipkernel  # noqa: F401
+    import ipykernel.zmqshell  # noqa: F401
+    import ipykernel.debugger  # noqa: F401  (debugpy, pydevd: 0.3 s)
+    import faulthandler  # noqa: F401
+    import stringprep  # noqa: F401
+    import xmlrpc.client  # noqa: F401
+    import IPython.core.pylabtools  # noqa: F401
+    import IPython.core.interactiveshell  # noqa: F401
+    import jupyter_client.session  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (loads the font list)
+    import matplotlib_inline.backend_inline  # noqa: F401
+    from matplotlib.backends.registry import backend_registry
+    backend_registry.resolve_gui_or_backend("inline")  # reads every entry point once (0.1 s)
+    names = []
+    try:
+        with open("/etc/kbox/warm.txt") as f:
+            names = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+    except OSError:
+        pass
+    for name in ["seaborn", "chardet"] + names:  # the startup scripts import the first two
+        try:
+            __import__(name)
+        except Exception as e:  # a missing optional module only costs its import later
+            log("warm list: %s not imported (%s)" % (name, e))
+
+
+def check_pristine():
+    """No threads, no open files but stdio: what a fork would otherwise share or lose."""
+    tasks = os.listdir("/proc/self/task")
+    if len(tasks) != 1:
+        raise SystemExit("kbox-zygote: %d threads after the imports; refusing to serve" % len(tasks))
+    fds = [int(f) for f in os.listdir("/proc/self/fd") if int(f) > 2]
+    left = []
+    for fd in fds:
+        try:
+            left.append("%d -> %s" % (fd, os.readlink("/proc/self/fd/%d" % fd)))
+        except OSError:
+            pass  # the listing's own fd
+    if left:
+        raise SystemExit("kbox-zygote: open files after the imports: %s" % ", ".join(left))
+
+
+def kernel_main(envbuf):
+    """In the kernel process (pid 2 of its own sandbox): fresh state, then the kernel app."""
+    env = {}
+    for kv in envbuf.raw.split(b"\0"):
+        if not kv:
+            break
+        k, _, v = kv.decode("utf-8", "surrogateescape").partition("=")
+        env[k] = v
+    os.environ.clear()
+    os.environ.update(IMPORT_ENV)
+    os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    import random
+    import tempfile
+    random.seed()
+    import numpy
+    numpy.random.seed()
+    tempfile.tempdir = None
+    sys.argv = ["ipykernel_launcher", "-f", CONNECTION_FILE]
+    sys.path[:] = [p for p in sys.path if p not in ("", "/usr/share/kbox")]
+    from ipykernel import kernelapp
+    if os.environ.get("KBOX_WARM_PROFILE"):  # docs/warm.md: where a warm kernel's start-up goes
+        import cProfile
+        import pstats
+        app = kernelapp.IPKernelApp.instance()
+        t = time.monotonic()
+        before = set(sys.modules)
+        cProfile.runctx("app.initialize()", globals(), {"app": app}, "/tmp/.kbox-warm-profile")
+        log("kernel app initialize: %.3f s" % (time.monotonic() - t))
+        pstats.Stats("/tmp/.kbox-warm-profile", stream=sys.__stderr__).sort_stats("cumulative").print_stats(30)
+        os.unlink("/tmp/.kbox-warm-profile")
+        new = sorted(m for m in set(sys.modules) - before if "." not in m)
+        log("top-level modules the kernel imported itself: %s" % " ".join(new))
+        app.start()
+        return
+    kernelapp.launch_new_instance()
+
+
+def run_kernel(envbuf):
+    """The kernel's exit status, as `python3 -m ipykernel_launcher` would end."""
+    code = 0
+    try:
+        kernel_main(envbuf)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    return code
+
+
+def serve(lib, lsock):
+    last = time.monotonic()
+    children = 0
+    while True:
+        while children > 0:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                children = 0
+                break
+            if pid == 0:
+                break
+        if children > 0:
+            last = time.monotonic()
+        r, _, _ = select.select([lsock], [], [], 1.0)
+        if not r:
+            if children == 0 and time.monotonic() - last > IDLE:
+                log("idle for %d s: exiting" % IDLE)
+                return
+            continue
+        conn, _ = lsock.accept()
+        try:
+            msg, fds, _, _ = socket.recv_fds(conn, MAX_REQ, MAX_FDS)
+        except OSError as e:
+            log("bad request: %s" % e)
+            conn.close()
+            continue
+        if not msg:
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            continue
+        last = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(lsock.detach())
+                os.close(conn.detach())
+                envbuf = ctypes.create_string_buffer(1 << 16)
+                arr = (ctypes.c_int * len(fds))(*fds)
+                lib.kbox_warm_child(msg, len(msg), arr, len(fds), envbuf, len(envbuf))
+            except BaseException:
+                os._exit(125)
+            os._exit(run_kernel(envbuf))
+        children = 1  # pid 1 of each kernel is adopted by us: reap until none is left
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def main():
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    lib = ctypes.CDLL(LIB)
+    lib.kbox_warm_child.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int),
+                                    ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+    lib.kbox_warm_child.restype = ctypes.c_int
+    t0 = time.monotonic()
+    before = dict(os.environ)
+    warm_imports()
+    IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
+    check_pristine()
+    path = os.path.join(INNER_DIR, "zygote.sock")
+    tmp = path + ".tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    lsock.bind(tmp)
+    lsock.listen(64)
+    os.rename(tmp, path)  # clients see the socket only once we accept
+    log("ready after %.2f s" % (time.monotonic() - t0))
+    serve(lib, lsock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+/* The host side of a warm start: the same host steps as a cold start (id, cgroups, id maps, the
+   detached mount trees), but the sandbox's process comes from a zygote's fork instead of clone3. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cgroup/cgroup.h"
+#include "cgroup/limits.h"
+#include "sandbox/channel.h"
+#include "sandbox/idmap.h"
+#include "sandbox/mounts.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "warm/child.h"
+#include "warm/proto.h"
+#include "warm/service.h"
+#include "warm/warm.h"
+
+#define STEP_MS 10000 /* a zygote that does not answer a step by then is wedged: go cold */
+
+/* Environment variables read while the zygote imports: a kernel that sets them must start cold. */
+static const char *const import_time_env[] = {"PYTHON", "OMP_", "OPENBLAS_", "MKL_", "MPL", "LD_", "NUMEXPR_", NULL};
+
+/* Why spec cannot start warm, or NULL. */
+static const char *not_eligible(const struct kbox_spec *s) {
+  if (s->cold) return NULL; /* asked for: no log line */
+  if (getenv("KBOX_COLD") != NULL) return "KBOX_COLD is set";
+  if (s->rootless || geteuid() != 0) return "warm starts need kbox to run as root";
+  if (s->kernel_cmd != NULL) return "--kernel-cmd is given (the zygote runs the default kernel)";
+  if (s->ns_flags != 0) return "not every namespace is available (kbox entrypoint)";
+  for (size_t i = 0; i < s->env.n; i++)
+    for (size_t k = 0; import_time_env[k] != NULL; k++)
+      if (strncmp(s->env.v[i], import_time_env[k], strlen(import_time_env[k])) == 0)
+        return "an --env variable is read at import time (PYTHON*, OMP_*, OPENBLAS_*, MKL_*, MPL*, LD_*)";
+  return "";
+}
+
+/* Wait for one message on chan (with a pidfd when want_fd), within STEP_MS. */
+static int recv_step(int chan, int want_type, int *fd, kbox_error_t *err) {
+  struct pollfd p = {.fd = chan, .events = POLLIN};
+  int r;
+  do r = poll(&p, 1, STEP_MS); while (r < 0 && errno == EINTR);
+  if (r == 0) return kbox_error_make(err, 0, "the zygote did not answer within %d s", STEP_MS / 1000);
+  struct kbox_msg m;
+  int fds[KBOX_WARM_MAX_FDS], n = 0;
+  long got = kbox_warm_recv(chan, &m, sizeof(m), fds, &n, err);
+  if (got < 0) return -1;
+  if (got == 0) return kbox_error_make(err, 0, "the zygote's fork ended during setup");
+  if (got != (long)sizeof(m)) return kbox_error_make(err, 0, "a bad message from the zygote's fork");
+  if (fd != NULL) *fd = n > 0 ? fds[0] : -1;
+  for (int i = fd != NULL ? 1 : 0; i < n; i++) close(fds[i]);
+  if (m.type == KBOX_MSG_ERROR) {
+    m.text[sizeof(m.text) - 1] = '\0';
+    return kbox_error_make(err, m.errno_, "%s", m.text);
+  }
+  if (m.type != want_type) return kbox_error_make(err, 0, "unexpected message %d from the zygote's fork", m.type);
+  if (fd != NULL && *fd < 0) return kbox_error_make(err, 0, "the zygote's fork sent no pidfd");
+  if (fd == NULL) return m.status;
+  return 0;
+}
+
+/* Host pid of a pidfd (its fdinfo, in our pid namespace). */
+static pid_t pidfd_pid(int pidfd) {
+  char path[64], *text = NULL;
+  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+  kbox_error_t ignored = NULL;
+  if (kbox_read_file(path, 4096, &text, NULL, &ignored) < 0) {
+    kbox_error_free(&ignored);
+    return -1;
+  }
+  const char *p = strstr(text, "\nPid:");
+  pid_t pid = p != NULL ? (pid_t)strtol(p + 5, NULL, 10) : -1;
+  free(text);
+  return pid;
+}
+
+/* Write the nested user namespace's maps (identity over the zygote's 0..65535). Only a process in
+   the parent namespace may, so a helper joins the zygote's user namespace first. */
+static int write_nested_maps(pid_t pid, kbox_error_t *err) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+  cleanup_close int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return kbox_error_make(err, errno, "opening %s", path);
+  cleanup_close int parent = ioctl(ns, NS_GET_PARENT);
+  if (parent < 0) return kbox_error_make(err, errno, "the zygote's user namespace");
+  pid_t helper = fork();
+  if (helper < 0) return kbox_error_make(err, errno, "fork");
+  if (helper == 0) {
+    struct kbox_idmap map = {.deny_setgroups = false};
+    snprintf(map.uid_map, sizeof(map.uid_map), "0 0 %u\n", KBOX_ID_RANGE);
+    snprintf(map.gid_map, sizeof(map.gid_map), "0 0 %u\n", KBOX_ID_RANGE);
+    kbox_error_t e = NULL;
+    _exit(setns(parent, CLONE_NEWUSER) == 0 && kbox_idmap_write(pid, &map, &e) == 0 ? 0 : 1);
+  }
+  int st = 0;
+  while (waitpid(helper, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return kbox_error_make(err, 0, "writing the warm kernel's id maps");
+  return 0;
+}
+
+/* Connect to the zygote of keydir. */
+static int connect_zygote(const char *keydir, kbox_error_t *err) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/zygote.sock", keydir) >= (int)sizeof(a.sun_path))
+    return kbox_error_make(err, 0, "%s is too long for a socket path", keydir);
+  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return kbox_error_make(err, errno, "socket");
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) return kbox_error_make(err, errno, "connecting to the zygote");
+  return steal_fd(fd);
+}
+
+/* Send the request with the channel, our stderr and the mount trees. */
+static int send_request(int zfd, const struct kbox_spec *spec, struct kbox_mounts *m, int chan, kbox_error_t *err) {
+  cleanup_free char *req = NULL;
+  size_t len = 0;
+  if (kbox_warm_encode(spec, &req, &len, err) < 0) return -1;
+  int fds[KBOX_WARM_MAX_FDS], n = 0;
+  fds[n++] = chan;
+  fds[n++] = 2;
+  if (spec->rootfs.n + spec->n_binds + 3 > KBOX_WARM_MAX_FDS) return kbox_error_make(err, 0, "too many layers and binds");
+  for (size_t i = 0; i < spec->rootfs.n; i++) fds[n++] = m->lower_fds[i];
+  for (size_t i = 0; i < spec->n_binds; i++) fds[n++] = m->bind_fds[i];
+  if (spec->workdir != NULL) fds[n++] = m->workdir_fd;
+  return kbox_warm_send(zfd, req, len, fds, n, err);
+}
+
+/* Every limit must sit in a cgroup: the fork cannot take rlimits the zygote never had. */
+static bool limits_in_cgroups(const struct kbox_cgroup *cg) {
+  if (cg == NULL) return false;
+  for (int i = 0; i < KBOX_LIM_N; i++)
+    if (cg->mech[i] == KBOX_MECH_RLIMIT) return false;
+  return true;
+}
+
+/* The fork itself: host steps, request, maps, cgroups, go; sb holds the kernel's pid 1 after. */
+static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir, kbox_error_t *err) {
+  if (kbox_sandbox_reserve(sb, spec, err) < 0) return -1;
+  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
+  if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
+  struct kbox_idmap map;
+  if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
+  int workdir_fd = -1;
+  if (spec->workdir != NULL && kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0) return -1;
+  struct kbox_mounts m;
+  kbox_mounts_init(&m, spec, workdir_fd);
+  int sp[2] = {-1, -1}, zfd = -1, middle = -1, rc = -1;
+  if ((m.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0 || kbox_mounts_open_sources(&m, err) < 0)
+    goto out;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+    kbox_error_make(err, errno, "socketpair");
+    goto out;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &sb->started);
+  if ((zfd = connect_zygote(keydir, err)) < 0 || send_request(zfd, spec, &m, sp[1], err) < 0) goto out;
+  close(sp[1]);
+  sp[1] = -1;
+  kbox_mounts_free(&m);
+  sb->chan = sp[0];
+  sp[0] = -1;
+  if (recv_step(sb->chan, KBOX_WARM_MSG_MIDDLE, &middle, err) < 0) goto out;
+  pid_t mid = pidfd_pid(middle);
+  if (mid <= 0) {
+    kbox_error_make(err, 0, "the zygote's fork has no pid here");
+    goto out;
+  }
+  if (write_nested_maps(mid, err) < 0 || kbox_cgroup_attach(sb->cgroup, mid, true, err) < 0 ||
+      kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
+    kill(mid, SIGKILL);
+    goto out;
+  }
+  if (recv_step(sb->chan, KBOX_WARM_MSG_PID1, &sb->pidfd, err) < 0) goto out;
+  sb->pid = pidfd_pid(sb->pidfd);
+  sb->foreign = true;
+  int workload = recv_step(sb->chan, KBOX_MSG_STARTED, NULL, err);
+  if (workload < 0) goto out;
+  sb->workload_pid = workload;
+  kbox_debug("warm: the kernel's sandbox was forked and built in %lld ms", kbox_sandbox_elapsed_ms(sb));
+  rc = 0;
+out:
+  kbox_mounts_free(&m);
+  if (sp[0] >= 0) close(sp[0]);
+  if (sp[1] >= 0) close(sp[1]);
+  if (zfd >= 0) close(zfd);
+  if (middle >= 0) close(middle);
+  return rc;
+}
+
+int kbox_warm_try(struct kbox_sandbox *sb, struct kbox_spec *spec) {
+  const char *why = not_eligible(spec);
+  if (why == NULL) return 0;
+  if (why[0] != '\0') {
+    kbox_info("warm start not possible (%s): starting cold", why);
+    return 0;
+  }
+  char keydir[PATH_MAX];
+  kbox_error_t err = NULL;
+  if (kbox_warm_key_dir(spec, keydir, sizeof(keydir), &err) < 0) {
+    kbox_info("warm start not possible (%s): starting cold", err->msg);
+    kbox_error_free(&err);
+    return 0;
+  }
+  if (!kbox_warm_ready(keydir)) {
+    kbox_info("warm start: no zygote for this image yet (starting one for the next kernels): starting cold");
+    if (kbox_warm_spawn(spec, &err) < 0) kbox_error_free(&err);
+    return 0;
+  }
+  if (fork_kernel(sb, spec, keydir, &err) == 0) return 1;
+  kbox_warn("warm start failed (%s): starting cold", err->msg);
+  kbox_error_free(&err);
+  kbox_sandbox_destroy(sb);
+  return 0;
+}

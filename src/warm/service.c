@@ -1,0 +1,247 @@
+#include "warm/service.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "sandbox/idmap.h"
+#include "sandbox/sandbox.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "warm/proto.h"
+
+#define DEFAULT_BASE "/run/kbox/warm"
+#define STOP_GRACE_MS 3000
+
+int kbox_warm_base(char *out, size_t n, kbox_error_t *err) {
+  const char *env = getenv("KBOX_WARM_DIR");
+  if (env == NULL && geteuid() != 0) return kbox_error_make(err, 0, "warm starts need kbox to run as root");
+  snprintf(out, n, "%s", env != NULL && env[0] != '\0' ? env : DEFAULT_BASE);
+  if (env == NULL && mkdir("/run/kbox", 0755) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating /run/kbox");
+  if (mkdir(out, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", out);
+  return 0;
+}
+
+int kbox_warm_lib_path(char *out, size_t n, kbox_error_t *err) {
+  char exe[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (len > 0) {
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL) *slash = '\0';
+    snprintf(out, n, "%s/warm/libkbox-warm.so", exe); /* build tree */
+    if (access(out, R_OK) == 0) return 0;
+  }
+  snprintf(out, n, "%s/libkbox-warm.so", KBOX_LIBDIR);
+  if (access(out, R_OK) == 0) return 0;
+  return kbox_error_make(err, 0, "libkbox-warm.so is missing (beside kbox or in %s); reinstall kbox", KBOX_LIBDIR);
+}
+
+/* FNV-1a over bytes. */
+static void mix(uint64_t *h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    *h ^= b[i];
+    *h *= 1099511628211ULL;
+  }
+}
+
+/* Mix a file's identity (device, inode, size, change time) into the key. */
+static int mix_file(uint64_t *h, const char *path, kbox_error_t *err) {
+  struct stat st;
+  if (stat(path, &st) < 0) return kbox_error_make(err, errno, "warm start: %s", path);
+  mix(h, path, strlen(path));
+  uint64_t v[5] = {st.st_dev, st.st_ino, (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+  mix(h, v, sizeof(v));
+  return 0;
+}
+
+int kbox_warm_key_dir(const struct kbox_spec *spec, char *out, size_t n, kbox_error_t *err) {
+  uint64_t h = 14695981039346656037ULL;
+  uint32_t magic = KBOX_WARM_MAGIC;
+  mix(&h, &magic, sizeof(magic));
+  char lib[PATH_MAX], path[PATH_MAX];
+  if (mix_file(&h, "/proc/self/exe", err) < 0 || kbox_warm_lib_path(lib, sizeof(lib), err) < 0 || mix_file(&h, lib, err) < 0)
+    return -1;
+  bool have_zygote = false;
+  for (size_t i = 0; i < spec->rootfs.n; i++) {
+    cleanup_free char *real = realpath(spec->rootfs.v[i], NULL);
+    if (real == NULL) return kbox_error_make(err, errno, "warm start: --rootfs %s", spec->rootfs.v[i]);
+    if (mix_file(&h, real, err) < 0) return -1;
+    snprintf(path, sizeof(path), "%s%s", real, KBOX_WARM_ZYGOTE_PY);
+    if (access(path, R_OK) == 0) {
+      have_zygote = true;
+      if (mix_file(&h, path, err) < 0) return -1;
+    }
+    snprintf(path, sizeof(path), "%s/etc/kbox/warm.txt", real); /* the image's warm list */
+    if (access(path, R_OK) == 0 && mix_file(&h, path, err) < 0) return -1;
+  }
+  if (!have_zygote) return kbox_error_make(err, 0, "no layer has the zygote (%s): use an image with the kbox layer", KBOX_WARM_ZYGOTE_PY);
+  char base[PATH_MAX - 64];
+  if (kbox_warm_base(base, sizeof(base), err) < 0) return -1;
+  mix(&h, base, strlen(base)); /* the key names the zygote's sandbox id: unique per base dir */
+  snprintf(out, n, "%s/%016llx", base, (unsigned long long)h);
+  return 0;
+}
+
+bool kbox_warm_ready(const char *keydir) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/zygote.sock", keydir) >= (int)sizeof(a.sun_path)) return false;
+  return access(a.sun_path, F_OK) == 0;
+}
+
+int kbox_warm_spawn(const struct kbox_spec *spec, kbox_error_t *err) {
+  struct kbox_strv argv = {0};
+  kbox_strv_add(&argv, "kbox");
+  kbox_strv_add(&argv, "warm");
+  kbox_strv_add(&argv, "serve");
+  for (size_t i = 0; i < spec->rootfs.n; i++) {
+    kbox_strv_add(&argv, "--rootfs");
+    kbox_strv_add(&argv, spec->rootfs.v[i]);
+  }
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    kbox_strv_free(&argv);
+    return kbox_error_make(err, errno, "fork");
+  }
+  if (pid == 0) {
+    setsid();
+    if (fork() != 0) _exit(0); /* not our caller's child: it need not reap us */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv("/proc/self/exe", argv.v);
+    _exit(127);
+  }
+  kbox_strv_free(&argv);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+/* Serve: the zygote's own sandbox (see docs/warm.md for what differs from a kernel's). */
+static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t *err) {
+  char lib[PATH_MAX];
+  if (kbox_warm_lib_path(lib, sizeof(lib), err) < 0) return -1;
+  const char *slash = strrchr(keydir, '/');
+  free(spec->id);
+  free(spec->hostname);
+  if (asprintf(&spec->id, "warm-%s", slash + 1) < 0 || (spec->hostname = strdup("kbox-zygote")) == NULL) abort();
+  kbox_spec_add_bind(spec, keydir, KBOX_WARM_INNER_DIR, false);
+  kbox_spec_add_bind(spec, lib, KBOX_WARM_INNER_LIB, true);
+  kbox_strv_free(&spec->argv);
+  kbox_strv_add(&spec->argv, "python3");
+  kbox_strv_add(&spec->argv, KBOX_WARM_ZYGOTE_PY);
+  /* BLAS/OpenMP pools start at import: one thread, so the zygote has none to lose at fork. */
+  static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
+                                    "PYTHONDONTWRITEBYTECODE=1", "PYDEVD_DISABLE_FILE_VALIDATION=1", NULL};
+  for (size_t i = 0; env[i] != NULL; i++) kbox_strv_add(&spec->env, env[i]);
+  const char *idle = getenv("KBOX_WARM_IDLE");
+  if (idle != NULL) {
+    char *kv = NULL;
+    if (asprintf(&kv, "KBOX_WARM_IDLE=%s", idle) < 0) abort();
+    kbox_strv_add_owned(&spec->env, kv);
+  }
+  spec->warm_zygote = true;
+  spec->seccomp_unconfined = true; /* it unshares and mounts for its kernels; it runs no user code */
+  spec->memory_bytes = 2ULL << 30;
+  return 0;
+}
+
+/* The key directory, owned by the zygote's user (it creates its socket there), 0700. */
+static int make_keydir(const struct kbox_spec *spec, const char *keydir, kbox_error_t *err) {
+  if (mkdir(keydir, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", keydir);
+  struct kbox_idmap map;
+  if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
+  if (chown(keydir, map.base + spec->uid, map.base + spec->gid) < 0) return kbox_error_make(err, errno, "chown %s", keydir);
+  return 0;
+}
+
+static void serve_loop(struct kbox_sandbox *sb, int sigfd) {
+  long long kill_at = 0;
+  while (!sb->reaped) {
+    struct pollfd p[3] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}, {.fd = sb->chan, .events = POLLIN}};
+    int r = poll(p, sb->chan >= 0 ? 3 : 2, kill_at ? 200 : -1);
+    if (r < 0 && errno != EINTR) break;
+    struct signalfd_siginfo si;
+    while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
+        kbox_sandbox_signal(sb, SIGTERM);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        kill_at = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + STOP_GRACE_MS;
+      }
+    }
+    if (kill_at) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if (now.tv_sec * 1000LL + now.tv_nsec / 1000000 >= kill_at) kbox_sandbox_kill(sb);
+    }
+    if (sb->chan >= 0 && (p[2].revents & (POLLIN | POLLHUP))) {
+      kbox_error_t ignored = NULL;
+      kbox_sandbox_on_message(sb, &ignored);
+      kbox_error_free(&ignored);
+    }
+    if (p[0].revents & POLLIN) kbox_sandbox_reap(sb);
+  }
+}
+
+int kbox_warm_serve(struct kbox_spec *spec, kbox_error_t *err) {
+  char keydir[PATH_MAX], path[PATH_MAX + 32];
+  if (kbox_warm_key_dir(spec, keydir, sizeof(keydir), err) < 0 || make_keydir(spec, keydir, err) < 0) return -1;
+  snprintf(path, sizeof(path), "%s.lock", keydir);
+  cleanup_close int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock < 0) return kbox_error_make(err, errno, "opening %s", path);
+  if (flock(lock, LOCK_EX | LOCK_NB) < 0) return 0; /* another server has this key */
+  snprintf(path, sizeof(path), "%s.log", keydir);
+  int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (log >= 0 && log != 2) {
+    dup2(log, 2);
+    close(log);
+  }
+  snprintf(path, sizeof(path), "%s/zygote.sock", keydir);
+  unlink(path);
+  snprintf(path, sizeof(path), "%s.pid", keydir);
+  char pid[32];
+  snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+  cleanup_close int pfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (pfd < 0 || write(pfd, pid, strlen(pid)) < 0) return kbox_error_make(err, errno, "writing %s", path);
+  if (zygote_spec(spec, keydir, err) < 0) return -1;
+  cleanup_close int sigfd = kbox_sandbox_signalfd(err);
+  if (sigfd < 0) return -1;
+  struct kbox_sandbox sb;
+  int rc = kbox_sandbox_start(&sb, spec, err);
+  if (rc == 0) {
+    kbox_info("warm: zygote %s started (sandbox pid %d)", keydir, (int)sb.pid);
+    serve_loop(&sb, sigfd);
+  }
+  kbox_sandbox_destroy(&sb);
+  snprintf(path, sizeof(path), "%s/zygote.sock", keydir);
+  unlink(path);
+  snprintf(path, sizeof(path), "%s.pid", keydir);
+  unlink(path);
+  rmdir(keydir);
+  return rc;
+}

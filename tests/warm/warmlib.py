@@ -1,0 +1,219 @@
+"""Shared helpers of the warm suite: a private zygote directory, kernels started with `kbox run`
+(kernel mode, default image) and a jupyter_client client on each, leak checks."""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+KBOX = os.environ.get("KBOX_BIN", "kbox")
+BUILD = os.environ.get("KBOX_BUILD_ROOT", "")
+PROBE = os.path.join(BUILD, "tests", "helpers", "probe")
+ESCAPE = os.path.join(BUILD, "tests", "security", "escape")
+
+
+def skip_or_fail(reason):
+    if os.environ.get("KBOX_MUST_WORK") == "1":
+        print("FAIL (KBOX_MUST_WORK=1): " + reason, file=sys.stderr)
+        sys.exit(1)
+    print("SKIP: " + reason, file=sys.stderr)
+    sys.exit(77)
+
+
+def check_host():
+    """Skip when warm starts cannot work here: not root, no jupyter_client, no default image."""
+    try:
+        import jupyter_client  # noqa: F401
+    except ImportError:
+        skip_or_fail("the system Python lacks jupyter_client (apt-get install python3-jupyter-client)")
+    if os.geteuid() != 0:
+        skip_or_fail("warm starts need root (rootless kernels start cold)")
+    r = subprocess.run([KBOX, "image", "list"], capture_output=True, text=True)
+    if "default" not in r.stdout:
+        skip_or_fail("no default image (tools/mkrootfs build)")
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+class Zygotes:
+    """A private KBOX_WARM_DIR for this test (so parallel runs never share zygotes)."""
+
+    def __init__(self, idle=120):
+        self.dir = tempfile.mkdtemp(prefix="kbox-warm-test-")
+        os.environ["KBOX_WARM_DIR"] = self.dir
+        os.environ["KBOX_WARM_IDLE"] = str(idle)
+
+    def start(self):
+        r = subprocess.run([KBOX, "warm", "start"], capture_output=True, text=True, timeout=300)
+        check(r.returncode == 0, "kbox warm start failed: %s %s" % (r.stderr, self.logs()))
+        self.key = r.stdout.strip()
+        return self.key
+
+    def status(self):
+        r = subprocess.run([KBOX, "warm", "status", "--json"], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, "kbox warm status failed: " + r.stderr)
+        return json.loads(r.stdout)
+
+    def server_pid(self):
+        st = [z for z in self.status() if z["alive"]]
+        return st[0]["pid"] if st else None
+
+    def zygote_pid(self):
+        """Host pid of the zygote's python: the process running zygote.py whose parent is not one."""
+        for p in glob.glob("/proc/[0-9]*"):
+            try:
+                cmd = open(p + "/cmdline", "rb").read()
+                if b"/usr/share/kbox/zygote.py" not in cmd:
+                    continue
+                ppid = int(open(p + "/stat").read().rsplit(")", 1)[1].split()[1])
+                pcmd = open("/proc/%d/cmdline" % ppid, "rb").read()
+                if b"zygote.py" not in pcmd and self.dir_of(int(p[6:])):
+                    return int(p[6:])
+            except (OSError, ValueError, IndexError):
+                continue
+        return None
+
+    def dir_of(self, pid):
+        """True when pid's zygote belongs to our KBOX_WARM_DIR (its server's pid file is ours)."""
+        server = self.server_pid()
+        if server is None:
+            return False
+        p = pid
+        for _ in range(6):
+            try:
+                p = int(open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                return False
+            if p == server:
+                return True
+        return False
+
+    def zygote_children(self, zpid):
+        """Processes the zygote has (pid 1s of live kernels it adopted, forks in progress)."""
+        out = []
+        for t in glob.glob("/proc/%d/task/*/children" % zpid):
+            try:
+                out += [int(x) for x in open(t).read().split()]
+            except OSError:
+                pass
+        return out
+
+    def logs(self):
+        text = ""
+        for f in glob.glob(os.path.join(self.dir, "*.log")):
+            text += open(f).read()
+        return text
+
+    def stop(self):
+        subprocess.run([KBOX, "warm", "stop"], capture_output=True, timeout=60)
+        for _ in range(100):
+            if not [z for z in self.status() if z["alive"]]:
+                break
+            time.sleep(0.1)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Kernel:
+    """`kbox run` (kernel mode) on the default image, with a client and its --report."""
+
+    def __init__(self, *extra, binds=True):
+        from jupyter_client import BlockingKernelClient
+        self.id = "wt" + os.urandom(4).hex()
+        self.tmp = tempfile.mkdtemp(prefix="kbox-warm-k-")
+        self.report = os.path.join(self.tmp, "report.json")
+        args = [KBOX, "run", "--id", self.id, "--report", self.report]
+        if binds:
+            args += ["--bind", PROBE + ":/opt/probe:ro", "--bind", ESCAPE + ":/opt/escape:ro"]
+        args += list(extra)
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("kbox ended before the kernel was ready: " + self.proc.stderr.read().decode())
+        self.ready_s = time.monotonic() - self.t0
+        self.info = json.loads(line)
+        self.kc = BlockingKernelClient()
+        self.kc.load_connection_info(self.info)
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code, timeout=120):
+        """Execute code; return (stdout text, error or None, execute_result text)."""
+        out, err, res = [], None, None
+        self.kc.execute(code)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+            t, c = msg["msg_type"], msg["content"]
+            if t == "stream":
+                out.append(c["text"])
+            elif t == "error":
+                err = "%s: %s" % (c["ename"], c["evalue"])
+            elif t == "execute_result":
+                res = c["data"].get("text/plain")
+            elif t == "status" and c["execution_state"] == "idle" and msg["parent_header"].get("msg_type") == "execute_request":
+                break
+        return "".join(out), err, res
+
+    def value(self, expr):
+        out, err, res = self.run(expr)
+        check(err is None, "%s raised %s" % (expr, err))
+        return res
+
+    def end(self):
+        """Shut down; return the report."""
+        try:
+            self.kc.shutdown()
+        except Exception:
+            pass
+        self.kc.stop_channels()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr = self.proc.stderr.read().decode()
+        rep = {}
+        try:
+            rep = json.load(open(self.report))
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return rep
+
+
+def start_of(report):
+    return report.get("kernel", {}).get("start")
+
+
+def cgroups_of(sid):
+    """cgroup directories (any hierarchy) named after sandbox id sid."""
+    return [p for p in glob.glob("/sys/fs/cgroup/**/kbox.*.%s" % sid, recursive=True)]
+
+
+def check_no_leak(ids, zyg=None, wait=10):
+    """Nothing of these kernels is left: cgroups, run dirs, the zygote's adopted pid 1s."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = [c for i in ids for c in cgroups_of(i)]
+        left += [d for i in ids for d in glob.glob("/run/kbox/%s" % i)]
+        kids = []
+        if zyg is not None and zyg[1] is not None:
+            kids = zyg[0].zygote_children(zyg[1])
+        if not left and not kids:
+            return
+        if time.monotonic() > deadline:
+            fail("left behind: %s; zygote children %s" % (left, kids))
+        time.sleep(0.2)
