@@ -1,6 +1,7 @@
 /* kbox: verb dispatch. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cmd/commands.h"
 #include "config.h"
@@ -32,7 +33,18 @@ static void usage(FILE *out) {
                "Example: kbox run --rootfs / -- sh -c 'id; hostname; cat /proc/net/dev'\n");
 }
 
+/* kbox's own open-file limit: the soft limit up to the hard one, so the broker's connections and
+   sockets are not capped at an inherited 1024 (the sandbox gets its own --nofile). */
+static void raise_nofile(void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
 int main(int argc, char **argv) {
+  raise_nofile();
   if (argc < 2) {
     usage(stderr);
     return 125;
