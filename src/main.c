@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "cmd/commands.h"
 #include "cmd/kmod.h"
@@ -54,8 +55,19 @@ static void fill_closed_stdio(void) {
   }
 }
 
+/* kbox's own open-file limit: the soft limit up to the hard one, so the broker's connections and
+   sockets are not capped at an inherited 1024 (the sandbox gets its own --nofile). */
+static void raise_nofile(void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
 int main(int argc, char **argv) {
   fill_closed_stdio();
+  raise_nofile();
   kbox_trace_init();
   if (argc < 2) {
     usage(stderr);

@@ -25,7 +25,7 @@ enum {
   OPT_IMAGE, OPT_STARTUP_DIR,
   OPT_DETACH, OPT_COLD,
   OPT_TRACE_SETUP,
-  OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE,
+  OPT_CONNECTION_FILE, OPT_IP, OPT_TRANSPORT, OPT_PORT_RANGE, OPT_KERNEL_CMD, OPT_MAX_MESSAGE, OPT_INSECURE_NO_KEY,
   OPT_EXEC_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_WORKDIR_FROM_CWD,
   OPT_NET_MAX_BYTES, OPT_AUDIT,
 };
@@ -71,6 +71,7 @@ static const struct opt_doc run_opts[] = {
     {"port-range", 1, OPT_PORT_RANGE, "LO..HI", "kernel mode: choose client-side tcp ports in this range. Default: any free port. Example: --port-range 9000..9100"},
     {"kernel-cmd", 1, OPT_KERNEL_CMD, "CMD", "kernel mode: kernel command inside the sandbox, {connection_file} is replaced. Default 'python3 -m ipykernel_launcher -f {connection_file}'. Example: --kernel-cmd '/usr/bin/python3 -m ipykernel_launcher -f {connection_file}'"},
     {"max-message", 1, OPT_MAX_MESSAGE, "SIZE", "kernel mode: drop Jupyter messages larger than this. Default 64M. Example: --max-message 16M"},
+    {"insecure-no-key", 0, OPT_INSECURE_NO_KEY, NULL, "kernel mode: accept a --connection-file without a \"key\" (or an empty one): anyone who can reach the ports can run code. Example: --insecure-no-key"},
     {"exec-timeout", 1, OPT_EXEC_TIMEOUT, "SECONDS", "kernel mode: interrupt a cell running longer than this; kill the sandbox if it is still running after a grace period (exit 124). Example: --exec-timeout 120"},
     {"idle-timeout", 1, OPT_IDLE_TIMEOUT, "SECONDS", "kernel mode: shut the kernel down (exit 0) after this long with no client message while idle. Example: --idle-timeout 3600"},
     {"detach", 0, OPT_DETACH, NULL, "kernel mode: start in the background (kbox keeps supervising it), print the connection JSON once the kernel is ready and return; with --id, print the running kernel's connection JSON if it exists (get-or-create). See kbox ps / exec --id / kill. Example: kbox run --id s1 --detach"},
@@ -239,6 +240,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_EXEC_TIMEOUT: return kbox_parse_seconds("--exec-timeout", arg, &spec->exec_timeout_ms, err);
   case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->idle_timeout_ms, err);
   case OPT_DETACH: spec->detach = true; return 0;
+  case OPT_INSECURE_NO_KEY: spec->insecure_no_key = true; return 0;
   case OPT_VERBOSE: spec->verbosity++; return 0;
   case OPT_TRACE_SETUP: kbox_trace_enable(); return 0;
   case OPT_HELP: *help_shown = true; return 0;

@@ -20,6 +20,26 @@
 #define LOG_EVERY 1000
 #define TRIM_AFTER_BYTES (1 << 20) /* hand freed heap back after this much traffic, once idle */
 
+/* Flow control and memory bounds (docs/kernel-broker.md). libzmq bounds its queues in messages;
+   the broker adds byte accounting of what it hands to host iopub, and back-pressure: a source is
+   not read while its destination cannot take more, so queues stay where their owner pays (the
+   client's socket, or the kernel, inside its memory limit). */
+#define SHELL_WINDOW 8           /* shell requests inside the kernel at once: fair service between clients */
+#define WINDOW_STALL_MS 1000     /* a full window with the kernel idle and silent this long is reset */
+#define HOST_RCVHWM 32           /* requests libzmq reads ahead per client connection */
+#define HOST_SNDHWM 4096         /* replies queued per client connection */
+#define IOPUB_HWM 64             /* messages queued per iopub subscriber */
+#define KERN_IOPUB_RCVHWM 8      /* read-ahead from the kernel's iopub: its backlog stays in the kernel */
+#define IOPUB_BUDGET (64u << 20) /* bytes of iopub libzmq may hold for all subscribers together */
+#define IOPUB_HARD (256u << 20)  /* beyond this, large iopub messages are dropped for everyone */
+#define IOPUB_SMALL (64u << 10)  /* still delivered while stuck subscribers hold IOPUB_HARD */
+#define SLOW_JOINER_MS 2000      /* a subscriber that takes nothing this long is dropped for */
+#define RETRY_MS 20              /* look at a full destination again at least this often */
+#define HANDSHAKE_MS 10000       /* ZMTP greeting deadline of a new connection */
+#define INTERRUPT_EVERY_MS 1000  /* at most one interrupt forwarded per cell per second */
+#define KERN_MAX_FACTOR 4        /* kernel frames up to this many --max-message are read (and dropped, said);
+                                    larger ones cut the connection inside libzmq before any allocation */
+
 long long kbox_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -37,6 +57,15 @@ static void drop(struct kbox_broker *b, enum kbox_channel ch, bool from_client, 
 /* Socket number i of the poll set: host[0..N) then kern[0..N). */
 static void *sock_at(struct kbox_broker *b, int i) { return i < KBOX_CH_N ? b->host[i] : b->kern[i - KBOX_CH_N]; }
 
+#define BIT(i) (1u << (i))
+#define KBIT(ch) (1u << (KBOX_CH_N + (ch)))
+
+/* Does the span end with suffix (e.g. "_request")? */
+static bool ends_with(const struct kbox_jspan *sp, const char *suffix) {
+  size_t n = strlen(suffix);
+  return sp->p != NULL && !sp->escaped && sp->n >= n && memcmp(sp->p + sp->n - n, suffix, n) == 0;
+}
+
 /* Send and remember that the socket was used: a send may consume the wake-up of its ZMQ_FD. */
 static int send_at(struct kbox_broker *b, int i, struct kbox_frames *f) {
   b->touched |= 1u << i;
@@ -53,6 +82,9 @@ static void *new_socket(struct kbox_broker *b, int type, kbox_error_t *err) {
     return NULL;
   }
   set_int(s, ZMQ_LINGER, 0);
+  /* A connection that has not completed the ZMTP greeting by then is closed: idle unauthenticated
+     connections cannot pile up (the open-file limit is the other bound; src/main.c raises it). */
+  set_int(s, ZMQ_HANDSHAKE_IVL, HANDSHAKE_MS);
   return s;
 }
 
@@ -104,8 +136,17 @@ static int open_host(struct kbox_broker *b, struct kbox_conn *host, unsigned lo,
     b->host[ch] = s;
     int64_t maxmsg = ch == KBOX_CH_HB ? HB_MAX_BYTES : (int64_t)b->max_message;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-    if (ch != KBOX_CH_IOPUB) set_int(s, ZMQ_ROUTER_HANDOVER, 1);
-    else set_int(s, ZMQ_XPUB_VERBOSE, 1);
+    if (ch != KBOX_CH_IOPUB) {
+      set_int(s, ZMQ_ROUTER_HANDOVER, 1);
+      set_int(s, ZMQ_RCVHWM, HOST_RCVHWM);
+      set_int(s, ZMQ_SNDHWM, HOST_SNDHWM);
+    } else {
+      set_int(s, ZMQ_XPUB_VERBOSE, 1);
+      /* A full subscriber makes the send fail (EAGAIN) instead of silently dropping: the broker
+         then pauses the kernel's iopub, and only after SLOW_JOINER_MS drops for that subscriber. */
+      set_int(s, ZMQ_XPUB_NODROP, 1);
+      set_int(s, ZMQ_SNDHWM, IOPUB_HWM);
+    }
     if (bind_host(s, host, (enum kbox_channel)ch, lo, hi, err) < 0) return -1;
   }
   return 0;
@@ -120,7 +161,11 @@ static int open_kernel(struct kbox_broker *b, const struct kbox_conn *kern, kbox
        the identity it saw on shell. */
     if (ch != KBOX_CH_IOPUB) zmq_setsockopt(s, ZMQ_ROUTING_ID, "kbox", 4);
     else zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
-    set_int(s, ZMQ_RCVHWM, 0);
+    /* The kernel's iopub backlog stays in the kernel's own queue (its memory limit pays); on the
+       request/reply channels the kernel is paced by the shell window and replies are small. */
+    set_int(s, ZMQ_RCVHWM, ch == KBOX_CH_IOPUB ? KERN_IOPUB_RCVHWM : 1000);
+    int64_t maxmsg = ch == KBOX_CH_HB ? HB_MAX_BYTES : (int64_t)(b->max_message * KERN_MAX_FACTOR);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
     char ep[400];
     kbox_conn_endpoint(kern, (enum kbox_channel)ch, ep, sizeof(ep));
     if (zmq_connect(s, ep) < 0) return kbox_error_make(err, errno, "cannot connect to the kernel's %s socket %s", kbox_channel_names[ch], ep);
@@ -133,11 +178,13 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
   memset(b, 0, sizeof(*b));
   b->max_message = max_message;
   kbox_frames_init(&b->buf);
+  for (int ch = 0; ch < KBOX_CH_N; ch++) kbox_frames_init(&b->pend[ch]);
+  atomic_init(&b->iopub_queued, 0);
   kbox_wire_new_id(b->session);
   char rnd[33];
   kbox_wire_new_id(rnd);
   snprintf(b->self_ident, sizeof(b->self_ident), "kbox-%.16s", rnd);
-  b->last_activity_ms = kbox_now_ms();
+  b->last_activity_ms = b->kernel_heard_ms = kbox_now_ms();
   if (kbox_auth_init(&b->host_auth, host->scheme, host->key, err) < 0) return kbox_error_prefix(err, "host channels");
   if (kbox_auth_init(&b->kern_auth, kern->scheme, kern->key, err) < 0) return -1;
   /* One malloc arena: libzmq's I/O thread would otherwise get its own, which keeps the pages of
@@ -162,6 +209,7 @@ void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
     }
     if (b->kern[ch] != NULL) zmq_close(b->kern[ch]);
     b->host[ch] = b->kern[ch] = NULL;
+    kbox_frames_free(&b->pend[ch]);
   }
   if (b->ctx != NULL) zmq_ctx_term(b->ctx);
   b->ctx = NULL;
@@ -180,20 +228,113 @@ void kbox_broker_pollitems(struct kbox_broker *b, zmq_pollitem_t *items) {
   }
 }
 
+/* Index of the delimiter frame, or f->n when there is none. */
+static size_t find_delim(const struct kbox_frames *f) {
+  size_t d = 0;
+  while (d < f->n && d <= KBOX_WIRE_MAX_IDENTS &&
+         !(kbox_frame_size(f, d) == strlen(KBOX_WIRE_DELIM) && memcmp(kbox_frame_data(f, d), KBOX_WIRE_DELIM, strlen(KBOX_WIRE_DELIM)) == 0))
+    d++;
+  return d <= KBOX_WIRE_MAX_IDENTS ? d : f->n;
+}
+
+/* Send the client message held for channel ch to the kernel, if the kernel's socket (and, on
+   shell, the window) can take it. While it is held, the client socket is not read: requests wait
+   in libzmq's per-client queues (fair-queued between clients) and in the clients' own sockets. */
+static void flush_to_kernel(struct kbox_broker *b, enum kbox_channel ch) {
+  struct kbox_frames *p = &b->pend[ch];
+  if (p->n > 0) {
+    if (ch == KBOX_CH_SHELL && b->pend_counted && b->shell_inflight >= SHELL_WINDOW) return;
+    /* A failed try is not marked touched (that would spin); its wake-up, if consumed, is
+       covered by the RETRY_MS timer. */
+    if (kbox_frames_send_or_keep(b->kern[ch], p) < 0) {
+      if (p->n > 0) return; /* EAGAIN: the kernel's queue is full; try again when it drains */
+      drop(b, ch, true, zmq_strerror(errno));
+    } else {
+      b->touched |= KBIT(ch);
+      b->forwarded++;
+      if (ch == KBOX_CH_SHELL && b->pend_counted) b->shell_inflight++;
+    }
+  }
+  if (b->blocked & BIT(ch)) b->touched |= BIT(ch); /* read that client socket again */
+  b->blocked &= ~BIT(ch);
+}
+
+/* The reply part of the interrupt decision: answer interrupt_request ourselves with status ok
+   (to the client in frame 0, parent = the request's header). */
+static void answer_interrupt(struct kbox_broker *b, enum kbox_channel ch, size_t delim) {
+  struct kbox_frames *f = &b->buf;
+  json_t *parent = json_loadb(kbox_frame_data(f, delim + 2), kbox_frame_size(f, delim + 2), 0, NULL);
+  json_t *c = json_pack("{s:s}", "status", "ok");
+  struct kbox_frames out;
+  kbox_frames_init(&out);
+  kbox_wire_build(&b->host_auth, &out, delim > 0 ? kbox_frame_data(f, 0) : NULL, delim > 0 ? kbox_frame_size(f, 0) : 0,
+                  b->session, "interrupt_reply", parent, c, NULL);
+  json_decref(parent);
+  json_decref(c);
+  if (send_at(b, ch, &out) == 0) b->forwarded++;
+  kbox_frames_free(&out);
+  b->interrupts_answered++;
+}
+
+bool kbox_broker_may_interrupt(struct kbox_broker *b, long long now_ms) {
+  if (!b->ready || b->shutting_down || !b->busy || b->exec_id[0] == '\0') return false;
+  if (strcmp(b->interrupted_id, b->exec_id) == 0 && now_ms - b->interrupted_ms < INTERRUPT_EVERY_MS) return false;
+  snprintf(b->interrupted_id, sizeof(b->interrupted_id), "%s", b->exec_id);
+  b->interrupted_ms = now_ms;
+  return true;
+}
+
+/* A client message too large to forward: the sender learns why (an error reply naming
+   --max-message, so it does not wait for a reply that cannot come), when enough of it was read
+   to know what it was. */
+static void refuse_too_big(struct kbox_broker *b, enum kbox_channel ch) {
+  struct kbox_frames *f = &b->buf;
+  size_t d = find_delim(f);
+  if (ch == KBOX_CH_IOPUB || ch == KBOX_CH_HB || d == 0 || f->n < d + 3) return;
+  /* The signature cannot be checked (the message was not read whole): the answer goes back only
+     to the connection that sent it (frame 0, the ROUTER's identity) and carries nothing secret. */
+  const char *const keys[] = {"msg_type", "msg_id"};
+  struct kbox_jspan v[2];
+  if (!kbox_jscan_object(kbox_frame_data(f, d + 2), kbox_frame_size(f, d + 2), keys, 2, v) || !ends_with(&v[0], "_request")) return;
+  json_t *parent = json_loadb(kbox_frame_data(f, d + 2), kbox_frame_size(f, d + 2), 0, NULL);
+  if (parent == NULL) return;
+  char type[80];
+  snprintf(type, sizeof(type), "%.*s_reply", (int)(v[0].n < 60 ? v[0].n - 8 : 52), v[0].p);
+  char evalue[200];
+  snprintf(evalue, sizeof(evalue), "the message (over %zu bytes) is larger than the kernel's --max-message %zu: it was not delivered",
+           b->max_message, b->max_message);
+  json_t *c = json_pack("{s:s, s:s, s:s, s:[]}", "status", "error", "ename", "MessageTooLarge", "evalue", evalue, "traceback");
+  struct kbox_frames out;
+  kbox_frames_init(&out);
+  kbox_wire_build(&b->host_auth, &out, kbox_frame_data(f, 0), kbox_frame_size(f, 0), b->session, type, parent, c, NULL);
+  json_decref(parent);
+  json_decref(c);
+  send_at(b, ch, &out);
+  kbox_frames_free(&out);
+}
+
 /* Client -> kernel on shell/control/stdin. */
 static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long now) {
   struct kbox_frames *f = &b->buf;
   size_t delim = 0;
-  const char *why = kbox_wire_check(&b->host_auth, f, &delim);
+  struct kbox_jspan type;
+  const char *why = kbox_wire_check_type(&b->host_auth, f, &delim, &type);
   if (why != NULL) return drop(b, ch, true, why);
+  b->last_activity_ms = now;
+  /* A SIGINT (ipykernel's answer to interrupt_request) outside a cell can only hurt the kernel
+     (start-up, shutdown, between handlers): then there is nothing to interrupt and we say so. */
+  if (kbox_jspan_eq(&type, "interrupt_request") && !kbox_broker_may_interrupt(b, now)) return answer_interrupt(b, ch, delim);
+  if (kbox_jspan_eq(&type, "shutdown_request")) b->shutting_down = true;
   /* The first frame is the client identity the ROUTER added: keep it as the prefix the kernel
      will echo back, so the reply can be routed to this client. */
   kbox_audit_on_client(b->audit, ch, f, delim, now);
   kbox_wire_resign(&b->kern_auth, f, delim);
-  if (ch == KBOX_CH_SHELL) kbox_pending_add(&b->pending, f, delim);
-  b->last_activity_ms = now;
-  if (send_at(b, KBOX_CH_N + ch, f) < 0) drop(b, ch, true, errno == EAGAIN ? "the kernel's queue is full" : zmq_strerror(errno));
-  else b->forwarded++;
+  if (ch == KBOX_CH_SHELL) kbox_pending_add(&b->pending, f, delim); /* answered if the kernel dies */
+  b->pend_counted = ch == KBOX_CH_SHELL && ends_with(&type, "_request");
+  kbox_frames_move(&b->pend[ch], f);
+  b->blocked |= BIT(ch);
+  flush_to_kernel(b, ch);
+  if (b->blocked & BIT(ch)) b->backpressure++;
 }
 
 /* A reply to one of the broker's own requests. */
@@ -225,11 +366,17 @@ static bool is_own(struct kbox_broker *b, const struct kbox_frames *f) {
 #define KERNEL_AUTH NULL
 
 /* Kernel -> client on shell/control/stdin. */
-static void from_kernel(struct kbox_broker *b, enum kbox_channel ch) {
+static void from_kernel(struct kbox_broker *b, enum kbox_channel ch, long long now) {
   struct kbox_frames *f = &b->buf;
   size_t delim = 0;
-  const char *why = kbox_wire_check(KERNEL_AUTH, f, &delim);
+  struct kbox_jspan type;
+  const char *why = kbox_wire_check_type(KERNEL_AUTH, f, &delim, &type);
   if (why != NULL) return drop(b, ch, false, why);
+  b->kernel_heard_ms = now;
+  if (ch == KBOX_CH_SHELL && ends_with(&type, "_reply")) {
+    if (b->shell_inflight > 0) b->shell_inflight--;
+    if (b->blocked & BIT(KBOX_CH_SHELL)) flush_to_kernel(b, KBOX_CH_SHELL);
+  }
   if (delim == 0) return drop(b, ch, false, "no client identity to route the reply to");
   if (is_own(b, f)) return own_reply(b, delim);
   if (ch == KBOX_CH_SHELL) kbox_pending_replied(&b->pending, f, delim);
@@ -346,18 +493,112 @@ static bool kernel_welcome(struct kbox_broker *b, size_t delim) {
   return true;
 }
 
+/* What libzmq still holds of one iopub message: the original frame, freed with its count. */
+struct held {
+  zmq_msg_t orig;
+  size_t bytes;
+  atomic_size_t *queued;
+};
+
+/* libzmq's free callback (any thread, once the last subscriber's copy was written out). */
+static void held_free(void *data, void *hint) {
+  (void)data;
+  struct held *h = hint;
+  atomic_fetch_sub(h->queued, h->bytes);
+  zmq_msg_close(&h->orig);
+  free(h);
+}
+
+/* Count the message's bytes in iopub_queued until libzmq lets go of it: its largest frame is
+   handed over by reference (no copy) with a free callback that uncounts the whole message. */
+static void account(struct kbox_broker *b, struct kbox_frames *f) {
+  size_t big = 0;
+  for (size_t i = 1; i < f->n; i++)
+    if (kbox_frame_size(f, i) > kbox_frame_size(f, big)) big = i;
+  struct held *h = malloc(sizeof(*h));
+  if (h == NULL) abort();
+  h->bytes = f->bytes;
+  h->queued = &b->iopub_queued;
+  zmq_msg_init(&h->orig);
+  zmq_msg_move(&h->orig, &f->v[big]);
+  size_t now = atomic_fetch_add(&b->iopub_queued, h->bytes) + h->bytes;
+  if (now > b->iopub_peak) b->iopub_peak = now;
+  if (zmq_msg_init_data(&f->v[big], zmq_msg_data(&h->orig), zmq_msg_size(&h->orig), held_free, h) != 0) abort();
+}
+
+/* Send one iopub message lossily (to the subscribers that can take it). */
+static void send_lossy(struct kbox_broker *b, struct kbox_frames *p) {
+  void *s = b->host[KBOX_CH_IOPUB];
+  set_int(s, ZMQ_XPUB_NODROP, 0);
+  b->touched |= BIT(KBOX_CH_IOPUB);
+  if (kbox_frames_send(s, p) == 0) b->forwarded++;
+  set_int(s, ZMQ_XPUB_NODROP, 1);
+}
+
+/* Hand the pending iopub message to host iopub. A subscriber whose queue is full, or subscribers
+   holding IOPUB_BUDGET bytes, pause the kernel's iopub (back-pressure: the kernel's own queue
+   grows, inside its memory limit). A pause longer than SLOW_JOINER_MS means a subscriber that
+   does not read: one lossy send makes libzmq skip its full queue from then on (the episode is
+   counted and logged), while the others get everything; should stuck subscribers ever hold
+   IOPUB_HARD bytes, large messages are dropped for everyone (counted as drops). */
+static void flush_iopub(struct kbox_broker *b, long long now) {
+  struct kbox_frames *p = &b->pend[KBOX_CH_IOPUB];
+  if (p->n == 0) goto done;
+  size_t others = atomic_load(&b->iopub_queued) - p->bytes;
+  bool over = others >= IOPUB_BUDGET, hard = others >= IOPUB_HARD;
+  if (!over) {
+    if (kbox_frames_send_or_keep(b->host[KBOX_CH_IOPUB], p) == 0) {
+      b->touched |= BIT(KBOX_CH_IOPUB);
+      b->forwarded++;
+      /* libzmq now skips the full subscriber (its queue is inactive until it drains), so a send
+         that works again ends the episode, whether or not that subscriber reads. */
+      b->iopub_slow = false;
+      b->iopub_stall_ms = 0;
+      goto done;
+    }
+    if (p->n == 0) goto done; /* an error other than EAGAIN */
+  }
+  if (!b->iopub_slow) {
+    if (b->iopub_stall_ms == 0) {
+      b->iopub_stall_ms = now;
+      b->backpressure++;
+    }
+    if (now - b->iopub_stall_ms < SLOW_JOINER_MS) {
+      b->blocked |= BIT(KBOX_CH_IOPUB);
+      return;
+    }
+    b->iopub_slow = true;
+    b->slow_subscribers++;
+    kbox_log(KBOX_LOG_WARN, "broker: an iopub subscriber took nothing for %d s (%zu bytes queued): dropping iopub messages "
+             "for it until it reads (slow joiner)", SLOW_JOINER_MS / 1000, atomic_load(&b->iopub_queued));
+  }
+  if (hard && p->bytes > IOPUB_SMALL) {
+    b->dropped_slow++;
+    drop(b, KBOX_CH_IOPUB, false, "stuck iopub subscribers hold the whole iopub budget");
+    kbox_frames_clear(p);
+  } else {
+    send_lossy(b, p);
+  }
+done:
+  if (b->blocked & BIT(KBOX_CH_IOPUB)) b->touched |= KBIT(KBOX_CH_IOPUB);
+  b->blocked &= ~BIT(KBOX_CH_IOPUB);
+}
+
 /* Kernel iopub -> clients. */
 static void from_iopub(struct kbox_broker *b, long long now) {
   struct kbox_frames *f = &b->buf;
   size_t delim = 0;
   const char *why = kbox_wire_check(KERNEL_AUTH, f, &delim);
   if (why != NULL) return drop(b, KBOX_CH_IOPUB, false, why);
+  b->kernel_heard_ms = now;
   if (kernel_welcome(b, delim)) return;
   if (is_status(f, delim)) track_status(b, delim, now);
   kbox_audit_on_iopub(b->audit, f, delim);
   kbox_wire_resign(&b->host_auth, f, delim);
-  if (send_at(b, KBOX_CH_IOPUB, f) == 0) b->forwarded++;
-  if (b->exec_hook_due) {
+  account(b, f);
+  kbox_frames_move(&b->pend[KBOX_CH_IOPUB], f);
+  flush_iopub(b, now);
+  if (b->exec_hook_due) { /* the busy status is on its way: the cell's held notices may follow */
     b->exec_hook_due = false;
     b->exec_hook(b->exec_hook_ctx, b);
   }
@@ -369,26 +610,66 @@ static void hb(struct kbox_broker *b, bool from_client) {
   send_at(b, from_client ? KBOX_CH_N + KBOX_CH_HB : KBOX_CH_HB, &b->buf);
 }
 
+/* An iopub message of the kernel too large to forward: its clients learn that output of their
+   request was dropped, by a stream message on stderr (parent = the dropped message's parent,
+   metadata {"kbox": {"dropped_bytes": N, "reason": ...}}), so `kbox exec` reports truncated. */
+static void tell_too_big(struct kbox_broker *b, enum kbox_channel ch) {
+  struct kbox_frames *f = &b->buf;
+  size_t d = find_delim(f);
+  if (ch != KBOX_CH_IOPUB || d + 3 >= f->n) return;
+  json_t *parent = json_loadb(kbox_frame_data(f, d + 3), kbox_frame_size(f, d + 3), 0, NULL);
+  if (!json_is_object(parent)) {
+    json_decref(parent);
+    return;
+  }
+  char reason[160];
+  snprintf(reason, sizeof(reason), "an output message of the kernel was larger than --max-message %zu bytes and was dropped", b->max_message);
+  char text[200];
+  snprintf(text, sizeof(text), "[kbox: %s]\n", reason);
+  json_t *c = json_pack("{s:s, s:s}", "name", "stderr", "text", text);
+  json_t *meta = json_pack("{s:{s:I, s:s}}", "kbox", "dropped_bytes", (json_int_t)f->bytes, "reason", reason);
+  struct kbox_frames out;
+  kbox_frames_init(&out);
+  kbox_wire_build(&b->host_auth, &out, "kbox.dropped", 12, b->session, "stream", parent, c, NULL);
+  char *m = json_dumps(meta, JSON_COMPACT);
+  if (m != NULL) {
+    kbox_frames_set(&out, 5, m, strlen(m)); /* ident, delimiter, signature, header, parent, metadata */
+    kbox_wire_resign(&b->host_auth, &out, 1);
+  }
+  free(m);
+  json_decref(meta);
+  json_decref(parent);
+  json_decref(c);
+  send_lossy(b, &out);
+  kbox_frames_free(&out);
+}
+
 /* Read up to BATCH messages from one socket and route them. */
 static void pump(struct kbox_broker *b, int idx, long long now) {
   bool client = idx < KBOX_CH_N;
   enum kbox_channel ch = (enum kbox_channel)(idx % KBOX_CH_N);
   void *s = sock_at(b, idx);
   size_t max = ch == KBOX_CH_HB ? HB_MAX_BYTES : b->max_message;
+  /* the source whose message waits for its destination is not read (back-pressure) */
+  unsigned stop = client ? (ch != KBOX_CH_IOPUB && ch != KBOX_CH_HB ? BIT(ch) : 0) : (ch == KBOX_CH_IOPUB ? BIT(ch) : 0);
   for (int i = 0; i < BATCH; i++) {
+    if (b->blocked & stop) return;
     bool too_big = false;
     int r = kbox_frames_recv(s, &b->buf, max, MAX_FRAMES, &too_big);
     if (r <= 0) return; /* EAGAIN: the socket re-arms its ZMQ_FD for the next message */
     b->since_trim += b->buf.bytes + 256;
     if (too_big) {
       drop(b, ch, client, "message larger than --max-message (or too many frames)");
+      if (client) refuse_too_big(b, ch);
+      else tell_too_big(b, ch);
+      kbox_frames_clear(&b->buf);
       continue;
     }
     if (ch == KBOX_CH_HB) hb(b, client);
     else if (client && ch == KBOX_CH_IOPUB) subscription(b);
     else if (client) from_client(b, ch, now);
     else if (ch == KBOX_CH_IOPUB) from_iopub(b, now);
-    else from_kernel(b, ch);
+    else from_kernel(b, ch, now);
     kbox_frames_clear(&b->buf);
   }
   b->touched |= 1u << idx; /* stopped at BATCH: more may be waiting */
@@ -403,6 +684,8 @@ void kbox_broker_dispatch(struct kbox_broker *b, const zmq_pollitem_t *items, lo
 int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char *msg_type, json_t *content) {
   kbox_wire_build(&b->kern_auth, &b->buf, b->self_ident, strlen(b->self_ident), b->session, msg_type, NULL,
                   content, NULL);
+  if (ch == KBOX_CH_SHELL) b->shell_inflight++; /* its reply frees the place, like a client's */
+  if (strcmp(msg_type, "shutdown_request") == 0) b->shutting_down = true;
   int rc = send_at(b, KBOX_CH_N + ch, &b->buf);
   b->recheck |= b->touched;
   b->touched = 0;
@@ -426,7 +709,50 @@ void kbox_broker_pollfds(struct kbox_broker *b, struct pollfd *pfd) {
    ZMQ_EVENTS was last read, and the loop sleeps only once every socket looked at is empty.
    This replaces zmq_poll, which reads ZMQ_EVENTS of every socket twice per call (a syscall each):
    more than a hundred syscalls per execute_request. */
+/* Retry what waits for a full destination; reset a shell window that cannot drain (requests the
+   kernel never answers: unknown types, handlers that raised) once the kernel is idle and silent. */
+static void unblock(struct kbox_broker *b, long long now) {
+  b->last_service_ms = now;
+  if (b->blocked == 0) return;
+  if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW && !b->busy &&
+      now - b->kernel_heard_ms >= WINDOW_STALL_MS) {
+    kbox_log(KBOX_LOG_DEBUG, "broker: %u shell requests unanswered with the kernel idle: window reset", b->shell_inflight);
+    b->shell_inflight = 0;
+  }
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    if (!(b->blocked & BIT(ch))) continue;
+    if (ch == KBOX_CH_IOPUB) flush_iopub(b, now);
+    else flush_to_kernel(b, (enum kbox_channel)ch);
+  }
+}
+
+/* Socket i can take messages again (or, for XPUB, may): send what waited for it. */
+static void retry_into(struct kbox_broker *b, int i, long long now) {
+  if (i == KBOX_CH_IOPUB && (b->blocked & BIT(KBOX_CH_IOPUB))) flush_iopub(b, now);
+  else if (i >= KBOX_CH_N && i != KBOX_CH_N + KBOX_CH_IOPUB && (b->blocked & BIT(i - KBOX_CH_N)))
+    flush_to_kernel(b, (enum kbox_channel)(i - KBOX_CH_N));
+}
+
+long long kbox_broker_next_ms(const struct kbox_broker *b) {
+  if (b->blocked == 0) return 0;
+  long long at = b->last_service_ms + RETRY_MS;
+  if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW) {
+    long long w = b->kernel_heard_ms + WINDOW_STALL_MS;
+    if (b->blocked == BIT(KBOX_CH_SHELL)) at = w; /* replies wake the window: no need to poll */
+  }
+  return at;
+}
+
+json_t *kbox_broker_stats(const struct kbox_broker *b) {
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
+                   "messages_dropped", (json_int_t)b->dropped, "iopub_slow_subscribers", (json_int_t)b->slow_subscribers,
+                   "iopub_dropped_for_all", (json_int_t)b->dropped_slow,
+                   "interrupts_answered_by_broker", (json_int_t)b->interrupts_answered,
+                   "backpressure_pauses", (json_int_t)b->backpressure, "iopub_queued_peak_bytes", (json_int_t)b->iopub_peak);
+}
+
 bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long long now_ms) {
+  unblock(b, now_ms);
   unsigned check = b->recheck | b->touched;
   for (int i = 0; i < KBOX_BROKER_NPOLL; i++)
     if (pfd[i].revents != 0) check |= 1u << i;
@@ -438,7 +764,9 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
       if (!(check & (1u << i))) continue;
       uint32_t ev = 0;
       size_t n = sizeof(ev);
-      if (zmq_getsockopt(sock_at(b, i), ZMQ_EVENTS, &ev, &n) == 0 && (ev & ZMQ_POLLIN)) pump(b, i, now_ms);
+      if (zmq_getsockopt(sock_at(b, i), ZMQ_EVENTS, &ev, &n) < 0) continue;
+      if (ev & ZMQ_POLLOUT) retry_into(b, i, now_ms);
+      if (ev & ZMQ_POLLIN) pump(b, i, now_ms);
     }
     /* Sockets just used must be read again: empty ones drop out after one ZMQ_EVENTS call. */
     check = b->touched;

@@ -4,6 +4,7 @@
 #ifndef KBOX_KERNEL_BROKER_H
 #define KBOX_KERNEL_BROKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <poll.h>
 #include <stddef.h>
@@ -51,8 +52,27 @@ struct kbox_broker {
   bool welcome_owed;          /* a client subscribed before we knew */
   struct kbox_pending pending; /* shell requests not finished yet (answered if the kernel dies) */
 
+  /* flow control (docs/kernel-broker.md) */
+  struct kbox_frames pend[KBOX_CH_N]; /* a message waiting for its destination socket to take it */
+  unsigned blocked;           /* bit ch: the source of pend[ch] is not read until pend[ch] went out */
+  bool pend_counted;          /* pend[SHELL] is a request that takes a place in the shell window */
+  unsigned shell_inflight;    /* shell requests the kernel has not answered yet */
+  long long kernel_heard_ms;  /* last message from the kernel (any channel) */
+  long long last_service_ms;
+  long long iopub_stall_ms;   /* since when host iopub cannot take more (0: it can) */
+  bool iopub_slow;            /* a subscriber does not read: iopub is lossy for it */
+  atomic_size_t iopub_queued; /* bytes of iopub messages libzmq still holds for subscribers */
+  size_t iopub_peak;
+  bool shutting_down;         /* a shutdown_request went to the kernel */
+  char interrupted_id[64];    /* execute_request an interrupt_request was forwarded for */
+  long long interrupted_ms;
+
   /* statistics */
   unsigned long long forwarded, dropped;
+  unsigned long long slow_subscribers; /* episodes of an iopub subscriber that took nothing for SLOW_JOINER_MS */
+  unsigned long long dropped_slow;     /* large iopub messages dropped for all: stuck subscribers held the hard budget */
+  unsigned long long interrupts_answered; /* interrupt_requests answered by the broker (nothing to interrupt) */
+  unsigned long long backpressure;   /* times a source was paused because its destination was full */
 };
 
 /* Create the sockets: bind the host side per *host (ports 0 are chosen and written back; tcp ports
@@ -77,6 +97,13 @@ int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char 
    and parented to the running execute_request, as if the cell had printed it (kbox's notices to
    the code's author, e.g. a blocked network request). */
 void kbox_broker_publish_stream(struct kbox_broker *b, const char *name, const char *text);
+/* When the broker next needs a call to kbox_broker_service even if no socket fires (0: never). */
+long long kbox_broker_next_ms(const struct kbox_broker *b);
+/* May a SIGINT reach the kernel now? Only while it runs a cell, not during start-up or shutdown,
+   at most one per cell per second (a signal outside a cell can only hurt the kernel). */
+bool kbox_broker_may_interrupt(struct kbox_broker *b, long long now_ms);
+/* The broker's counters for the report's kernel section. */
+json_t *kbox_broker_stats(const struct kbox_broker *b);
 
 long long kbox_now_ms(void);
 

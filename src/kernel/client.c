@@ -1,6 +1,7 @@
 #include "kernel/client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -15,6 +16,7 @@ int kbox_client_open(struct kbox_client *c, const struct kbox_conn *conn, kbox_e
   kbox_wire_new_id(c->session);
   if (kbox_auth_init(&c->auth, conn->scheme, conn->key, err) < 0) return -1;
   c->auth_ok = true;
+  c->max_message = conn->max_message;
   c->ctx = zmq_ctx_new();
   if (c->ctx == NULL) return kbox_error_make(err, errno, "zmq_ctx_new");
   static const int types[KBOX_CL_N] = {ZMQ_DEALER, ZMQ_SUB, ZMQ_DEALER};
@@ -46,6 +48,11 @@ void kbox_client_close(struct kbox_client *c) {
 /* Send a request on a channel; its msg_id goes to id. */
 static int send_req(struct kbox_client *c, int ch, const char *type, json_t *content, char id[33]) {
   kbox_wire_build(&c->auth, &c->buf, NULL, 0, c->session, type, NULL, content, id);
+  if (c->max_message != 0 && c->buf.bytes > c->max_message) { /* the broker would drop it */
+    kbox_frames_clear(&c->buf);
+    errno = EMSGSIZE;
+    return -1;
+  }
   return kbox_frames_send(c->sock[ch], &c->buf);
 }
 
@@ -116,6 +123,12 @@ int kbox_client_wait_ready(struct kbox_client *c, int timeout_ms, int gone_fd, k
 /* Apply one iopub message of our request to out; returns true at status idle. */
 static bool on_iopub(struct kbox_wire_msg *m, struct kbox_pyboxout *out) {
   const char *t = m->msg_type;
+  json_t *lost = json_object_get(m->metadata, "kbox"); /* the broker dropped output (too large) */
+  if (json_is_object(lost) && json_is_string(json_object_get(lost, "reason"))) {
+    kbox_pyboxout_note_lost(out, (uint64_t)json_integer_value(json_object_get(lost, "dropped_bytes")),
+                            json_string_value(json_object_get(lost, "reason")));
+    return false;
+  }
   if (strcmp(t, "execute_result") == 0 || strcmp(t, "display_data") == 0) {
     kbox_pyboxout_add_bundle(out, json_object_get(m->content, "data"));
   } else if (strcmp(t, "stream") == 0) {
@@ -138,6 +151,13 @@ enum kbox_exec_end kbox_client_execute(struct kbox_client *c, const char *code, 
                               "user_expressions", "allow_stdin", 0, "stop_on_error", 1);
   int r = send_req(c, KBOX_CL_SHELL, "execute_request", content, id);
   json_decref(content);
+  if (r < 0 && errno == EMSGSIZE) {
+    char msg[200];
+    snprintf(msg, sizeof(msg), "the cell (%zu bytes) makes an execute_request over the kernel's --max-message %llu bytes: "
+             "it was not sent (raise --max-message)", strlen(code), c->max_message);
+    kbox_pyboxout_set_kbox_error(out, "MessageTooLarge", msg);
+    return KBOX_EXEC_RAISED;
+  }
   if (r < 0) return KBOX_EXEC_FAILED;
   long long deadline = timeout_ms > 0 ? kbox_now_ms() + timeout_ms : -1;
   bool interrupted = false, idle = false;
@@ -163,8 +183,14 @@ enum kbox_exec_end kbox_client_execute(struct kbox_client *c, const char *code, 
       if (parent_is(&m, id)) idle = on_iopub(&m, out);
       kbox_wire_msg_free(&m);
     }
-    for (int ch = KBOX_CL_SHELL; ch <= KBOX_CL_CONTROL; ch += 2) /* replies: nothing to keep */
-      while (recv_msg(c, ch, &m) == 1) kbox_wire_msg_free(&m);
+    for (int ch = KBOX_CL_SHELL; ch <= KBOX_CL_CONTROL; ch += 2) /* replies: only a refusal matters */
+      while (recv_msg(c, ch, &m) == 1) {
+        const char *ename = json_string_value(json_object_get(m.content, "ename"));
+        bool refused = ch == KBOX_CL_SHELL && parent_is(&m, id) && ename != NULL && strcmp(ename, "MessageTooLarge") == 0;
+        if (refused) kbox_pyboxout_set_error(out, m.content);
+        kbox_wire_msg_free(&m);
+        if (refused) return KBOX_EXEC_RAISED; /* the broker did not deliver it: no idle will come */
+      }
     if (w > 0 && !idle && gone_at == 0) {
       gone_at = kbox_now_ms();
       gone_fd = -1;

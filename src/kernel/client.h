@@ -17,6 +17,7 @@ struct kbox_client {
   bool auth_ok;
   char session[33];
   struct kbox_frames buf;
+  unsigned long long max_message; /* the broker's --max-message (0: not known) */
 };
 
 /* How an execution ended. */

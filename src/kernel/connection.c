@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "util/log.h"
 #include "util/fs.h"
 #include "util/parse.h"
 
@@ -61,6 +62,19 @@ int kbox_conn_from_json(json_t *j, struct kbox_conn *c, const char *what, kbox_e
       return kbox_error_make(err, 0, "%s: \"%s\" must be an integer from 0 to 65535", what, name);
     c->port[ch] = (unsigned)json_integer_value(v);
   }
+  json_t *mm = json_object_get(j, "kbox_max_message");
+  if (json_is_integer(mm) && json_integer_value(mm) > 0) c->max_message = (unsigned long long)json_integer_value(mm);
+  return 0;
+}
+
+int kbox_conn_check_key(const struct kbox_conn *c, const char *path, bool insecure, kbox_error_t *err) {
+  if (c->key[0] != '\0') return 0;
+  if (!insecure)
+    return kbox_error_make(err, 0, "connection file %s has no \"key\" (or an empty one): the kernel would run code for anyone "
+                           "who reaches its ports; add a random \"key\" to the file, or pass --insecure-no-key if that is "
+                           "really wanted", path);
+  kbox_log(KBOX_LOG_WARN, "connection file %s has no key and --insecure-no-key was given: messages are not signed, anyone "
+           "who can reach the kernel's ports can run code in it", path);
   return 0;
 }
 
@@ -89,6 +103,7 @@ json_t *kbox_conn_to_json(const struct kbox_conn *c, const char *kernel_id) {
   json_object_set_new(j, "signature_scheme", json_string(c->scheme));
   json_object_set_new(j, "kernel_name", json_string(c->kernel_name));
   if (kernel_id != NULL) json_object_set_new(j, "kernel_id", json_string(kernel_id));
+  if (c->max_message != 0) json_object_set_new(j, "kbox_max_message", json_integer((json_int_t)c->max_message));
   return j;
 }
 

@@ -20,6 +20,7 @@ struct kbox_conn {
   char key[256];           /* HMAC key ("" = unsigned) */
   char scheme[32];         /* "hmac-sha256" */
   char kernel_name[64];
+  unsigned long long max_message; /* the broker's --max-message ("kbox_max_message"; 0 = not known) */
 };
 
 /* Defaults: tcp, 127.0.0.1, ports 0 (to be chosen), hmac-sha256, empty key. */
@@ -29,6 +30,9 @@ int kbox_conn_new_key(struct kbox_conn *c, kbox_error_t *err);
 /* Parse a connection file; missing fields keep their defaults. */
 int kbox_conn_read(const char *path, struct kbox_conn *c, kbox_error_t *err);
 int kbox_conn_from_json(json_t *j, struct kbox_conn *c, const char *what, kbox_error_t *err);
+/* A connection file that gives no key (or an empty one) leaves the kernel open to anyone who can
+   reach its ports: an error naming the file and the fix, unless insecure (then one warning). */
+int kbox_conn_check_key(const struct kbox_conn *c, const char *path, bool insecure, kbox_error_t *err);
 /* The standard fields (plus kernel_id when not NULL). */
 json_t *kbox_conn_to_json(const struct kbox_conn *c, const char *kernel_id);
 /* Write the file with mode 0600 (O_EXCL when exclusive: fails if it exists). */

@@ -37,6 +37,16 @@ static bool utf8_seq(struct scan *s) {
   return true;
 }
 
+static int hexval(unsigned char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+/* The code unit of a \uXXXX escape at s->p (moved past it), or -1 when malformed. */
+static long hex4(struct scan *s) {
+  if (s->end - s->p < 6 || !is_hex(s->p[2]) || !is_hex(s->p[3]) || !is_hex(s->p[4]) || !is_hex(s->p[5])) return -1;
+  long u = (hexval(s->p[2]) << 12) | (hexval(s->p[3]) << 8) | (hexval(s->p[4]) << 4) | hexval(s->p[5]);
+  s->p += 6;
+  return u;
+}
+
 /* A string at s->p (the opening quote); span gets its raw contents. */
 static bool string(struct scan *s, struct kbox_jspan *span) {
   const unsigned char *start = ++s->p;
@@ -54,8 +64,16 @@ static bool string(struct scan *s, struct kbox_jspan *span) {
       if (s->end - s->p < 2) return false;
       c = s->p[1];
       if (c == 'u') {
-        if (s->end - s->p < 6 || !is_hex(s->p[2]) || !is_hex(s->p[3]) || !is_hex(s->p[4]) || !is_hex(s->p[5])) return false;
-        s->p += 6;
+        long u = hex4(s);
+        if (u < 0) return false;
+        /* UTF-16 surrogates only as a high-low pair: a lone one is no character (jansson refuses
+           it; a Python peer would decode it and then fail to encode its reply) */
+        if (u >= 0xdc00 && u <= 0xdfff) return false;
+        if (u >= 0xd800 && u <= 0xdbff) {
+          if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u') return false;
+          long lo = hex4(s);
+          if (lo < 0xdc00 || lo > 0xdfff) return false;
+        }
       } else if (strchr("\"\\/bfnrt", c) != NULL && c != '\0') {
         s->p += 2;
       } else {

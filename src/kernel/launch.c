@@ -58,8 +58,11 @@ static int host_conn(struct kbox_kernel *k, kbox_error_t *err) {
   if (s->connection_file != NULL && access(s->connection_file, F_OK) == 0) {
     k->conn_given = true;
     if (kbox_conn_read(s->connection_file, &k->host, err) < 0) return -1;
+    k->host.max_message = s->max_message;
+    if (kbox_conn_check_key(&k->host, s->connection_file, s->insecure_no_key, err) < 0) return -1;
     return kbox_conn_check_ports(&k->host, s->connection_file, err);
   }
+  k->host.max_message = s->max_message;
   if (s->kernel_transport != NULL) snprintf(k->host.transport, sizeof(k->host.transport), "%s", s->kernel_transport);
   if (s->kernel_ip != NULL) snprintf(k->host.ip, sizeof(k->host.ip), "%s", s->kernel_ip);
   else if (strcmp(k->host.transport, "ipc") == 0) snprintf(k->host.ip, sizeof(k->host.ip), "%s/client", k->rundir);

@@ -90,6 +90,11 @@ void kbox_pyboxout_set_error(struct kbox_pyboxout *o, json_t *content) {
   o->stream[0] = '\0';
 }
 
+void kbox_pyboxout_note_lost(struct kbox_pyboxout *o, uint64_t bytes, const char *reason) {
+  o->lost += bytes > 0 ? bytes : 1;
+  snprintf(o->lost_reason, sizeof(o->lost_reason), "%s", reason);
+}
+
 void kbox_pyboxout_set_kbox_error(struct kbox_pyboxout *o, const char *ename, const char *evalue) {
   json_decref(o->error);
   o->error = json_pack("{s:s, s:s, s:[]}", "ename", ename, "evalue", evalue, "traceback");
@@ -103,8 +108,16 @@ json_t *kbox_pyboxout_json(const struct kbox_pyboxout *o) {
              (unsigned long long)o->dropped, (unsigned long long)o->max_bytes);
     json_array_append_new(data, json_pack("{s:s}", "text/plain", marker));
   }
-  return json_pack("{s:o, s:O, s:b}", "data", data, "error", o->error ? o->error : json_null(), "truncated",
-                   o->dropped > 0);
+  if (o->lost > 0) {
+    char marker[300];
+    snprintf(marker, sizeof(marker), "[kbox: output lost: %s]", o->lost_reason);
+    json_array_append_new(data, json_pack("{s:s}", "text/plain", marker));
+  }
+  json_t *r = json_pack("{s:o, s:O, s:b}", "data", data, "error", o->error ? o->error : json_null(), "truncated",
+                        o->dropped > 0 || o->lost > 0);
+  if (o->lost > 0) json_object_set_new(r, "truncated_reason", json_string(o->lost_reason));
+  else if (o->dropped > 0) json_object_set_new(r, "truncated_reason", json_string("--max-output"));
+  return r;
 }
 
 /* Print s without ANSI escape sequences (tracebacks are colored). */

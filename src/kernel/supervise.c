@@ -99,6 +99,8 @@ static void on_signals(struct loop *l, int sigfd, long long now) {
       kbox_info("%s: shutting the kernel down", sigabbrev_np(sig));
       if (l->kill_at != 0) kbox_sandbox_kill(l->sb); /* second request: no more grace */
       else begin_shutdown(l, sig == SIGTERM ? "sigterm" : "sighup", now);
+    } else if (sig == SIGINT && !kbox_broker_may_interrupt(&l->k->broker, now)) {
+      kbox_info("SIGINT: no cell is running (or one was just interrupted): not passed to the kernel");
     } else {
       if (sig == SIGINT) kbox_audit_interrupted(l->k->audit);
       kbox_sandbox_signal(l->sb, sig); /* SIGINT interrupts the running cell */
@@ -190,6 +192,8 @@ static long long deadlines(struct loop *l, long long now) {
     }
     if (l->kill_at < next) next = l->kill_at;
   }
+  long long broker_at = kbox_broker_next_ms(b); /* flow control retries */
+  if (broker_at != 0 && broker_at < next) next = broker_at;
   return next - now;
 }
 
@@ -355,8 +359,9 @@ json_t *kbox_kernel_report(const struct kbox_kernel *k) {
   json_object_set_new(r, "start", json_string(k->start != NULL ? k->start : "cold"));
   json_object_set_new(r, "ready_seconds", k->ready_ms ? json_real((double)(k->ready_ms - k->started_ms) / 1000.0) : json_null());
   json_object_set_new(r, "exec_timeouts", json_integer(k->exec_interrupts));
-  json_object_set_new(r, "messages_forwarded", json_integer((json_int_t)k->broker.forwarded));
-  json_object_set_new(r, "messages_dropped", json_integer((json_int_t)k->broker.dropped));
+  json_t *stats = kbox_broker_stats(&k->broker);
+  json_object_update(r, stats);
+  json_decref(stats);
   json_object_set_new(r, "stragglers_killed", json_boolean(k->stragglers_killed));
   return r;
 }

@@ -110,6 +110,36 @@ int kbox_frames_send(void *sock, struct kbox_frames *f) {
   return rc;
 }
 
+int kbox_frames_send_or_keep(void *sock, struct kbox_frames *f) {
+  if (f->n == 0) return 0;
+  if (zmq_msg_send(&f->v[0], sock, ZMQ_DONTWAIT | (f->n > 1 ? ZMQ_SNDMORE : 0)) < 0) {
+    if (errno == EAGAIN) return -1; /* nothing queued: the frames are still whole */
+    int e = errno;
+    kbox_frames_clear(f);
+    errno = e;
+    return -1;
+  }
+  int rc = 0, e = 0;
+  for (size_t i = 1; i < f->n; i++) {
+    /* Once the first part is queued, libzmq accepts the rest of the message. */
+    if (zmq_msg_send(&f->v[i], sock, ZMQ_DONTWAIT | (i + 1 < f->n ? ZMQ_SNDMORE : 0)) < 0) {
+      rc = -1;
+      e = errno;
+      break;
+    }
+  }
+  kbox_frames_clear(f);
+  errno = e;
+  return rc;
+}
+
+void kbox_frames_move(struct kbox_frames *dst, struct kbox_frames *src) {
+  kbox_frames_clear(dst);
+  struct kbox_frames t = *dst;
+  *dst = *src;
+  *src = t; /* src gets dst's (empty) vector back for reuse */
+}
+
 int kbox_auth_init(struct kbox_auth *a, const char *scheme, const char *key, kbox_error_t *err) {
   memset(a, 0, sizeof(*a));
   if (key == NULL || key[0] == '\0') return 0;
@@ -182,14 +212,23 @@ static bool looks_like_object(const struct kbox_frames *f, size_t i) {
 
 /* The header must be valid JSON and carry string msg_id and msg_type (checked without building
    a tree: this runs for every message the broker forwards). */
-static bool header_ok(const struct kbox_frames *f, size_t i) {
+static bool header_ok(const struct kbox_frames *f, size_t i, struct kbox_jspan *type) {
   if (kbox_frame_size(f, i) > 65536) return false;
   static const char *const keys[] = {"msg_type", "msg_id"};
   struct kbox_jspan v[2];
-  return kbox_jscan_object(kbox_frame_data(f, i), kbox_frame_size(f, i), keys, 2, v) && v[0].p != NULL && v[1].p != NULL;
+  if (!kbox_jscan_object(kbox_frame_data(f, i), kbox_frame_size(f, i), keys, 2, v) || v[0].p == NULL || v[1].p == NULL)
+    return false;
+  *type = v[0];
+  return true;
 }
 
 const char *kbox_wire_check(struct kbox_auth *a, const struct kbox_frames *f, size_t *delim) {
+  struct kbox_jspan type;
+  return kbox_wire_check_type(a, f, delim, &type);
+}
+
+const char *kbox_wire_check_type(struct kbox_auth *a, const struct kbox_frames *f, size_t *delim,
+                                 struct kbox_jspan *msg_type) {
   size_t d = 0;
   while (d < f->n && d <= KBOX_WIRE_MAX_IDENTS &&
          !(kbox_frame_size(f, d) == strlen(KBOX_WIRE_DELIM) && memcmp(kbox_frame_data(f, d), KBOX_WIRE_DELIM, strlen(KBOX_WIRE_DELIM)) == 0))
@@ -206,7 +245,7 @@ const char *kbox_wire_check(struct kbox_auth *a, const struct kbox_frames *f, si
     sign_frames(a, f, d, hex);
     if (CRYPTO_memcmp(hex, kbox_frame_data(f, d + 1), sl) != 0) return "bad signature";
   }
-  if (!header_ok(f, d + 2)) return "header lacks msg_id/msg_type or is not valid JSON";
+  if (!header_ok(f, d + 2, msg_type)) return "header lacks msg_id/msg_type or is not valid JSON";
   *delim = d;
   return NULL;
 }

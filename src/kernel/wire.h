@@ -38,6 +38,11 @@ int kbox_frames_recv(void *sock, struct kbox_frames *f, size_t max_bytes, size_t
 /* Send all frames without blocking; the frames are consumed (f is left empty) either way.
    Returns 0, or -1 with errno (EAGAIN: the peer's queue is full and the message was dropped). */
 int kbox_frames_send(void *sock, struct kbox_frames *f);
+/* The same, except that when the socket cannot take the message (EAGAIN on its first part:
+   nothing was queued) the frames stay in f, to be sent again once the socket can take them. */
+int kbox_frames_send_or_keep(void *sock, struct kbox_frames *f);
+/* Move the frames of src into dst (dst's are closed first); src is left empty. */
+void kbox_frames_move(struct kbox_frames *dst, struct kbox_frames *src);
 
 /* Signing state for one key. */
 struct kbox_auth {
@@ -56,6 +61,10 @@ void kbox_auth_sign(struct kbox_auth *a, const void *const part[4], const size_t
    signature (constant-time compare; a == NULL checks the form only). Returns NULL when fine (with *delim = index of the
    delimiter), else a short static reason. */
 const char *kbox_wire_check(struct kbox_auth *a, const struct kbox_frames *f, size_t *delim);
+/* The same, also giving the header's raw msg_type (the span points into the header frame). */
+struct kbox_jspan;
+const char *kbox_wire_check_type(struct kbox_auth *a, const struct kbox_frames *f, size_t *delim,
+                                 struct kbox_jspan *msg_type);
 /* Replace the signature of a checked message with one made by another key. */
 void kbox_wire_resign(struct kbox_auth *a, struct kbox_frames *f, size_t delim);
 

@@ -51,6 +51,7 @@ struct kbox_spec {
   uint64_t max_message;      /* --max-message bytes */
   uint64_t exec_timeout_ms;  /* --exec-timeout, 0: none */
   uint64_t idle_timeout_ms;  /* --idle-timeout, 0: none */
+  bool insecure_no_key;      /* --insecure-no-key: a connection file without a key is accepted */
   bool detach;               /* --detach: supervise in the background (src/kernel/detach.c) */
   struct kbox_strv kernel_args; /* arguments a client appended for the kernel (src/kernel/kernel_args.c) */
   struct kbox_strv overlays; /* host dirs shown at the same path, read-only below a tmpfs upper

@@ -62,8 +62,9 @@ def run_dir_base():
 class Direct:
     """`kbox run` in kernel mode started directly, with a client on the printed connection."""
 
-    def __init__(self, *extra, report=None, prefix=()):
-        """prefix: a command kbox runs under (e.g. ["unshare", "-n"] for another network namespace)."""
+    def __init__(self, *extra, report=None, prefix=(), drain_stderr=False):
+        """prefix: a command kbox runs under (e.g. ["unshare", "-n"] for another network namespace).
+        drain_stderr: read kbox's stderr all along (a chatty kernel must not block on a full pipe)."""
         from jupyter_client import BlockingKernelClient
         self.id = "kt" + os.urandom(4).hex()
         self.report = report
@@ -75,6 +76,13 @@ class Direct:
         if not line:
             raise RuntimeError("kbox ended before the kernel was ready: " + self.proc.stderr.read().decode())
         self.info = json.loads(line)
+        self._drain = None
+        if drain_stderr:
+            import threading
+            self._err = []
+            self._drain = threading.Thread(target=lambda: self._err.extend(iter(lambda: self.proc.stderr.read(65536), b"")),
+                                           daemon=True)
+            self._drain.start()
         self.kc = BlockingKernelClient()
         self.kc.load_connection_info(self.info)
         self.kc.start_channels()
@@ -88,7 +96,11 @@ class Direct:
 
     def wait(self, timeout=60):
         rc = self.proc.wait(timeout=timeout)
-        self.stderr = self.proc.stderr.read().decode()
+        if self._drain is not None:
+            self._drain.join(timeout=10)
+            self.stderr = b"".join(self._err).decode(errors="replace")
+        else:
+            self.stderr = self.proc.stderr.read().decode()
         self.kc.stop_channels()
         return rc
 
@@ -109,3 +121,55 @@ def text_of(msgs):
         elif m["msg_type"] in ("execute_result", "display_data"):
             s += c["data"].get("text/plain", "")
     return s
+
+
+class Plain:
+    """The same system ipykernel started directly (no kbox): the reference peer."""
+
+    def __init__(self):
+        from jupyter_client import BlockingKernelClient
+        from jupyter_client.connect import write_connection_file
+        self.dir = tempfile.mkdtemp(prefix="kbox-plain-")
+        self.file, self.info = write_connection_file(os.path.join(self.dir, "kernel.json"), ip="127.0.0.1")
+        self.proc = subprocess.Popen([PYTHON, "-m", "ipykernel_launcher", "-f", self.file],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.kc = BlockingKernelClient()
+        self.kc.load_connection_file(self.file)
+        self.kc.start_channels()
+        # jupyter_client takes a heartbeat not yet answered for a dead kernel: retry while it starts
+        import time
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.kc.wait_for_ready(timeout=10)
+                break
+            except RuntimeError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def close(self):
+        self.kc.stop_channels()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def raw_socket(ctx, kind, info, port_name, hwm=0):
+    """A raw pyzmq socket on one channel of a connection (unbounded send queue by default)."""
+    import zmq
+    s = ctx.socket(kind)
+    s.linger = 0
+    s.sndhwm = hwm
+    s.connect("%s://%s:%d" % (info.get("transport", "tcp"), info["ip"], info[port_name]))
+    return s
+
+
+def vm_kb(pid, field):
+    """VmRSS / VmHWM of a process in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0

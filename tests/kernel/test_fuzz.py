@@ -1,0 +1,246 @@
+"""A seeded fuzzer on the five ports of a kbox kernel: validly signed messages of every type with
+mutated contents (interrupt_requests included, shutdown_request excluded), bad signatures,
+garbage, truncated and oversized frames, subscription churn, reconnecting clients. Afterwards the
+kernel still runs, a legitimate client executes within 2 s, and SIGTERM ends kbox with exit 0
+leaving no process and no run dir. KBOX_FUZZ_SECONDS (default 60) and KBOX_FUZZ_SEED (default
+random, printed) make a long or a replayed run; KBOX_FUZZ_RATE (default 1500 messages/s, 0 for
+unlimited) how hard it pushes (unlimited leaves a backlog that takes minutes to drain)."""
+import json
+import os
+import random
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kboxkernel  # noqa: E402
+from kboxkernel import Direct, raw_socket, run_dir_base  # noqa: E402
+
+kboxkernel.check_host()
+import zmq  # noqa: E402
+
+SECONDS = float(os.environ.get("KBOX_FUZZ_SECONDS", "60"))
+RATE = float(os.environ.get("KBOX_FUZZ_RATE", "1500"))  # messages/s; 0: as fast as possible
+SEED = int(os.environ.get("KBOX_FUZZ_SEED", str(random.SystemRandom().randrange(1 << 32))))
+
+SAFE_CODE = ["1", "x = 1", "print('fuzz')", "import time; time.sleep(0.005)", "raise ValueError('fuzz')",
+             "for i in range(50): print(i)", "import sys; sys.stderr.write('e')", "display({'text/plain': 'd'}, raw=True)",
+             "None", "'a' * 1000", ""]
+TYPES = ["kernel_info_request", "execute_request", "complete_request", "inspect_request", "history_request",
+         "is_complete_request", "comm_info_request", "interrupt_request", "comm_open", "comm_msg", "comm_close",
+         "input_reply", "usage_request", "debug_request", "no_such_request", "connect_request"]
+
+
+def junk(rng, depth=0):
+    """A random JSON value."""
+    k = rng.randrange(8 if depth < 3 else 5)
+    if k == 0:
+        return None
+    if k == 1:
+        return rng.random() < 0.5
+    if k == 2:
+        return rng.randrange(-2 ** 40, 2 ** 40)
+    if k == 3:
+        return rng.random() * 1e6
+    if k == 4:
+        return "".join(chr(rng.randrange(1, 0x2ff)) for _ in range(rng.randrange(20)))
+    if k == 5:
+        return [junk(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {junk_key(rng): junk(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def junk_key(rng):
+    return rng.choice(["code", "silent", "cursor_pos", "detail_level", "hist_access_type", "comm_id", "target_name",
+                       "data", "value", "restart", "x", "\u00e9", ""])
+
+
+def content_for(rng, t):
+    c = {"code": rng.choice(SAFE_CODE), "silent": rng.random() < 0.3, "store_history": rng.random() < 0.5,
+         "user_expressions": {}, "allow_stdin": False, "stop_on_error": rng.random() < 0.5}
+    if t == "complete_request" or t == "inspect_request":
+        c = {"code": rng.choice(SAFE_CODE), "cursor_pos": rng.randrange(-5, 20), "detail_level": rng.randrange(3)}
+    elif t == "history_request":
+        c = {"hist_access_type": rng.choice(["tail", "range", "search", "bogus"]), "n": rng.randrange(-2, 5),
+             "output": False, "raw": True}
+    elif t.startswith("comm_"):
+        c = {"comm_id": rng.choice(["c1", "c2", junk(rng)]), "target_name": rng.choice(["t", "jupyter.widget", 1]),
+             "data": junk(rng)}
+    elif t != "execute_request":
+        c = {}
+    for _ in range(rng.randrange(3) if rng.random() < 0.4 else 0):  # mutate: drop, retype, add
+        op = rng.randrange(3)
+        if op == 0 and c:
+            c.pop(rng.choice(list(c)))
+        elif op == 1 and c:
+            c[rng.choice(list(c))] = junk(rng)
+        else:
+            c[junk_key(rng)] = junk(rng)
+    return c
+
+
+class Fuzzer:
+    def __init__(self, info, session, rng):
+        self.info, self.session, self.rng = info, session, rng
+        self.ctx = zmq.Context()
+        self.socks = {}
+        self.sent = 0
+
+    def sock(self, port):
+        key = (port, self.rng.randrange(3))
+        s = self.socks.get(key)
+        if s is None or self.rng.random() < 0.0005:  # reconnect now and then: new identities
+            if s is not None:
+                s.close(linger=0)
+            kind = zmq.SUB if port == "iopub_port" else zmq.DEALER
+            s = raw_socket(self.ctx, kind, self.info, port, hwm=1000)
+            s.rcvhwm = 100
+            self.socks[key] = s
+        return s
+
+    def frames(self):
+        rng, sess = self.rng, self.session
+        t = rng.choice(TYPES)
+        msg = sess.msg(t, content_for(rng, t))
+        header = msg["header"]
+        if rng.random() < 0.1:
+            header = dict(header)
+            k = rng.choice(["msg_id", "date", "version", "session", "username"])
+            if rng.random() < 0.5:
+                header.pop(k, None)
+            else:
+                header[k] = junk(rng)
+        parts = [sess.pack(header), sess.pack(junk(rng) if rng.random() < 0.05 else {}), sess.pack({}),
+                 sess.pack(msg["content"])]
+        sig = sess.sign(parts)
+        r = rng.random()
+        if r < 0.70:
+            return [b"<IDS|MSG>", sig] + parts                   # valid
+        if r < 0.78:
+            return [b"<IDS|MSG>", bytes(rng.randrange(256) for _ in range(64))] + parts
+        if r < 0.84:
+            return [b"<IDS|MSG>", sig] + parts[:rng.randrange(4)]
+        if r < 0.90:
+            return [bytes(rng.randrange(256) for _ in range(rng.randrange(200))) for _ in range(rng.randrange(1, 8))]
+        if r < 0.94:
+            p = list(parts)
+            i = rng.randrange(4)
+            b = bytearray(p[i])
+            for _ in range(rng.randrange(1, 5)):
+                if b:
+                    b[rng.randrange(len(b))] = rng.randrange(256)
+            p[i] = bytes(b)
+            return [b"<IDS|MSG>", sess.sign(p)] + p            # signed but broken JSON / UTF-8
+        if r < 0.96:
+            return [b"<IDS|MSG>", sig] + parts + [b"z" * rng.randrange(100000)]
+        return [b"junk-ident"] * rng.randrange(40) + [b"<IDS|MSG>", sig] + parts
+
+    def step(self):
+        rng = self.rng
+        r = rng.random()
+        try:
+            if r < 0.05:
+                s = self.sock("iopub_port")
+                topic = bytes(rng.randrange(256) for _ in range(rng.randrange(10)))
+                s.setsockopt(zmq.SUBSCRIBE if rng.random() < 0.7 else zmq.UNSUBSCRIBE, topic)
+                return
+            if r < 0.08:
+                self.sock("hb_port").send(bytes(rng.randrange(256) for _ in range(rng.randrange(64))), zmq.NOBLOCK)
+                return
+            port = "control_port" if r < 0.25 else "stdin_port" if r < 0.30 else "shell_port"
+            self.sock(port).send_multipart(self.frames(), zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:
+            pass
+
+    def close(self):
+        self.ctx.destroy(linger=0)
+
+
+def descendants(pid):
+    """pids below pid (as seen now)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+class Fuzz(unittest.TestCase):
+    def test_kernel_survives_fuzzing(self):
+        print("fuzz seed %d (KBOX_FUZZ_SEED=%d to replay), %g s (KBOX_FUZZ_SECONDS)" % (SEED, SEED, SECONDS))
+        report = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kbox-fuzz-%d.json" % os.getpid())
+        import faulthandler
+        faulthandler.dump_traceback_later(SECONDS + 300, exit=True)  # a hang shows where
+        k = Direct(report=report, drain_stderr=True)
+        rng = random.Random(SEED)
+        fz = Fuzzer(k.info, k.kc.session, rng)
+        try:
+            start = time.monotonic()
+            end = start + SECONDS
+            while time.monotonic() < end:
+                for _ in range(200):
+                    fz.step()
+                if RATE > 0:
+                    ahead = fz.sent / RATE - (time.monotonic() - start)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                self.assertIsNone(k.proc.poll(), "kbox ended during the fuzz (seed %d)" % SEED)
+            fz.close()
+            print("sent %d messages" % fz.sent)
+            self.assertIsNone(k.proc.poll(), "seed %d: the kernel died" % SEED)
+            # what the fuzzer had queued is still served (fairly, so a client is not locked out
+            # meanwhile); once the kernel's iopub is quiet, a legitimate execute is prompt
+            k.kc.wait_for_ready(timeout=120)
+            drained = time.monotonic()
+            deadline = drained + 300
+            while time.monotonic() < deadline:
+                try:
+                    k.kc.get_iopub_msg(timeout=2)
+                except Exception:
+                    break
+            print("the fuzzer's backlog drained in %.1f s" % (time.monotonic() - drained))
+            t0 = time.monotonic()
+            reply, out = k.run("6 * 7", timeout=30)
+            took = time.monotonic() - t0
+            print("legitimate execute after the fuzz: %.3f s" % took)
+            self.assertEqual(reply["status"], "ok", "seed %d" % SEED)
+            self.assertEqual(kboxkernel.text_of(out), "42")
+            self.assertLess(took, 2.0, "seed %d: the execute took %.1f s" % (SEED, took))
+            below = descendants(k.proc.pid)
+            self.assertTrue(below, "no sandbox processes under kbox?")
+            k.proc.send_signal(signal.SIGTERM)
+            rc = k.wait(timeout=30)
+            self.assertEqual(rc, 0, "seed %d: SIGTERM did not end kbox cleanly: %s" % (SEED, k.stderr[-3000:]))
+            left = [p for p in below if os.path.exists("/proc/%d" % p)]
+            self.assertEqual(left, [], "processes left after kbox ended")
+            self.assertFalse(os.path.exists(os.path.join(run_dir_base(), k.id)), "run dir left behind")
+            with open(report) as f:
+                kern = json.load(f)["kernel"]
+            print("kernel report: %s" % kern)
+            self.assertEqual(kern["ended_by"], "sigterm")
+        except BaseException:
+            k.close()
+            if k._drain is not None:
+                k._drain.join(timeout=5)
+                print("kbox stderr (end):\n" + b"".join(k._err).decode(errors="replace")[-6000:])
+            raise
+        finally:
+            fz.close()
+            k.close()
+            if os.path.exists(report):
+                os.unlink(report)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
