@@ -256,7 +256,8 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
     free(cg->v1_parent[c]);
   }
   if (cg->v2_fd >= 0) close(cg->v2_fd);
-  if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper finds nothing left and exits */
+  kbox_cgroup_reaper_forget(cg);
+  if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper exits without touching them */
   if (cg->reaper_parent > 0) {
     int st;
     while (waitpid(cg->reaper_parent, &st, 0) < 0 && errno == EINTR) {}

@@ -128,6 +128,8 @@ const char *kbox_lim_name(enum kbox_lim l);
    outside the sandbox cgroup and session, that removes the directories it was told of once kbox
    is gone, by normal exit or SIGKILL). */
 int kbox_cgroup_reaper_watch(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err);
+/* Tell the reaper that its directories are gone (kbox removed them): it must not touch them again. */
+void kbox_cgroup_reaper_forget(struct kbox_cgroup *cg);
 /* Start the reaper now if it is not running (it primes the v1 move as it starts). */
 int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err);
 

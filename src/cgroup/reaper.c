@@ -4,7 +4,9 @@
    deaf to terminal signals) reads it until EOF. Before creating a cgroup directory kbox writes its
    path there, so there is no moment at which a directory exists that the reaper does not know of.
    EOF means kbox exited: after a normal exit the directories are already gone and it just leaves;
-   after a SIGKILL it kills what is left and removes them, deepest (last created) first. It is
+   after a SIGKILL it kills what is left and removes them, deepest (last created) first. When kbox
+   removed them itself it says so (an empty record), so a later sandbox of the same name (a cold
+   start after a failed warm one) is never removed by this reaper. It is
    started early, before the cgroup v1 directories are made, and primes the RCU grace period of the
    v1 move (kbox_cgroup_v1_prime_path). Only raw system calls run after the fork (kbox may have
    threads by then). */
@@ -54,7 +56,10 @@ __attribute__((noreturn)) static void reaper_main(int fd, const char *prime_path
     if (n == sizeof(buf)) n = 0; /* a sandbox has at most 4 directories: unreachable, but never overflow */
     ssize_t r = read(fd, buf + n, sizeof(buf) - n);
     if (r == 0 || (r < 0 && errno != EINTR)) break;
-    if (r > 0) n += (size_t)r;
+    if (r < 0) continue;
+    for (size_t i = n; i < n + (size_t)r; i++) /* an empty record: kbox removed them itself */
+      if (buf[i] == '\0' && (i == 0 || buf[i - 1] == '\0')) _exit(0);
+    n += (size_t)r;
   }
   while (n > 0 && buf[n - 1] != '\0') n--; /* a path cut by kbox's death was never created */
   remove_all(buf, n);
@@ -81,6 +86,12 @@ int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
   cg->reaper_parent = pid; /* it exits at once; waited for in kbox_cgroup_destroy, off the start-up path */
   cg->reaper_fd = p[1];
   return 0;
+}
+
+void kbox_cgroup_reaper_forget(struct kbox_cgroup *cg) {
+  if (cg->reaper_fd < 0) return;
+  ssize_t w;
+  do w = write(cg->reaper_fd, "", 1); while (w < 0 && errno == EINTR);
 }
 
 int kbox_cgroup_reaper_watch(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) {

@@ -149,7 +149,7 @@ static bool limits_in_cgroups(const struct kbox_cgroup *cg) {
 /* The fork itself: host steps, request, maps, cgroups, go; sb holds the kernel's pid 1 after. */
 static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir, kbox_error_t *err) {
   if (kbox_sandbox_reserve(sb, spec, err) < 0) return -1;
-  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
+  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
