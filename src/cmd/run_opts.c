@@ -236,7 +236,7 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
     }
     if (apply_opt(spec, c, optarg, help_shown, err) < 0) return -1;
     if (*help_shown) return 0;
-    if (c == OPT_CONNECTION_FILE && optind < argc) {
+    if (c == OPT_CONNECTION_FILE && optind < argc && strcmp(argv[0], "run") == 0) {
       take_kernel_args(spec, argc, argv, optind);
       return 0;
     }
