@@ -65,7 +65,7 @@ static const struct opt_doc run_opts[] = {
     {"profile", 1, OPT_PROFILE, "NAME|PATH", "security profile (seccomp, capabilities, default limits). Default 'default'. Example: --profile strict"},
     {"seccomp", 1, OPT_SECCOMP, "unconfined", "debugging only: run without a seccomp filter. Example: --seccomp=unconfined"},
     {"workdir-from-cwd", 0, OPT_WORKDIR_FROM_CWD, NULL, "like --workdir with the directory kbox was started in (for kernelspecs: a client's cwd=DIR becomes the kernel's cwd). Example: --workdir-from-cwd"},
-    {"connection-file", 1, OPT_CONNECTION_FILE, "PATH", "kernel mode: use the ports/key of PATH if it exists (kernelspec launch), else write the connection info there (0600) once the kernel is ready. Example: --connection-file /tmp/k.json"},
+    {"connection-file", 1, OPT_CONNECTION_FILE, "PATH", "kernel mode: use the ports/key of PATH if it exists (kernelspec launch), else write the connection info there (0600) once the kernel is ready. kbox run's options end here: what follows is for the kernel (--profile-dir DIR, --ipython-dir DIR, --Class.trait=value, IPKernelApp flags; channel and key arguments are refused). Example: --connection-file /tmp/k.json --profile-dir ~/.ipython/profile_agent"},
     {"ip", 1, OPT_IP, "ADDR", "kernel mode: address of the client-side channels (an ipc path prefix with --transport ipc). Default 127.0.0.1. Example: --ip 0.0.0.0"},
     {"transport", 1, OPT_TRANSPORT, "tcp|ipc", "kernel mode: transport of the client-side channels. Default tcp. Example: --transport ipc"},
     {"port-range", 1, OPT_PORT_RANGE, "LO..HI", "kernel mode: choose client-side tcp ports in this range. Default: any free port. Example: --port-range 9000..9100"},
@@ -297,7 +297,7 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
     }
     if (apply_opt(spec, c, optarg, help_shown, err) < 0) return -1;
     if (*help_shown) return 0;
-    if (c == OPT_CONNECTION_FILE && optind < argc) {
+    if (c == OPT_CONNECTION_FILE && optind < argc && strcmp(argv[0], "run") == 0) {
       take_kernel_args(spec, argc, argv, optind);
       return 0;
     }

@@ -67,8 +67,8 @@ static int map_dir(struct kbox_spec *s, const char *name, const char *value, str
   cleanup_free char *real = realpath(value, NULL);
   struct stat st;
   if (real == NULL || stat(real, &st) < 0)
-    return kbox_error_make(err, errno, "kernel argument --%s %s: cannot use the directory", name, value);
-  if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "kernel argument --%s %s: not a directory", name, value);
+    return kbox_error_make(err, errno, "kernel argument '--%s' refused: cannot show %s in the sandbox", name, value);
+  if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "kernel argument '--%s' refused: %s is not a directory", name, value);
   if (strcmp(real, "/") == 0) return refuse(err, value, "the host's root cannot be a profile directory");
   bool known = false;
   for (size_t i = 0; i < s->overlays.n; i++) known |= strcmp(s->overlays.v[i], real) == 0;

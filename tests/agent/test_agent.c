@@ -176,7 +176,8 @@ Test(agent, memory_hog_reports_oom) {
   cr_assert_eq(code, 3, "out of memory exits 3; got %d", code);
   cr_assert_str_eq(str(j, "status"), "oom");
   cr_assert(json_is_true(json_object_get(json_object_get(j, "report"), "oom_killed")));
-  cr_assert_str_eq(str(json_object_get(j, "error"), "ename"), "OutOfMemory");
+  cr_assert_str_eq(str(json_object_get(j, "error"), "ename"), "SandboxMemoryLimit");
+  cr_assert(strstr(str(json_object_get(j, "error"), "evalue"), "128 MiB") != NULL, "the evalue names the limit");
   json_decref(j);
 }
 
