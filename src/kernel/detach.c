@@ -128,7 +128,8 @@ void kbox_detach_record(struct kbox_kernel *k, pid_t sandbox_pid) {
 }
 
 void kbox_detach_verdict(const struct kbox_kernel *k, const struct kbox_sandbox *sb) {
-  if (k->rundir == NULL || !k->spec->id_given || k->ended_by != NULL) return;
+  if (k->rundir == NULL || !k->spec->id_given || k->ended_by != NULL || k->broker.shutdown_replied) return;
+  if (sb->have_status && WIFEXITED(sb->status) && WEXITSTATUS(sb->status) == 0) return; /* a clean end */
   json_t *v = kbox_report_build(sb, NULL);
   json_object_set_new(v, "kernel", kbox_kernel_report(k));
   json_object_set_new(v, "supervisor_pid", json_integer(getpid()));
