@@ -40,6 +40,7 @@ enum {
 #define GRACE_MS 5000
 #define START_MS 90000
 #define MAX_CODE (16u << 20) /* one cell read from FILE or standard input */
+#define STDIN_MS 300000      /* standard input must end (EOF) within 5 minutes */
 
 struct exec_opts {
   struct kbox_strv cells;
@@ -87,16 +88,17 @@ static char *slurp_fd(int fd, size_t max) {
   return text;
 }
 
-/* FILE or - (standard input, which may be a pipe) as one cell, at most MAX_CODE bytes. A FILE must be
-   a regular file: a FIFO or device (/dev/zero) is refused before it is read. */
+/* FILE or - (standard input, which may be a pipe) as one cell, at most MAX_CODE bytes, standard input
+   ending within STDIN_MS. A FILE must be a regular file: a FIFO or device (/dev/zero) is refused
+   before it is read. */
 static int add_file_cell(struct exec_opts *o, const char *path, kbox_error_t *err) {
   bool in = strcmp(path, "-") == 0;
   cleanup_close int fd = in ? dup(0) : kbox_open_regular(path, err);
   if (fd < 0) return in ? kbox_error_make(err, errno, "reading code from standard input") : kbox_error_prefix(err, "code FILE");
   char *text = NULL;
   size_t len = 0;
-  if (kbox_read_fd(fd, in ? "the code on standard input" : path, MAX_CODE, &text, &len, err) < 0)
-    return kbox_error_hint(err, "split the code into smaller cells (the limit of one cell)");
+  if (kbox_read_fd_within(fd, in ? "the code on standard input" : path, MAX_CODE, in ? STDIN_MS : 0, &text, &len, err) < 0)
+    return kbox_error_hint(err, "give the code in smaller cells, or as a FILE");
   if (memchr(text, '\0', len) != NULL) {
     free(text);
     return kbox_error_make(err, 0, "%s contains a NUL byte: not Python source", in ? "standard input" : path);

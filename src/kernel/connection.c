@@ -146,12 +146,13 @@ static int try_bind(const char *ip, unsigned port) {
 
 int kbox_conn_check_ports(const struct kbox_conn *c, const char *what, kbox_error_t *err) {
   if (strcmp(c->transport, "tcp") != 0) return 0;
-  for (int ch = 0; ch < KBOX_CH_N; ch++) {
-    if (c->port[ch] == 0) continue;
+  for (int ch = 0; ch < KBOX_CH_N; ch++)
     for (int o = 0; o < ch; o++)
-      if (c->port[o] == c->port[ch])
+      if (c->port[ch] != 0 && c->port[o] == c->port[ch])
         return kbox_error_make(err, 0, "%s: %s_port and %s_port are both %u (each channel needs its own port)", what,
                                kbox_channel_names[o], kbox_channel_names[ch], c->port[ch]);
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    if (c->port[ch] == 0) continue;
     int e = try_bind(c->ip, c->port[ch]);
     if (e == EADDRINUSE)
       return kbox_error_make(err, 0, "%s: %s_port %u on %s is already in use (another kernel still running with this "

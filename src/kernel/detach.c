@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernel/reaper.h"
 #include "kernel/state.h"
 #include "sandbox/report.h"
 #include "util/cleanup.h"
@@ -42,7 +43,7 @@ static int print_existing(const char *id) {
 }
 
 /* Parent side: wait for the connection line on rd; print it, or the child's log when it failed. */
-static int wait_child(pid_t pid, int rd, const char *log, const struct kbox_spec *spec) {
+static int wait_child(pid_t pid, int rd, int logrd, const char *log, const struct kbox_spec *spec) {
   char line[8192];
   size_t n = 0;
   for (;;) {
@@ -66,9 +67,9 @@ static int wait_child(pid_t pid, int rd, const char *log, const struct kbox_spec
     unlink(log);
     return 0;
   }
-  cleanup_close int fd = open(log, O_RDONLY | O_CLOEXEC);
+  /* Through the fd opened before the fork: the supervisor's reaper may have unlinked the log by now. */
   char buf[4096];
-  for (ssize_t r; fd >= 0 && (r = read(fd, buf, sizeof(buf))) > 0;) fwrite(buf, 1, (size_t)r, stderr);
+  for (ssize_t r; logrd >= 0 && (r = read(logrd, buf, sizeof(buf))) > 0;) fwrite(buf, 1, (size_t)r, stderr);
   unlink(log);
   fprintf(stderr, "kbox: the detached kernel '%s' did not start\n", spec->id);
   return WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : KBOX_EXIT_RUNTIME;
@@ -86,6 +87,7 @@ int kbox_detach_start(struct kbox_spec *spec, int *code, kbox_error_t *err) {
     return -1;
   cleanup_close int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (logfd < 0) return kbox_error_make(err, errno, "creating the log %s", log);
+  cleanup_close int logrd = open(log, O_RDONLY | O_CLOEXEC);
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe");
   fflush(NULL);
@@ -93,13 +95,14 @@ int kbox_detach_start(struct kbox_spec *spec, int *code, kbox_error_t *err) {
   if (pid < 0) return kbox_error_make(err, errno, "fork");
   if (pid > 0) {
     close(p[1]);
-    *code = wait_child(pid, p[0], log, spec);
+    *code = wait_child(pid, p[0], logrd, log, spec);
     close(p[0]);
     return 1;
   }
   /* The background supervisor: own session, no terminal, stdout = the pipe (kernel mode prints the
      connection JSON there), stderr = the log; nothing of the caller's stdio stays open. */
   close(p[0]);
+  close(steal_fd(logrd));
   setsid();
   signal(SIGPIPE, SIG_IGN);
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -114,6 +117,10 @@ void kbox_detach_record(struct kbox_kernel *k, pid_t sandbox_pid) {
   kbox_error_t err = NULL;
   if (k->rundir == NULL) return;
   kbox_state_drop_verdict(k->spec->id); /* an earlier kernel's with this id */
+  char log[4200];
+  if (k->spec->detach && kbox_state_log_path(k->spec->id, log, sizeof(log), &err) == 0)
+    kbox_kreaper_watch_file(k->reaper_fd, log); /* removed should this supervisor be SIGKILLed */
+  kbox_error_free(&err);
   if (kbox_state_record(k->rundir, k->spec, &k->host, sandbox_pid, &err) < 0) {
     kbox_log(KBOX_LOG_WARN, "%s (kbox ps / exec --id will not see this kernel)", err->msg);
     kbox_error_free(&err);
@@ -121,7 +128,8 @@ void kbox_detach_record(struct kbox_kernel *k, pid_t sandbox_pid) {
 }
 
 void kbox_detach_verdict(const struct kbox_kernel *k, const struct kbox_sandbox *sb) {
-  if (k->rundir == NULL || !k->spec->id_given || k->ended_by != NULL) return;
+  if (k->rundir == NULL || !k->spec->id_given || k->ended_by != NULL || k->broker.shutdown_replied) return;
+  if (sb->have_status && WIFEXITED(sb->status) && WEXITSTATUS(sb->status) == 0) return; /* a clean end */
   json_t *v = kbox_report_build(sb, NULL);
   json_object_set_new(v, "kernel", kbox_kernel_report(k));
   json_object_set_new(v, "supervisor_pid", json_integer(getpid()));

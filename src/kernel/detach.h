@@ -14,8 +14,9 @@ int kbox_detach_start(struct kbox_spec *spec, int *code, kbox_error_t *err);
 /* Once the sandbox started: record the kernel's state (connection.json, pid, options) in its run
    directory for ps / exec --id / kill. Any kernel-mode run does this. */
 void kbox_detach_record(struct kbox_kernel *k, pid_t sandbox_pid);
-/* Once the sandbox ended (before it is destroyed): a kernel with a user-given id that ended on its
-   own leaves its verdict for `kbox exec --id` (kbox_state_take_verdict): out of memory or crash. */
+/* Once the sandbox ended (before it is destroyed): a kernel with a user-given id that died on its
+   own (not asked to shut down, no clean exit) leaves its verdict for `kbox exec --id`
+   (kbox_state_take_verdict): out of memory or crash. */
 void kbox_detach_verdict(const struct kbox_kernel *k, const struct kbox_sandbox *sb);
 /* At the end of a detached supervisor: drop its log (kept when the kernel never became ready:
    the waiting caller shows it). */

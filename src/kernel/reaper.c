@@ -22,6 +22,7 @@
 #define REC_KEY 'K'
 #define REC_SOCKET 'S'
 #define REC_FORGET 'F'  /* the run directory turned out not to be ours (its id is in use) */
+#define REC_FILE 'U'    /* a file of kbox's own to unlink (the detach log) */
 
 #define REAPER_BUF 32768
 #define LOCK_WAIT_MS 30000 /* how long the dead kbox's sandbox may keep the run lock */
@@ -81,6 +82,7 @@ static void reap_all(char *buf, size_t n) {
     if (type == REC_RUNDIR) rundir = s;
     else if (type == REC_FORGET) rundir = NULL;
     else if (type == REC_SOCKET) reap_socket(s);
+    else if (type == REC_FILE) unlink(s);
     else if (type == REC_CONN) conn = s;
     else if (type == REC_KEY && conn != NULL) reap_conn(conn, s);
     i += len + 2;
@@ -134,6 +136,8 @@ int kbox_kreaper_start(const char *rundir, kbox_error_t *err) {
 }
 
 void kbox_kreaper_forget_rundir(int fd) { send_rec(fd, REC_FORGET, ""); }
+
+void kbox_kreaper_watch_file(int fd, const char *path) { send_rec(fd, REC_FILE, path); }
 
 void kbox_kreaper_watch_conn(int fd, const char *path, const char *key) {
   send_rec(fd, REC_CONN, path);

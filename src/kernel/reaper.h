@@ -1,6 +1,7 @@
 /* The run-directory reaper of kernel mode: a small process that removes what a kernel-mode kbox
    leaves on the host when it dies without cleaning up (SIGKILL, crash): its run directory (which
-   holds the connection key), the connection file it wrote, the socket files of --transport ipc.
+   holds the connection key), the connection file it wrote, the socket files of --transport ipc,
+   the detach log.
 
    kbox holds the write end of a pipe and tells the reaper about each thing before creating it;
    EOF on the pipe means kbox is gone. A normal exit has already removed everything, so the reaper
@@ -17,6 +18,8 @@
 int kbox_kreaper_start(const char *rundir, kbox_error_t *err);
 /* The run directory is not ours after all (another kbox holds its lock): leave it alone. */
 void kbox_kreaper_forget_rundir(int fd);
+/* A file of kbox's own (the detach log): removed. */
+void kbox_kreaper_watch_file(int fd, const char *path);
 /* The connection file kbox will write at PATH: removed if it still holds KEY (a file that a client
    replaced meanwhile is not ours to remove). */
 void kbox_kreaper_watch_conn(int fd, const char *path, const char *key);

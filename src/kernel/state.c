@@ -51,6 +51,23 @@ int kbox_state_base(char *out, size_t n, bool create, kbox_error_t *err) {
   return 0;
 }
 
+#define VERDICT_KEEP_S 60 /* the exec --id that saw its kernel die reads the verdict at once */
+
+/* Remove verdicts nobody came for (a kernel with an id that exited while no exec --id ran). */
+static void sweep_verdicts(const char *base) {
+  DIR *d = opendir(base);
+  if (d == NULL) return;
+  time_t now = time(NULL);
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    size_t n = strlen(e->d_name);
+    struct stat st;
+    if (e->d_name[0] != '.' || n < 14 || strcmp(e->d_name + n - 13, ".verdict.json") != 0) continue;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && now - st.st_mtime > VERDICT_KEEP_S)
+      unlinkat(dirfd(d), e->d_name, 0);
+  }
+  closedir(d);
+}
+
 void kbox_state_sweep(void) {
   char base[3800];
   kbox_error_t err = NULL;
@@ -59,7 +76,9 @@ void kbox_state_sweep(void) {
     kbox_error_free(&err);
     return;
   }
-  if (stat(base, &st) == 0) kbox_runlock_sweep(base);
+  if (stat(base, &st) < 0) return;
+  kbox_runlock_sweep(base);
+  sweep_verdicts(base);
 }
 
 /* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone or a zombie. */

@@ -29,7 +29,8 @@ struct kbox_state {
 /* The base directory of run dirs and kernel state ($XDG_RUNTIME_DIR/kbox, else /run/kbox as root,
    else /tmp/kbox-UID), checked to be ours with mode 0700; create it when asked. */
 int kbox_state_base(char *out, size_t n, bool create, kbox_error_t *err);
-/* Remove the run directories of dead kbox processes (lock free), as every kernel start does. */
+/* Remove the run directories of dead kbox processes (lock free), as every kernel start does, and
+   verdicts older than a minute that no exec --id came for. */
 void kbox_state_sweep(void);
 /* Read the state of ID. Fails with a clear message for a bad id or when no such kernel exists. */
 int kbox_state_read(const char *id, struct kbox_state *st, kbox_error_t *err);

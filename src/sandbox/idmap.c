@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <stdint.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "util/cleanup.h"
@@ -49,9 +51,11 @@ int kbox_idmap_write(pid_t pid, const struct kbox_idmap *map, kbox_error_t *err)
   return 0;
 }
 
-/* The holder of a user namespace: it only waits to be killed. */
+/* The holder of a user namespace: it only waits to be killed, by kbox or by kbox's death (a holder
+   outliving a SIGKILLed kbox would keep copies of its fds: the cgroup reaper's pipe among them). */
 static int userns_holder(void *arg) {
-  (void)arg;
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() != (pid_t)(intptr_t)arg) _exit(0); /* kbox died before the line above */
   for (;;) pause();
   return 0;
 }
@@ -83,7 +87,7 @@ static int free_slot(void) {
 /* A process born in a new user namespace, sharing our memory (CLONE_VM: no page tables to copy,
    unlike fork) and running on a small stack of its own; it exits only when killed. */
 static pid_t clone_userns_holder(void *stack, size_t size) {
-  return clone(userns_holder, (char *)stack + size, CLONE_VM | CLONE_NEWUSER | SIGCHLD, NULL);
+  return clone(userns_holder, (char *)stack + size, CLONE_VM | CLONE_NEWUSER | SIGCHLD, (void *)(intptr_t)getpid());
 }
 
 int kbox_idmap_userns_fd(const char *uid_map, const char *gid_map, kbox_error_t *err) {

@@ -2,17 +2,27 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/cleanup.h"
 #include "util/parse.h"
 
-int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err) {
+/* Milliseconds on the monotonic clock. */
+static long long mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+int kbox_read_fd_within(int fd, const char *name, size_t max, int timeout_ms, char **out, size_t *len, kbox_error_t *err) {
   size_t cap = 4096, n = 0;
+  long long deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
   cleanup_free char *buf = malloc(cap + 1);
   if (buf == NULL) abort();
   for (;;) {
@@ -26,6 +36,14 @@ int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, 
       if (nb == NULL) abort();
       buf = nb;
     }
+    if (deadline != 0) {
+      long long left = deadline - mono_ms();
+      struct pollfd p = {.fd = fd, .events = POLLIN};
+      int r = left > 0 ? poll(&p, 1, (int)left) : 0;
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0)
+        return kbox_error_make(err, 0, "%s did not end within the limit of %g s", name, timeout_ms / 1000.0);
+    }
     ssize_t r = read(fd, buf + n, cap - n);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return kbox_error_make(err, errno, "cannot read %s", name);
@@ -36,6 +54,10 @@ int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, 
   if (len != NULL) *len = n;
   *out = steal_ptr(buf);
   return 0;
+}
+
+int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err) {
+  return kbox_read_fd_within(fd, name, max, 0, out, len, err);
 }
 
 /* What a file type is called in messages. */

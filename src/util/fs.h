@@ -14,7 +14,11 @@ int kbox_open_regular_at(int dirfd, const char *path, kbox_error_t *err);
 /* Read a whole regular file (at most max bytes; larger is an error naming the limit) into a
    NUL-terminated buffer. */
 int kbox_read_file(const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);
-/* Read fd to its end (at most max bytes) into a NUL-terminated buffer; name is used in errors. */
+/* Read fd to its end (at most max bytes; larger is an error naming the limit) into a NUL-terminated
+   buffer, giving up (an error naming the limit) when the end has not come within timeout_ms (> 0;
+   for pipes and standard input). name is used in errors. */
+int kbox_read_fd_within(int fd, const char *name, size_t max, int timeout_ms, char **out, size_t *len, kbox_error_t *err);
+/* Same with no time limit (files, memfds). */
 int kbox_read_fd(int fd, const char *name, size_t max, char **out, size_t *len, kbox_error_t *err);
 /* Same as kbox_read_file, relative to a directory fd. */
 int kbox_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *len, kbox_error_t *err);

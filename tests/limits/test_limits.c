@@ -198,8 +198,9 @@ Test(limits, sigkill_of_kbox_leaves_no_cgroup_behind, .timeout = 60) {
     n = find_sandbox_dirs(kbox, dirs, 8);
   }
   cr_assert_geq(n, 3, "expected memory, pids and cpu sandbox cgroups, found %d", n);
-  /* Wait until the sandbox is in them (its reaper is started before the sandbox is cloned): a kill
-     between mkdir and the reaper's start is covered by the stale sweep at the next start instead. */
+  /* Wait until the sandbox is in them, so that the reaper has processes to kill too (a kill at any
+     earlier moment is tested by the agent suite's faults test: the reaper knows each directory
+     before it is created). */
   bool populated = false;
   for (int i = 0; i < 500 && !populated; i++) {
     char procs[4200], buf[64] = "";

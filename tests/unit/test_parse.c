@@ -318,3 +318,19 @@ Test(envfile, nul_byte_is_an_error_naming_the_line) {
   kbox_strv_free(&env);
   unlink(path);
 }
+
+/* A pipe whose writer neither writes nor closes: the read gives up at its time limit, naming it. */
+Test(fs, reads_of_pipes_are_bounded_in_time, .timeout = 20) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(write(p[1], "x = 1\n", 6), 6);
+  kbox_error_t err = NULL;
+  char *text = NULL;
+  cr_assert_eq(kbox_read_fd_within(p[0], "standard input", 4096, 300, &text, NULL, &err), -1);
+  cr_assert(strstr(err->msg, "standard input") && strstr(err->msg, "limit of 0.3 s"), "%s", err->msg);
+  kbox_error_free(&err);
+  close(p[1]);
+  cr_assert_eq(kbox_read_fd_within(p[0], "standard input", 4096, 300, &text, NULL, &err), 0, "EOF within the limit");
+  free(text);
+  close(p[0]);
+}
