@@ -74,10 +74,17 @@ static int make_dir(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) 
   return -1;
 }
 
-/* cgroup v2 part: limits for the controllers v1 does not carry, or just a tracking cgroup. */
+/* cgroup v2 part: limits for the controllers v1 does not carry, or just a tracking cgroup. A
+   tracking cgroup (every controller is on v1) is only named here: made late, like the v1 part, and
+   pid 1 joins it with its v1 cgroups. */
 static void create_v2(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, const char *override,
                       unsigned want) {
   cleanup_free char *parent = kbox_cgroup_parent_dir(l->v2_mount, l->v2_self, override);
+  if (want == 0) {
+    cg->v2_dir = join(parent, cg->name);
+    cg->v2_parent = steal_ptr(parent);
+    return;
+  }
   kbox_cgroup_sweep_stale(parent);
   unsigned avail = kbox_cgroup_v2_available(parent) & want;
   for (int c = 0; c < KBOX_CTL_N; c++)
@@ -118,6 +125,21 @@ static void plan_v1(struct kbox_cgroup *cg, const struct kbox_cgroup_layout *l, 
     cg->v1_parent[c] = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], override);
     cg->v1_dir[c] = join(cg->v1_parent[c], cg->name);
   }
+}
+
+/* The planned v2 tracking cgroup, made. */
+static void make_v2_tracking(struct kbox_cgroup *cg) {
+  if (cg->v2_parent == NULL || cg->v2_dir == NULL) return;
+  kbox_error_t e = NULL;
+  kbox_cgroup_sweep_stale(cg->v2_parent);
+  if (make_dir(cg->v2_dir, &e) < 0) {
+    kbox_debug("no cgroup v2 tracking cgroup: %s", e->msg);
+    kbox_error_free(&e);
+    free(cg->v2_dir);
+    cg->v2_dir = NULL;
+    return;
+  }
+  kbox_trace_step("cgroup v2 tracking cgroup created");
 }
 
 /* cgroup v1 part, made: create the planned directories and write their limits. */
@@ -205,6 +227,7 @@ struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *la
 }
 
 int kbox_cgroup_create_late(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err) {
+  make_v2_tracking(cg);
   make_v1(cg);
   return fallback(cg, require_limits, cg->parent_override, err);
 }
@@ -228,8 +251,11 @@ int kbox_cgroup_attach(struct kbox_cgroup *cg, pid_t pid, bool v2_too, kbox_erro
       return kbox_error_prefix(err, "moving the sandbox into its %s cgroup", ctl_names[c]);
     kbox_trace_step("pid 1 attached to cgroup v1 %s", ctl_names[c]);
   }
-  if (v2_too && cg->v2_dir != NULL && kbox_cg_write(cg->v2_dir, "cgroup.procs", err, "%d", (int)pid) < 0)
-    return kbox_error_prefix(err, "moving the sandbox into its cgroup");
+  if (v2_too && cg->v2_dir != NULL) {
+    if (kbox_cg_write(cg->v2_dir, "cgroup.procs", err, "%d", (int)pid) < 0)
+      return kbox_error_prefix(err, "moving the sandbox into its cgroup");
+    kbox_trace_step("pid 1 attached to cgroup v2");
+  }
   return 0;
 }
 
@@ -264,6 +290,7 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
   }
   for (int l = 0; l < KBOX_LIM_N; l++) free(cg->why_not[l]);
   free(cg->v2_dir);
+  free(cg->v2_parent);
   free(cg->v1_prime);
   free(cg->parent_override);
   free(cg->name);

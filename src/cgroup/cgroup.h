@@ -44,6 +44,7 @@ struct kbox_cgroup {
   char *name;                      /* kbox.<pid>.<id> */
   char *v2_dir;                    /* sandbox cgroup in cgroup2 (limits or only tracking), or NULL */
   int v2_fd;                       /* O_PATH fd of v2_dir for CLONE_INTO_CGROUP, -1 */
+  char *v2_parent;                 /* a tracking v2_dir made late (kbox_cgroup_create_late) is made in this, or NULL */
   char *v1_dir[KBOX_CTL_N];        /* sandbox cgroup per v1 controller, or NULL (may repeat) */
   char *v1_parent[KBOX_CTL_N];     /* the directory each v1_dir is made in */
   enum kbox_mech mech[KBOX_LIM_N];
@@ -104,9 +105,9 @@ int kbox_cgroup_create(const struct kbox_cgroup_layout *layout, const char *pare
                        const struct kbox_cgroup_limits *lim, bool require_limits, struct kbox_cgroup **out,
                        kbox_error_t *err);
 /* The same in two halves, so that the v1 half runs while the sandbox's pid 1 mounts: early, the
-   cgroup v2 part (the sandbox is born in it) and the v1 directories' names; late (before
-   kbox_cgroup_attach), the v1 directories and their limits, then the fallback as above (on
-   failure the caller destroys cg). */
+   cgroup v2 part when it carries limits (the sandbox is born in it) and the other directories'
+   names; late (before kbox_cgroup_attach), the v1 directories and their limits and a v2 tracking
+   cgroup, then the fallback as above (on failure the caller destroys cg). */
 struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *layout, const char *parent_override,
                                             const char *id, const struct kbox_cgroup_limits *lim);
 int kbox_cgroup_create_late(struct kbox_cgroup *cg, bool require_limits, kbox_error_t *err);

@@ -100,7 +100,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
   kbox_trace_step("id reserved");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
-  kbox_trace_step("limits planned (cgroup v2 created, reaper started)");
+  kbox_trace_step("cgroups planned (a v2 cgroup with limits made), reaper started");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
