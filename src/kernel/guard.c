@@ -26,7 +26,7 @@ int kbox_guard_start(struct kbox_kernel *k, const struct kbox_sandbox *sb, kbox_
     k->broker.exec_hook_ctx = &k->net;
   }
   if (k->audit == NULL) return 0;
-  const char *how = !s->kernel_mode ? "command" : k->conn_given ? "kernelspec" : s->detach ? "detach" : "run";
+ const char *how = k->how ? k->how : !s->kernel_mode ? "command" : k->conn_given ? "kernelspec" : s->detach ? "detach" : "run";
   kbox_audit_start(k->audit, s, how, sb->pid);
   if (s->kernel_mode) k->broker.audit = k->audit;
   return 0;
