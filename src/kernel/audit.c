@@ -106,7 +106,11 @@ void kbox_audit_record(struct kbox_audit *a, const char *event, json_t *fields) 
     ssize_t w;
     do w = write(a->fd, text, len + 1); while (w < 0 && errno == EINTR);
     ok = w == (ssize_t)(len + 1);
-    if (!ok && w < 0) errno = errno ? errno : EIO;
+    if (!ok && w >= 0) {
+      errno = ENOSPC; /* a short write: the disk filled up */
+      if (write(a->fd, "\n", 1) < 0) { /* end the fragment so the next record starts a line, if we can */ }
+      errno = ENOSPC;
+    }
   }
   int e = errno;
   free(text);

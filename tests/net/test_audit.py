@@ -155,6 +155,29 @@ class Shared(unittest.TestCase):
             self.assertEqual(mine.count("execute_outcome"), 20)
 
 
+class FullDisk(unittest.TestCase):
+    def test_full_disk_counts_drops(self):
+        d = tempfile.mkdtemp(prefix="kbox-audit-full-")
+        report = tempfile.mktemp(prefix="kbox-audit-full-", suffix=".json")
+        # a 64 KiB tmpfs in a mount namespace of kbox's own: the log fills up after a few records
+        prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                  'mount -t tmpfs -o size=64k kboxfull "$0" && exec "$@"', d]
+        k = Direct("--audit", d + "/audit.jsonl", report=report, prefix=prefix)
+        try:
+            for i in range(8):
+                reply, out = k.run("x = '%s'\nprint(%d)" % ("b" * 30000, i))
+                self.assertEqual(text_of(out), "%d\n" % i, "the kernel must go on when the log is full")
+            k.kc.shutdown()
+            self.assertEqual(k.wait(), 0, k.stderr)
+        finally:
+            k.close()
+        with open(report) as f:
+            audit = json.load(f)["audit"]
+        self.assertGreater(audit["dropped"], 0, audit)
+        self.assertGreater(audit["records"], 0, audit)
+        self.assertIn("could not be written (No space left on device)", k.stderr)
+
+
 class Refused(unittest.TestCase):
     def run_kbox(self, *args, env=None):
         return subprocess.run([kboxkernel.KBOX, "run", "--rootfs", "/"] + list(args) + ["--", "true"],
