@@ -60,13 +60,16 @@ class Allowed(unittest.TestCase):
             import requests  # noqa: F401
         except ImportError:
             kboxkernel.skip_or_fail("python3-requests is not installed (tools/setup.sh installs it)")
-        s = self.srv.sport
+        h, s = self.srv.hport, self.srv.sport
         reply, out, _ = self.cell(
             "import requests, pandas as pd\n"
             "r = requests.get('https://web.test:%d/data.csv', timeout=20); print(r.status_code, r.text.split())\n"
-            "df = pd.read_csv('https://web.test:%d/data.csv'); print(df.shape, int(df.y.sum()))\n" % (s, s))
+            "with requests.Session() as sess:\n"
+            "    print([sess.get('http://web.test:%d/data.csv', timeout=20).status_code for _ in range(3)])\n"
+            "df = pd.read_csv('https://web.test:%d/data.csv'); print(df.shape, int(df.y.sum()))\n"
+            "df = pd.read_csv('http://web.test:%d/data.csv'); print(df.shape, int(df.x.sum()))\n" % (s, h, s, h))
         self.assertEqual(reply["status"], "ok", reply)
-        self.assertEqual(out, "200 ['x,y', '1,2', '3,4']\n(2, 2) 6\n")
+        self.assertEqual(out, "200 ['x,y', '1,2', '3,4']\n[200, 200, 200]\n(2, 2) 6\n(2, 2) 4\n")
 
     def test_03_host_not_listed(self):
         out = self.blocked(netlib.raw_connect_code("evil.example:443"), "https://evil.example:443", "not in --net allow")
