@@ -787,16 +787,20 @@ void kbox_proxy_close(struct kbox_proxy *p) {
   kbox_proxy_stop(p);
   for (size_t i = 0; i < p->n_conns; i++) conn_free(p, p->conns[i]);
   free(p->conns);
+  bool resolving = false;
   for (size_t i = 0; i < p->n_orphans; i++) {
     gai_suspend((const struct gaicb *const *)&p->orphans[i], 1, &(struct timespec){.tv_sec = 2});
-    if (gai_error(p->orphans[i]) != EAI_INPROGRESS) free_gai(p->orphans[i]); /* else leaked at exit */
+    if (gai_error(p->orphans[i]) != EAI_INPROGRESS) free_gai(p->orphans[i]);
+    else resolving = true; /* leaked: its completion still runs */
   }
   free(p->orphans);
   if (p->lfd >= 0) {
     close(p->lfd);
     unlink(p->cfg.sock_path);
   }
-  if (p->wake >= 0) close(p->wake);
+  /* A resolution still running will write to the eventfd when it ends: keep it open, so that write
+     cannot land in whatever file would reuse the number. */
+  if (p->wake >= 0 && !resolving) close(p->wake);
   free(p->hosts);
   free(p);
 }
