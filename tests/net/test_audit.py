@@ -40,7 +40,7 @@ class Session(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="kbox-audit-")
         log = os.path.join(d, "audit.jsonl")
         k = Direct(*SRV.kbox_args(["web.test:%d" % SRV.hport]), "--audit", log, "--memory", "300M")
-        codes = ["print('hello')", "1/0", "import time\ntime.sleep(60)",
+        codes = ["print('hello')", "1/0", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)",
                  "import urllib.request\nurllib.request.urlopen('http://evil.example/data.csv', timeout=20)",
                  "import os\nprint(os.path.exists(%r), os.path.exists(%r))\ntry:\n    open(%r, 'a')\nexcept OSError as e:\n"
                  "    print(type(e).__name__)" % (log, d, log),
@@ -50,9 +50,12 @@ class Session(unittest.TestCase):
             self.assertEqual(reply["status"], "ok")
             reply, _ = k.run(codes[1])
             self.assertEqual(reply["ename"], "ZeroDivisionError")
-            threading.Timer(2.0, lambda: os.kill(k.proc.pid, signal.SIGINT)).start()
-            reply, _ = k.run(codes[2])
-            self.assertEqual(reply["ename"], "KeyboardInterrupt")
+            # SIGINT to kbox (it forwards it) once the cell is seen running
+            def hook(msg):
+                if msg["msg_type"] == "stream" and "sleeping" in msg["content"].get("text", ""):
+                    threading.Timer(1.0, lambda: os.kill(k.proc.pid, signal.SIGINT)).start()
+            reply = k.kc.execute_interactive(codes[2], timeout=120, output_hook=hook)["content"]
+            self.assertEqual(reply.get("ename"), "KeyboardInterrupt", reply)
             reply, _ = k.run(codes[3])
             self.assertEqual(reply["ename"], "HTTPError")
             reply, out = k.run(codes[4])
@@ -86,7 +89,7 @@ class Session(unittest.TestCase):
         self.assertEqual(o[1]["ename"], "ZeroDivisionError")
         self.assertEqual(o[2]["ename"], "KeyboardInterrupt")
         self.assertTrue(o[2]["interrupted"])
-        self.assertGreaterEqual(o[2]["duration_seconds"], 1.5)
+        self.assertGreaterEqual(o[2]["duration_seconds"], 0.9)
         self.assertFalse(o[1]["interrupted"])
         self.assertEqual(o[3]["ename"], "HTTPError")
         self.assertIn("403", o[3]["evalue"])
