@@ -6,6 +6,7 @@ int kbox_guard_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error
   if (spec->audit_path != NULL) {
     if (kbox_audit_check_hidden(spec, err) < 0) return -1;
     if (kbox_audit_open(&k->audit, spec->audit_path, spec->id, err) < 0) return -1;
+    kbox_audit_mask(spec);
   }
   if (spec->net != KBOX_NET_ALLOW) {
     memset(&k->net, 0, sizeof(k->net));

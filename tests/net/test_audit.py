@@ -116,6 +116,35 @@ class Session(unittest.TestCase):
         self.assertEqual(r.stdout, "")
 
 
+class Masked(unittest.TestCase):
+    def test_log_under_the_rootfs_is_masked(self):
+        # --rootfs / shows the host's files read-only; a world-readable log there must not be readable
+        d = tempfile.mkdtemp(prefix="kbox-audit-vis-", dir=os.environ.get("KBOX_BUILD_ROOT", "/var/tmp"))
+        os.chmod(d, 0o755)
+        log = os.path.join(d, "audit.jsonl")
+        with open(log, "w") as f:
+            f.write('{"time":"x","id":"earlier","event":"kernel_end","secret":"s3cr3t"}\n')
+        os.chmod(log, 0o644)
+        k = Direct("--audit", log)
+        try:
+            reply, out = k.run(
+                "import os\nprint(os.path.exists(%r))\n"
+                "for mode in ('r', 'a'):\n"
+                "    try:\n        f = open(%r, mode)\n        print(repr(f.read(100)) if mode == 'r' else 'opened')\n"
+                "    except OSError as e:\n        print(type(e).__name__)\n" % (log, log))
+            self.assertEqual(text_of(out), "True\nPermissionError\nPermissionError\n")
+            self.assertNotIn("s3cr3t", text_of(out))
+            k.kc.shutdown()
+            self.assertEqual(k.wait(), 0, k.stderr)
+        finally:
+            k.close()
+        recs = records(log)
+        self.assertEqual(recs[0]["id"], "earlier")
+        self.assertEqual(recs[1]["event"], "kernel_start")
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Shared(unittest.TestCase):
     def test_two_kernels_no_torn_line(self):
         log = os.path.join(tempfile.mkdtemp(prefix="kbox-audit-"), "shared.jsonl")
