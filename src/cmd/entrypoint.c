@@ -19,6 +19,8 @@
 
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
+#include "kernel/guard.h"
+#include "sandbox/report.h"
 #include "kernel/launch.h"
 #include "remote/comm.h"
 #include "remote/config.h"
@@ -262,9 +264,6 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
   kbox_strv_free(&a);
   if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
-  if (e->spec.net == KBOX_NET_ALLOW || e->spec.audit_path != NULL) /* docs/network.md */
-    return kbox_error_make(err, 0, "%s is not supported by kbox entrypoint yet (only by kbox run and kernelspecs): "
-                           "remove it from the profile or unset KBOX_AUDIT", e->spec.net == KBOX_NET_ALLOW ? "--net allow" : "--audit");
   e->spec.rootless = geteuid() != 0;
   return 0;
 }
@@ -319,7 +318,9 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
   if (e->cfg.mode == KBOX_REMOTE_EG && open_comm(e, err) < 0) return -1;
   if (e->cfg.mode == KBOX_REMOTE_CONTROLLER && write_fixed_connection(e, err) < 0) return -1;
   if (build_spec(e, err) < 0 || check_protections(e, err) < 0) return -1;
-  return kbox_kernel_prepare(&e->kernel, &e->spec, err);
+  if (kbox_kernel_prepare(&e->kernel, &e->spec, err) < 0) return -1;
+  e->kernel.how = "entrypoint";
+  return kbox_guard_prepare(&e->kernel, &e->spec, err); /* --net allow, --audit (KBOX_AUDIT, profile) */
 }
 
 /* What the sandbox achieved: log it in one line, enforce KBOX_REQUIRE on it (a fallback the spec
@@ -389,6 +390,12 @@ static int serve(struct entry *e, int sigfd) {
   }
   kbox_sandbox_kill(&e->sb);
   kbox_kernel_explain_end(&e->kernel, &e->sb);
+  if (kbox_guard_active(&e->kernel)) { /* the verdict ends the audit log */
+    json_t *v = kbox_report_build(&e->sb, NULL);
+    json_object_set_new(v, "kernel", kbox_kernel_report(&e->kernel));
+    kbox_guard_end(&e->kernel, v);
+    json_decref(v);
+  }
   int code = kbox_sandbox_exit_code(&e->sb);
   if (e->eg_failed) return KBOX_EXIT_RUNTIME;
   if (eg && !e->responded && e->kernel.ready_ms == 0 && e->kernel.ended_by == NULL) {
@@ -416,7 +423,7 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
     if (help) usage(stdout);
     else code = fail(e, &err);
   } else if ((sigfd = kbox_sandbox_signalfd(&err)) < 0 || kbox_sandbox_start(&e->sb, &e->spec, &err) < 0 ||
-             kbox_kernel_open_broker(&e->kernel, &err) < 0) {
+             kbox_kernel_open_broker(&e->kernel, &err) < 0 || kbox_guard_start(&e->kernel, &e->sb, &err) < 0) {
     code = fail(e, &err);
     started = sigfd >= 0;
   } else {
@@ -424,6 +431,7 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
     code = serve(e, sigfd);
   }
   if (started) kbox_sandbox_destroy(&e->sb);
+  kbox_guard_cleanup(&e->kernel);
   if (e->kernel.spec != NULL) kbox_kernel_cleanup(&e->kernel);
   kbox_comm_close(&e->comm);
   if (sigfd >= 0) close(sigfd);

@@ -25,7 +25,8 @@ static void run_usage(FILE *out) {
           "Usage: kbox run [OPTIONS] -- CMD [ARGS...]\n"
           "       kbox run [OPTIONS]        (no CMD: a Jupyter kernel)\n"
           "Run CMD in a new sandbox (user, pid, mount, net, ipc, uts and cgroup namespaces, an overlay\n"
-          "root whose writes vanish at exit, only loopback networking) and exit with its status.\n"
+          "root whose writes vanish at exit, only loopback networking unless --net allow=...) and exit with\n"
+          "its status.\n"
           "Without CMD, run an ipykernel in the sandbox and broker its channels: the connection JSON is\n"
           "printed on stdout (or written to --connection-file) once the kernel answers.\n\n"
           "Options:\n");

@@ -60,6 +60,26 @@ int kbox_audit_check_hidden(const struct kbox_spec *spec, kbox_error_t *err) {
   return 0;
 }
 
+/* The path of host file `real` inside the sandbox when rootfs layer `layer` shows it, else NULL. */
+static const char *inside_layer(const char *real, const char *layer) {
+  if (strcmp(layer, "/") == 0) return real;
+  size_t n = strlen(layer);
+  return strncmp(real, layer, n) == 0 && real[n] == '/' ? real + n : NULL;
+}
+
+void kbox_audit_mask(struct kbox_spec *spec) {
+  if (spec->audit_path == NULL) return;
+  cleanup_free char *real = realpath(spec->audit_path, NULL);
+  if (real == NULL) return;
+  for (size_t i = 0; i < spec->rootfs.n; i++) {
+    cleanup_free char *layer = realpath(spec->rootfs.v[i], NULL);
+    const char *in = layer ? inside_layer(real, layer) : NULL;
+    bool have = false;
+    for (size_t b = 0; in != NULL && b < spec->n_binds; b++) have = have || strcmp(spec->binds[b].dst, in) == 0;
+    if (in != NULL && !have) kbox_spec_add_bind(spec, "/dev/null", in, true); /* nodev: cannot even be opened */
+  }
+}
+
 int kbox_audit_open(struct kbox_audit **out, const char *path, const char *id, kbox_error_t *err) {
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
   if (fd < 0) return kbox_error_make(err, errno, "--audit: cannot open %s for appending", path);
@@ -106,7 +126,11 @@ void kbox_audit_record(struct kbox_audit *a, const char *event, json_t *fields) 
     ssize_t w;
     do w = write(a->fd, text, len + 1); while (w < 0 && errno == EINTR);
     ok = w == (ssize_t)(len + 1);
-    if (!ok && w < 0) errno = errno ? errno : EIO;
+    if (!ok && w >= 0) {
+      errno = ENOSPC; /* a short write: the disk filled up */
+      if (write(a->fd, "\n", 1) < 0) { /* end the fragment so the next record starts a line, if we can */ }
+      errno = ENOSPC;
+    }
   }
   int e = errno;
   free(text);

@@ -24,6 +24,9 @@ struct kbox_audit;
 int kbox_audit_open(struct kbox_audit **out, const char *path, const char *id, kbox_error_t *err);
 /* Refuse an audit path the sandbox could see or change (inside --workdir or a --bind source). */
 int kbox_audit_check_hidden(const struct kbox_spec *spec, kbox_error_t *err);
+/* Hide the (opened) log inside the sandbox when a rootfs layer shows it (e.g. --rootfs /): a
+   read-only, nodev /dev/null is bound over it there. */
+void kbox_audit_mask(struct kbox_spec *spec);
 /* Write one record {time, id, event, ...fields}; fields is consumed (may be NULL). */
 void kbox_audit_record(struct kbox_audit *a, const char *event, json_t *fields);
 /* The kernel_start record: image, profile, limits, network, how it was started. */

@@ -6,6 +6,7 @@ int kbox_guard_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error
   if (spec->audit_path != NULL) {
     if (kbox_audit_check_hidden(spec, err) < 0) return -1;
     if (kbox_audit_open(&k->audit, spec->audit_path, spec->id, err) < 0) return -1;
+    kbox_audit_mask(spec);
   }
   if (spec->net != KBOX_NET_ALLOW) {
     memset(&k->net, 0, sizeof(k->net));
@@ -26,7 +27,7 @@ int kbox_guard_start(struct kbox_kernel *k, const struct kbox_sandbox *sb, kbox_
     k->broker.exec_hook_ctx = &k->net;
   }
   if (k->audit == NULL) return 0;
-  const char *how = !s->kernel_mode ? "command" : k->conn_given ? "kernelspec" : s->detach ? "detach" : "run";
+ const char *how = k->how ? k->how : !s->kernel_mode ? "command" : k->conn_given ? "kernelspec" : s->detach ? "detach" : "run";
   kbox_audit_start(k->audit, s, how, sb->pid);
   if (s->kernel_mode) k->broker.audit = k->audit;
   return 0;

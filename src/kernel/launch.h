@@ -31,6 +31,7 @@ struct kbox_kernel {
   bool broker_open;
   struct kbox_netpolicy net;   /* --net allow (kernel/netpolicy.h) */
   struct kbox_audit *audit;    /* --audit, NULL: off (kernel/audit.h) */
+  const char *how;             /* how it was started, for the audit (NULL: from the spec) */
 
   /* outcome, for the report */
   const char *ended_by;  /* NULL: the kernel ended on its own */

@@ -296,7 +296,7 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     }
     now = kbox_now_ms();
     pending = kbox_broker_service(b, pfd, now);
-    /* --net notices (those of a cell that just ended went out before its idle: before_idle) */
+    /* --net notices (a cell that just started or ended got its own from the broker: exec_hook) */
     if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
     if (!l.announced && b->ready) announce(&l, now);
     if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/http.h"
 #include "util/log.h"
 
 #define HEAD_MAX 8192        /* request line + headers */
@@ -233,98 +234,22 @@ static void refuse(struct kbox_proxy *p, struct conn *c, const char *why, const 
   respond(c, "403 Forbidden", body, now);
 }
 
-/* Parse "host[:port]" (IPv6 in brackets); default_port when absent. */
-static bool parse_authority(const char *s, size_t n, unsigned default_port, char *host, size_t hn, unsigned *port) {
-  size_t hlen = n;
-  const char *colon = NULL;
-  if (n > 0 && s[0] == '[') {
-    const char *close = memchr(s, ']', n);
-    if (close == NULL) return false;
-    hlen = (size_t)(close - s) + 1;
-    if (hlen < n) {
-      if (s[hlen] != ':') return false;
-      colon = s + hlen;
-    }
-  } else {
-    colon = memchr(s, ':', n);
-    if (colon != NULL) hlen = (size_t)(colon - s);
-  }
-  *port = default_port;
-  if (colon != NULL) {
-    char num[8];
-    size_t pl = n - (size_t)(colon + 1 - s);
-    if (pl == 0 || pl >= sizeof(num)) return false;
-    memcpy(num, colon + 1, pl);
-    num[pl] = '\0';
-    char *end = NULL;
-    unsigned long v = strtoul(num, &end, 10);
-    if (*end != '\0' || v < 1 || v > 65535) return false;
-    *port = (unsigned)v;
-  }
-  return kbox_net_host_normalise(s, hlen, host, hn);
-}
-
-/* Plain HTTP: the head with an origin-form request line, hop-by-hop proxy headers removed and
-   "Connection: close" (one request per connection keeps the accounting per request simple). */
-static bool rewrite_head(struct conn *c, const char *method, size_t ml, const char *path, size_t pl, const char *version,
-                         size_t vl, const char *headers, size_t hl) {
-  size_t cap = ml + pl + vl + hl + 64;
-  char *out = malloc(cap);
-  if (out == NULL) abort();
-  size_t n = (size_t)snprintf(out, cap, "%.*s %.*s %.*s\r\n", (int)ml, method, (int)pl, path, (int)vl, version);
-  const char *p = headers, *end = headers + hl;
-  while (p < end) {
-    const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-    if (eol == NULL) eol = end;
-    size_t len = (size_t)(eol - p);
-    bool drop = len == 0 || strncasecmp(p, "proxy-", 6) == 0 || strncasecmp(p, "connection:", 11) == 0 ||
-                strncasecmp(p, "keep-alive:", 11) == 0;
-    if (!drop) {
-      memcpy(out + n, p, len);
-      n += len;
-      memcpy(out + n, "\r\n", 2);
-      n += 2;
-    }
-    p = eol + 2;
-  }
-  n += (size_t)snprintf(out + n, cap - n, "Connection: close\r\n\r\n");
-  c->fwd_head = out;
-  c->fwd_len = n;
-  return true;
-}
-
 static void start_resolve(struct kbox_proxy *p, struct conn *c, long long now);
 
 /* The head is complete: parse it, check the rules, go on to resolving. */
 static void on_head(struct kbox_proxy *p, struct conn *c, size_t head_end, long long now) {
   c->body_at = head_end;
-  const char *h = c->head;
-  const char *eol = memmem(h, head_end, "\r\n", 2);
-  const char *sp1 = memchr(h, ' ', (size_t)(eol - h));
-  const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-  snprintf(c->host, sizeof(c->host), "?");
-  if (sp1 == NULL || sp2 == NULL || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
-    return respond(c, "400 Bad Request", "kbox: not an HTTP/1.x proxy request\n", now);
-  size_t ml = (size_t)(sp1 - h);
-  const char *target = sp1 + 1;
-  size_t tl = (size_t)(sp2 - target);
-  if (ml == 7 && memcmp(h, "CONNECT", 7) == 0) {
-    c->tunnel = true;
-    if (!parse_authority(target, tl, 443, c->host, sizeof(c->host), &c->port))
-      return respond(c, "400 Bad Request", "kbox: CONNECT needs host:port\n", now);
-  } else {
-    if (tl < 8 || strncasecmp(target, "http://", 7) != 0)
-      return respond(c, "400 Bad Request",
-                     "kbox: the proxy takes absolute http:// URLs and CONNECT (https goes through CONNECT)\n", now);
-    const char *auth = target + 7;
-    const char *slash = memchr(auth, '/', (size_t)(target + tl - auth));
-    const char *aend = slash ? slash : target + tl;
-    const char *at = memchr(auth, '@', (size_t)(aend - auth));
-    if (at != NULL) auth = at + 1; /* user:password@ is not ours to judge; the host is */
-    if (!parse_authority(auth, (size_t)(aend - auth), 80, c->host, sizeof(c->host), &c->port))
-      return respond(c, "400 Bad Request", "kbox: bad host in the request URL\n", now);
-    rewrite_head(c, h, ml, slash ? slash : "/", slash ? (size_t)(target + tl - slash) : 1, sp2 + 1,
-                 (size_t)(eol - sp2 - 1), eol + 2, head_end - (size_t)(eol + 2 - h));
+  struct kbox_http_req req;
+  const char *bad = kbox_http_parse_proxy_head(c->head, head_end, &req);
+  snprintf(c->host, sizeof(c->host), "%s", req.host);
+  c->port = req.port;
+  c->tunnel = req.tunnel;
+  c->fwd_head = req.fwd_head; /* owned by c now */
+  c->fwd_len = req.fwd_len;
+  if (bad != NULL) {
+    char body[256];
+    snprintf(body, sizeof(body), "%s\n", bad);
+    return respond(c, "400 Bad Request", body, now);
   }
   if (p->bytes_exhausted) {
     char why[128];
@@ -787,16 +712,20 @@ void kbox_proxy_close(struct kbox_proxy *p) {
   kbox_proxy_stop(p);
   for (size_t i = 0; i < p->n_conns; i++) conn_free(p, p->conns[i]);
   free(p->conns);
+  bool resolving = false;
   for (size_t i = 0; i < p->n_orphans; i++) {
     gai_suspend((const struct gaicb *const *)&p->orphans[i], 1, &(struct timespec){.tv_sec = 2});
-    if (gai_error(p->orphans[i]) != EAI_INPROGRESS) free_gai(p->orphans[i]); /* else leaked at exit */
+    if (gai_error(p->orphans[i]) != EAI_INPROGRESS) free_gai(p->orphans[i]);
+    else resolving = true; /* leaked: its completion still runs */
   }
   free(p->orphans);
   if (p->lfd >= 0) {
     close(p->lfd);
     unlink(p->cfg.sock_path);
   }
-  if (p->wake >= 0) close(p->wake);
+  /* A resolution still running will write to the eventfd when it ends: keep it open, so that write
+     cannot land in whatever file would reuse the number. */
+  if (p->wake >= 0 && !resolving) close(p->wake);
   free(p->hosts);
   free(p);
 }

@@ -40,7 +40,7 @@ class Session(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="kbox-audit-")
         log = os.path.join(d, "audit.jsonl")
         k = Direct(*SRV.kbox_args(["web.test:%d" % SRV.hport]), "--audit", log, "--memory", "300M")
-        codes = ["print('hello')", "1/0", "import time\ntime.sleep(60)",
+        codes = ["print('hello')", "1/0", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)",
                  "import urllib.request\nurllib.request.urlopen('http://evil.example/data.csv', timeout=20)",
                  "import os\nprint(os.path.exists(%r), os.path.exists(%r))\ntry:\n    open(%r, 'a')\nexcept OSError as e:\n"
                  "    print(type(e).__name__)" % (log, d, log),
@@ -50,9 +50,12 @@ class Session(unittest.TestCase):
             self.assertEqual(reply["status"], "ok")
             reply, _ = k.run(codes[1])
             self.assertEqual(reply["ename"], "ZeroDivisionError")
-            threading.Timer(2.0, lambda: os.kill(k.proc.pid, signal.SIGINT)).start()
-            reply, _ = k.run(codes[2])
-            self.assertEqual(reply["ename"], "KeyboardInterrupt")
+            # SIGINT to kbox (it forwards it) once the cell is seen running
+            def hook(msg):
+                if msg["msg_type"] == "stream" and "sleeping" in msg["content"].get("text", ""):
+                    threading.Timer(1.0, lambda: os.kill(k.proc.pid, signal.SIGINT)).start()
+            reply = k.kc.execute_interactive(codes[2], timeout=120, output_hook=hook)["content"]
+            self.assertEqual(reply.get("ename"), "KeyboardInterrupt", reply)
             reply, _ = k.run(codes[3])
             self.assertEqual(reply["ename"], "HTTPError")
             reply, out = k.run(codes[4])
@@ -86,7 +89,7 @@ class Session(unittest.TestCase):
         self.assertEqual(o[1]["ename"], "ZeroDivisionError")
         self.assertEqual(o[2]["ename"], "KeyboardInterrupt")
         self.assertTrue(o[2]["interrupted"])
-        self.assertGreaterEqual(o[2]["duration_seconds"], 1.5)
+        self.assertGreaterEqual(o[2]["duration_seconds"], 0.9)
         self.assertFalse(o[1]["interrupted"])
         self.assertEqual(o[3]["ename"], "HTTPError")
         self.assertIn("403", o[3]["evalue"])
@@ -111,6 +114,35 @@ class Session(unittest.TestCase):
         self.assertEqual(len(r.stdout.splitlines()), len(recs))
         r = subprocess.run([kboxkernel.KBOX, "audit", "show", log, "--since", "2999-01-01"], capture_output=True, text=True)
         self.assertEqual(r.stdout, "")
+
+
+class Masked(unittest.TestCase):
+    def test_log_under_the_rootfs_is_masked(self):
+        # --rootfs / shows the host's files read-only; a world-readable log there must not be readable
+        d = tempfile.mkdtemp(prefix="kbox-audit-vis-", dir=os.environ.get("KBOX_BUILD_ROOT", "/var/tmp"))
+        os.chmod(d, 0o755)
+        log = os.path.join(d, "audit.jsonl")
+        with open(log, "w") as f:
+            f.write('{"time":"x","id":"earlier","event":"kernel_end","secret":"s3cr3t"}\n')
+        os.chmod(log, 0o644)
+        k = Direct("--audit", log)
+        try:
+            reply, out = k.run(
+                "import os\nprint(os.path.exists(%r))\n"
+                "for mode in ('r', 'a'):\n"
+                "    try:\n        f = open(%r, mode)\n        print(repr(f.read(100)) if mode == 'r' else 'opened')\n"
+                "    except OSError as e:\n        print(type(e).__name__)\n" % (log, log))
+            self.assertEqual(text_of(out), "True\nPermissionError\nPermissionError\n")
+            self.assertNotIn("s3cr3t", text_of(out))
+            k.kc.shutdown()
+            self.assertEqual(k.wait(), 0, k.stderr)
+        finally:
+            k.close()
+        recs = records(log)
+        self.assertEqual(recs[0]["id"], "earlier")
+        self.assertEqual(recs[1]["event"], "kernel_start")
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class Shared(unittest.TestCase):
@@ -153,6 +185,29 @@ class Shared(unittest.TestCase):
             self.assertEqual(mine[0], "kernel_start")
             self.assertEqual(mine[-1], "kernel_end")
             self.assertEqual(mine.count("execute_outcome"), 20)
+
+
+class FullDisk(unittest.TestCase):
+    def test_full_disk_counts_drops(self):
+        d = tempfile.mkdtemp(prefix="kbox-audit-full-")
+        report = tempfile.mktemp(prefix="kbox-audit-full-", suffix=".json")
+        # a 64 KiB tmpfs in a mount namespace of kbox's own: the log fills up after a few records
+        prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                  'mount -t tmpfs -o size=64k kboxfull "$0" && exec "$@"', d]
+        k = Direct("--audit", d + "/audit.jsonl", report=report, prefix=prefix)
+        try:
+            for i in range(8):
+                reply, out = k.run("x = '%s'\nprint(%d)" % ("b" * 30000, i))
+                self.assertEqual(text_of(out), "%d\n" % i, "the kernel must go on when the log is full")
+            k.kc.shutdown()
+            self.assertEqual(k.wait(), 0, k.stderr)
+        finally:
+            k.close()
+        with open(report) as f:
+            audit = json.load(f)["audit"]
+        self.assertGreater(audit["dropped"], 0, audit)
+        self.assertGreater(audit["records"], 0, audit)
+        self.assertIn("could not be written (No space left on device)", k.stderr)
 
 
 class Refused(unittest.TestCase):

@@ -125,6 +125,27 @@ class Connections(unittest.TestCase):
         self.assertEqual(net["connections_refused_busy"], counts["503"])
         self.assertEqual(net["hosts"]["web.test"]["allowed"], counts["200"] + 1)
 
+    def test_silent_connections_time_out(self):
+        # 64 connections that never send a request head take every slot: further ones are answered
+        # 503 at once (no hang), and 10 s later the silent ones are dropped and fetching works again.
+        k = Direct(*SRV.kbox_args(["web.test:%d" % SRV.hport]))
+        try:
+            reply, out = k.run(
+                "import socket, time, urllib.request, urllib.error\n"
+                "silent = [socket.create_connection(('127.0.0.1', 3128)) for _ in range(64)]\n"
+                "time.sleep(0.5)\n"
+                "t = time.time()\n"
+                "try:\n    urllib.request.urlopen('http://web.test:%d/hello', timeout=30); print('served')\n"
+                "except urllib.error.HTTPError as e:\n    print(e.code, time.time() - t < 5)\n"
+                "for s in silent: s.settimeout(30)\n"
+                "print(sum(1 for s in silent if s.recv(10) == b''))\n"
+                "print(urllib.request.urlopen('http://web.test:%d/hello', timeout=30).read())\n" % (SRV.hport, SRV.hport),
+                timeout=120)
+            self.assertEqual(reply["status"], "ok", reply)
+            self.assertEqual(stdout_of(out), "503 True\n64\nb'hello from 127.0.0.1'\n")
+        finally:
+            k.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

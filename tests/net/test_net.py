@@ -60,13 +60,16 @@ class Allowed(unittest.TestCase):
             import requests  # noqa: F401
         except ImportError:
             kboxkernel.skip_or_fail("python3-requests is not installed (tools/setup.sh installs it)")
-        s = self.srv.sport
+        h, s = self.srv.hport, self.srv.sport
         reply, out, _ = self.cell(
             "import requests, pandas as pd\n"
             "r = requests.get('https://web.test:%d/data.csv', timeout=20); print(r.status_code, r.text.split())\n"
-            "df = pd.read_csv('https://web.test:%d/data.csv'); print(df.shape, int(df.y.sum()))\n" % (s, s))
+            "with requests.Session() as sess:\n"
+            "    print([sess.get('http://web.test:%d/data.csv', timeout=20).status_code for _ in range(3)])\n"
+            "df = pd.read_csv('https://web.test:%d/data.csv'); print(df.shape, int(df.y.sum()))\n"
+            "df = pd.read_csv('http://web.test:%d/data.csv'); print(df.shape, int(df.x.sum()))\n" % (s, h, s, h))
         self.assertEqual(reply["status"], "ok", reply)
-        self.assertEqual(out, "200 ['x,y', '1,2', '3,4']\n(2, 2) 6\n")
+        self.assertEqual(out, "200 ['x,y', '1,2', '3,4']\n[200, 200, 200]\n(2, 2) 6\n(2, 2) 4\n")
 
     def test_03_host_not_listed(self):
         out = self.blocked(netlib.raw_connect_code("evil.example:443"), "https://evil.example:443", "not in --net allow")
@@ -171,6 +174,55 @@ class Refusals(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "b'hello from 127.0.0.1'\nHTTP Error 403: Forbidden\n")
         self.assertIn("kbox: blocked http://evil.example:80 \u2014 not in --net allow (allowed: web.test:%d)" % srv.hport, r.stderr)
+
+    def test_profile_rules(self):
+        import subprocess
+        srv = netlib.Servers()
+        netlib.set_test_resolver()
+        with open(os.path.join(os.environ.get("KBOX_SOURCE_ROOT", "."), "profiles", "default.json")) as f:
+            prof = json.load(f)
+        prof["net"] = {"allow": ["web.test:%d" % srv.hport], "max_bytes": "10M"}
+        path = tempfile.mktemp(prefix="kbox-net-profile-", suffix=".json")
+        with open(path, "w") as f:
+            json.dump(prof, f)
+        code = ("import urllib.request as u\nprint(u.urlopen('http://web.test:%d/hello').read())\n"
+                "try:\n    u.urlopen('http://evil.example/')\nexcept Exception as e:\n    print(e)\n" % srv.hport)
+        r = subprocess.run([kboxkernel.KBOX, "run", "--rootfs", "/", "--profile", path, "--", kboxkernel.PYTHON, "-c", code],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "b'hello from 127.0.0.1'\nHTTP Error 403: Forbidden\n")
+        # --net none on the command line wins over the profile
+        r = subprocess.run([kboxkernel.KBOX, "run", "--rootfs", "/", "--profile", path, "--net", "none", "--",
+                            kboxkernel.PYTHON, "-c", "import os; print(os.environ.get('HTTP_PROXY'))"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.stdout, "None\n", r.stderr)
+        prof["net"] = {"allow": ["ok.example", 7]}
+        with open(path, "w") as f:
+            json.dump(prof, f)
+        r = self.run_kbox("--profile", path)
+        self.assertEqual(r.returncode, 125)
+        self.assertIn("net.allow[1]: must be one rule as a string", r.stderr)
+        prof["net"] = {"allow": ["bad host"]}
+        with open(path, "w") as f:
+            json.dump(prof, f)
+        r = self.run_kbox("--profile", path)
+        self.assertEqual(r.returncode, 125)
+        self.assertIn("'bad host' is not a host name", r.stderr)
+
+    def test_kernelspec_install(self):
+        import subprocess
+        prefix = tempfile.mkdtemp(prefix="kbox-net-ks-")
+        base = [kboxkernel.KBOX, "kernelspec", "install", "--prefix", prefix, "--name", "kboxnet"]
+        r = subprocess.run(base + ["--net", "allow=data.example.org,*.example.com:8443", "--net-max-bytes", "50M"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(prefix, "share", "jupyter", "kernels", "kboxnet", "kernel.json")) as f:
+            argv = json.load(f)["argv"]
+        self.assertIn("allow=data.example.org,*.example.com:8443", argv)
+        self.assertIn("--net-max-bytes", argv)
+        r = subprocess.run(base + ["--net", "allow=a.example:http"], capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the port must be a number", r.stderr)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "net/http.h"
 #include "net/rules.h"
+#include <stdlib.h>
 
 static struct kbox_net_rules rules(const char *list) {
   struct kbox_net_rules r = {0};
@@ -118,4 +120,48 @@ Test(rules, private_only_when_named) {
   cr_assert(kbox_net_rules_name_addr(&r, (struct sockaddr *)&c));
   cr_assert(!kbox_net_rules_name_addr(&r, (struct sockaddr *)&d));
   kbox_net_rules_free(&r);
+}
+
+/* The proxy's request heads (net/http.h). */
+static const char *head(const char *text, struct kbox_http_req *r) {
+  return kbox_http_parse_proxy_head(text, strlen(text), r);
+}
+
+Test(http, connect) {
+  struct kbox_http_req r;
+  cr_assert_null(head("CONNECT Web.Test:8443 HTTP/1.1\r\nHost: web.test:8443\r\n\r\n", &r));
+  cr_assert(r.tunnel);
+  cr_assert_str_eq(r.host, "web.test");
+  cr_assert_eq(r.port, 8443);
+  cr_assert_null(r.fwd_head);
+  cr_assert_null(head("CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n", &r));
+  cr_assert_str_eq(r.host, "2001:db8::1");
+  cr_assert_not_null(head("CONNECT web.test:0 HTTP/1.1\r\n\r\n", &r));
+  cr_assert_not_null(head("CONNECT web.test:99999 HTTP/1.1\r\n\r\n", &r));
+  cr_assert_not_null(head("CONNECT a/b:443 HTTP/1.1\r\n\r\n", &r));
+  cr_assert_not_null(head("CONNECT web.test:443 SPDY/3\r\n\r\n", &r));
+  cr_assert_not_null(head("garbage\r\n\r\n", &r));
+}
+
+Test(http, absolute_url_rewritten) {
+  struct kbox_http_req r;
+  cr_assert_null(head("GET http://user:pw@Data.Example:8080/a/b.csv?x=1 HTTP/1.1\r\nHost: data.example:8080\r\n"
+                      "Proxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\n"
+                      "Keep-Alive: 300\r\nAccept: */*\r\n\r\n", &r));
+  cr_assert(!r.tunnel);
+  cr_assert_str_eq(r.host, "data.example", "the host is the URL's, after user:pw@");
+  cr_assert_eq(r.port, 8080);
+  char *fwd = strndup(r.fwd_head, r.fwd_len);
+  cr_assert_str_eq(fwd, "GET /a/b.csv?x=1 HTTP/1.1\r\nHost: data.example:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+  free(fwd);
+  kbox_http_req_free(&r);
+  cr_assert_null(head("GET http://h.example?q=1 HTTP/1.0\r\n\r\n", &r));
+  cr_assert_str_eq(r.host, "h.example");
+  cr_assert_eq(r.port, 80);
+  fwd = strndup(r.fwd_head, r.fwd_len);
+  cr_assert_str_eq(fwd, "GET /?q=1 HTTP/1.0\r\nConnection: close\r\n\r\n");
+  free(fwd);
+  kbox_http_req_free(&r);
+  cr_assert_not_null(head("GET /relative HTTP/1.1\r\n\r\n", &r), "origin-form is not a proxy request");
+  cr_assert_not_null(head("GET https://web.test/ HTTP/1.1\r\n\r\n", &r), "https goes through CONNECT");
 }

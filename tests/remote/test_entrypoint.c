@@ -322,6 +322,28 @@ Test(entrypoint, controller_idle_timeout_exits_zero, .timeout = 120) {
   free(out);
 }
 
+/* KBOX_AUDIT in the pod's environment: the entrypoint's kernel is audited like a kbox run one. */
+Test(entrypoint, controller_audit_log_from_env, .timeout = 120) {
+  char log[4096];
+  snprintf(log, sizeof(log), "%s/audit.jsonl", tmp);
+  char *env[] = {"KERNEL_ID=kernel-audit", "KERNEL_SHELL_PORT=52517", "KERNEL_IOPUB_PORT=52518", "KERNEL_HB_PORT=52519",
+                 "KERNEL_CONTROL_PORT=52520", "KERNEL_STDIN_PORT=52521", "KERNEL_IDLE_TIMEOUT=3",
+                 envf("KBOX_ROOTFS=", rootfs()), "KBOX_STATUS_FILE=", envf("KBOX_AUDIT=", log), NULL};
+  make_pod();
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/audit.out", tmp);
+  int code = wait_for(spawn(pod_argv(), env, path), 90);
+  char *out = slurp(path);
+  cr_assert_eq(code, 0, "exit %d:\n%s", code, out);
+  free(out);
+  char *text = slurp(log);
+  cr_assert(text != NULL, "no audit log at %s", log);
+  cr_assert(strstr(text, "\"event\":\"kernel_start\"") != NULL && strstr(text, "\"how\":\"entrypoint\"") != NULL, "%s", text);
+  cr_assert(strstr(text, "\"event\":\"kernel_end\"") != NULL, "%s", text);
+  cr_assert(strstr(text, "\"ended_by\":\"idle_timeout\"") != NULL, "the verdict is missing: %s", text);
+  free(text);
+}
+
 /* Write a /proc file from a child (no criterion asserts there). */
 static bool put(const char *path, const char *text) {
   int fd = open(path, O_WRONLY);
