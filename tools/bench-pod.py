@@ -2,11 +2,14 @@
 """bench-pod: start-up time of the kbox image in podman (root), as jupyter-kernel-controller runs it.
 
   tools/bench-pod.py [--image localhost/kbox-kernel:latest] [--runs 5] [--opts '--security-opt ...']
+  tools/bench-pod.py --eg [--image ...] [--runs 5]
 
 For each run: `podman run -d` of a controller-style container, then kernel_info requests from a
 host jupyter_client until one is answered. Prints, per run and as medians: podman's own part (until
 `podman run -d` returns), until kbox wrote "running" (sandbox built), until the first kernel_info
-reply. Load the image first (tools/mkoci build --archive X && podman load -i X). Benchmarks are not
+reply. With --eg: the real Enterprise Gateway (vendored, as the pods suite runs it) creates kernels
+through podman's API; per run, POST /api/kernels until 201, split by EG's own log lines (launcher
+started, container seen running, connection info received). Load the image first (tools/mkoci build --archive X && podman load -i X). Benchmarks are not
 tests: numbers depend on the machine and its load."""
 
 import argparse
@@ -43,14 +46,50 @@ def one_run(p, image, opts, i):
     return t_run, t_running or float("nan"), t_ready
 
 
+def eg_runs(p, work, image, runs):
+    """POST /api/kernels timings through the real Enterprise Gateway."""
+    import re
+    p.start_service()
+    p.run("run", "-d", "--name", podlib.TAG + "-keeper", "--entrypoint", "/bin/sleep", image, "infinity")
+    podlib.IMAGE = image
+    eg = podlib.Gateway(work, p)
+    try:
+        eg.start(launch_timeout=120)
+        for i in range(runs):
+            mark = len(eg.text())
+            t0 = time.time()
+            status, body, reason = eg.rest("POST", "/api/kernels", {"name": "kbox"})
+            t1 = time.time()
+            if status != 201:
+                raise SystemExit("POST /api/kernels: %s %s" % (status, reason))
+            lines = eg.text()[mark:].splitlines()
+
+            def at(pattern):
+                for line in lines:
+                    if re.search(pattern, line):
+                        m = re.match(r"\[\w (\S+ \S+)", line)
+                        return time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + m.group(1)[19:]) - t0
+                return float("nan")
+            print("eg run %d: 201 after %.2f s (launcher %.2f, container running %.2f, connection info %.2f)" % (
+                i, t1 - t0, at("kernel launched"), at("Using assigned_ip"), at("Received connection info")))
+            eg.rest("DELETE", "/api/kernels/" + body["id"])
+    finally:
+        eg.stop()
+        p.cleanup()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="localhost/kbox-kernel:latest")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--opts", default="", help="extra podman run options")
+    ap.add_argument("--eg", action="store_true", help="time kernel creation through Enterprise Gateway")
     args = ap.parse_args()
     work = podlib.make_work()
     p = podlib.Podman(work)
+    if args.eg:
+        eg_runs(p, work, args.image, args.runs)
+        return
     rows = [one_run(p, args.image, args.opts.split(), i) for i in range(args.runs)]
     for i, (a, b, c) in enumerate(rows):
         print("run %d: podman run -d %.2f s, sandbox running %.2f s, kernel_info reply %.2f s" % (i, a, b, c))

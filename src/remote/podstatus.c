@@ -91,6 +91,12 @@ int kbox_pod_status_check(const struct kbox_pod_status *st, uint32_t required, k
   return kbox_error_hint(err, "allow it in the pod's securityContext (see docs/pods.md) or remove it from KBOX_REQUIRE");
 }
 
+bool kbox_pod_status_complete(const struct kbox_pod_status *st) {
+  for (int i = 0; i < KBOX_PROT_COUNT; i++)
+    if (!st->prot.active[i] || st->partial[i]) return false;
+  return true;
+}
+
 /* Append to buf at *off, keeping it terminated when it fills up. */
 __attribute__((format(printf, 4, 5))) static void append(char *buf, size_t n, size_t *off, const char *fmt, ...) {
   va_list ap;

@@ -31,6 +31,8 @@ void kbox_pod_status_apply(struct kbox_pod_status *st, const struct kbox_achieve
                            const struct kbox_cgroup *cg);
 /* Fail naming each required protection that ended up missing or partial. */
 int kbox_pod_status_check(const struct kbox_pod_status *st, uint32_t required, kbox_error_t *err);
+/* True when every protection is active and none partial. */
+bool kbox_pod_status_complete(const struct kbox_pod_status *st);
 /* "protections active: a,b; partial: c (why); missing: d (why)" */
 void kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t n);
 /* {"active": [...], "partial": {name: why}, "missing": {name: why}, "fallbacks": {step: why}} */
