@@ -132,7 +132,7 @@ static void make_v2_tracking(struct kbox_cgroup *cg) {
   if (cg->v2_parent == NULL || cg->v2_dir == NULL) return;
   kbox_error_t e = NULL;
   kbox_cgroup_sweep_stale(cg->v2_parent);
-  if (make_dir(cg->v2_dir, &e) < 0) {
+  if (make_dir(cg, cg->v2_dir, &e) < 0) {
     kbox_debug("no cgroup v2 tracking cgroup: %s", e->msg);
     kbox_error_free(&e);
     free(cg->v2_dir);

@@ -328,8 +328,8 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
 static int report_achieved(struct entry *e, kbox_error_t *err) {
   kbox_pod_status_apply(&e->st, &e->sb.achieved, e->sb.cgroup);
   char line[2048];
-  bool degraded = kbox_pod_status_summary(&e->st, line, sizeof(line));
-  kbox_log(degraded ? KBOX_LOG_WARN : KBOX_LOG_INFO, "%s", line);
+  kbox_pod_status_summary(&e->st, line, sizeof(line));
+  kbox_log(kbox_pod_status_complete(&e->st) ? KBOX_LOG_INFO : KBOX_LOG_WARN, "%s", line);
   /* the bound outer /proc shows our processes to the sandbox: keep their memory and environ closed */
   if (kbox_achieved_degraded(&e->sb.achieved, KBOX_STEP_PROC)) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   return kbox_pod_status_check(&e->st, e->required, err);

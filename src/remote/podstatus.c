@@ -70,11 +70,14 @@ int kbox_pod_status_check(const struct kbox_pod_status *st, uint32_t required, k
   return kbox_protections_check(&st->prot, required, err);
 }
 
-bool kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t n) {
-  kbox_protections_summary(&st->prot, buf, n);
+bool kbox_pod_status_complete(const struct kbox_pod_status *st) {
   for (int i = 0; i < KBOX_PROT_COUNT; i++)
-    if (!kbox_protections_active(&st->prot, i)) return true;
-  return false;
+    if (!kbox_protections_active(&st->prot, i)) return false;
+  return true;
+}
+
+void kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t n) {
+  kbox_protections_summary(&st->prot, buf, n);
 }
 
 json_t *kbox_pod_status_json(const struct kbox_pod_status *st) {

@@ -29,9 +29,10 @@ void kbox_pod_status_apply(struct kbox_pod_status *st, const struct kbox_achieve
                            const struct kbox_cgroup *cg);
 /* Fail naming each required protection that ended up missing or partial. */
 int kbox_pod_status_check(const struct kbox_pod_status *st, uint32_t required, kbox_error_t *err);
-/* "protections active: a,b; partial: c (why); missing: d (why)"; returns true when any protection is
-   partial or missing. */
-bool kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t n);
+/* True when every protection is active and none partial. */
+bool kbox_pod_status_complete(const struct kbox_pod_status *st);
+/* "protections active: a,b; partial: c (why); missing: d (why)" */
+void kbox_pod_status_summary(const struct kbox_pod_status *st, char *buf, size_t n);
 /* {"active": [...], "partial": {name: why}, "missing": {name: why}, "fallbacks": {step: why}} */
 json_t *kbox_pod_status_json(const struct kbox_pod_status *st);
 /* Write {"protections": <json>} plus the keys of `extra` (may be NULL) to path, 0644, atomically. */

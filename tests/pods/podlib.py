@@ -213,6 +213,7 @@ class Gateway:
         share = os.path.join(self.dir, "share")
         self.kernelspec(share, "kbox", IMAGE)
         self.kernelspec(share, "kbox_broken", BROKEN)
+        self.kernelspec(share, "kbox_require_all", IMAGE, env={"KBOX_REQUIRE": "all"})
         home = os.path.join(self.dir, "home")
         os.makedirs(home)
         env = {
@@ -232,7 +233,7 @@ class Gateway:
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", "-m", "enterprise_gateway", "--ip=127.0.0.1", "--port=%d" % self.port,
              "--port_retries=0", "--log-level=DEBUG",
-             "--EnterpriseGatewayApp.allowed_kernels=['kbox','kbox_broken']"],
+             "--EnterpriseGatewayApp.allowed_kernels=['kbox','kbox_broken','kbox_require_all']"],
             cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         end = time.monotonic() + 60
         while time.monotonic() < end:

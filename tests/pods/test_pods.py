@@ -227,6 +227,13 @@ class RemoteMode(unittest.TestCase):
         kid = body["id"]
         log("kernel ready via EG in %.2f s" % (time.monotonic() - t))
         self.assertEqual(len(self.kernel_containers(kid)), 1)
+        # what kbox sent EG about the sandbox (EG logs the connection info at debug level): the
+        # launcher passes no security options, so podman's defaults apply
+        got = [line for line in EG.text().splitlines() if "Received connection info for KernelID '%s'" % kid in line]
+        self.assertEqual(len(got), 1, "EG did not log the connection info")
+        self.assertIn("'kbox_protections': {'active': ['userns', 'mountns', 'netns', 'ipcns', 'cgroupns', 'seccomp', 'caps'], "
+                      "'partial': {'pidns': ", got[0])
+        self.assertIn("'missing': {'cgroup': ", got[0])
         ws = podlib.KernelSocket(EG.port, kid)
         try:
             reply, msgs = ws.execute("1+1")
@@ -269,16 +276,21 @@ class RemoteMode(unittest.TestCase):
         self.assertEqual(self.kernel_containers(kid), [], "a container was left behind")
 
     def test_eg_kernel_that_cannot_start_fails_fast(self):
-        t = time.monotonic()
-        status, body, reason = EG.rest("POST", "/api/kernels", {"name": "kbox_broken"})
-        took = time.monotonic() - t
-        self.assertEqual(status, 500, body)
-        text = EG.text()
-        self.assertIn("kbox could not start the kernel", text)
-        self.assertIn("python3", text.split("kbox could not start the kernel", 1)[1].splitlines()[0])
-        # EG's launch timeout is 90 s here: the failure must come from kbox's report, well before
-        self.assertLess(took, 45, "the failed launch took %.1f s" % took)
-        log("broken kernel failed via EG in %.2f s" % took)
+        cases = {"kbox_broken": "python3: command not found in the sandbox",
+                 "kbox_require_all": "KBOX_REQUIRE: required protection missing in this pod: cgroup ("}
+        for spec, reason_text in cases.items():
+            mark = len(EG.text())
+            t = time.monotonic()
+            status, body, reason = EG.rest("POST", "/api/kernels", {"name": spec})
+            took = time.monotonic() - t
+            self.assertEqual(status, 500, body)
+            text = EG.text()[mark:]
+            self.assertIn("kbox could not start the kernel", text)
+            self.assertIn(reason_text, text.split("kbox could not start the kernel", 1)[1].splitlines()[0])
+            self.assertIn(reason_text, reason + json.dumps(body), "the REST answer should carry the reason")
+            # EG's launch timeout is 90 s here: the failure must come from kbox's report, well before
+            self.assertLess(took, 45, "%s: the failed launch took %.1f s" % (spec, took))
+            log("%s failed via EG in %.2f s" % (spec, took))
         end = time.monotonic() + 30
         left = P.containers("label=app=enterprise-gateway")
         while len(left) > 0 and time.monotonic() < end:

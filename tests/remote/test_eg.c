@@ -218,3 +218,30 @@ Test(eg, base64_round_trip) {
   size_t len = 0;
   cr_assert_null(kbox_base64_decode("abc", &len));
 }
+
+/* A start failure reaches EG as a response it can decode, routed by kernel_id, whose comm_port is
+   not an integer (EG's int() of it raises at once and logs it) and carries the reason. */
+Test(eg, failure_report_decodes_and_breaks_the_comm_port_on_purpose, .timeout = 120) {
+  char pem[4096];
+  const char *pub = python_keygen(pem, sizeof(pem));
+  struct sink s = {0};
+  unsigned port = 0;
+  s.fd = listen_loopback(&port);
+  pthread_t t;
+  pthread_create(&t, NULL, sink_main, &s);
+  char addr[64];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_eg_send_failure(addr, pub, "kid-1", "mounting a fresh /proc: refused", &err), 0, "%s",
+               err ? err->msg : "");
+  pthread_join(t, NULL);
+  close(s.fd);
+  json_t *j = python_decode(pem, s.buf);
+  cr_assert_str_eq(json_string_value(json_object_get(j, "kernel_id")), "kid-1");
+  cr_assert_str_eq(json_string_value(json_object_get(j, "kbox_error")), "mounting a fresh /proc: refused");
+  json_t *cp = json_object_get(j, "comm_port");
+  cr_assert(json_is_string(cp), "comm_port must not be a number");
+  cr_assert_str_eq(json_string_value(cp), "kbox could not start the kernel: mounting a fresh /proc: refused");
+  cr_assert_null(json_object_get(j, "shell_port"), "a failure report must carry no ports");
+  json_decref(j);
+}

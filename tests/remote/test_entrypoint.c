@@ -494,7 +494,7 @@ Test(oci, runc_runs_the_image_and_the_kernel_answers, .timeout = 900) {
   cr_assert_eq(c, 0, "the kernel in the container did not answer; runc said:\n%s", text);
   cr_assert_eq(code, 0, "runc run exited %d after SIGTERM:\n%s", code, text);
   /* kbox ran as the image's user and built its own user namespace sandbox inside the container */
-  cr_assert(strstr(text, "kbox: protections active: userns,pidns,mountns,netns,ipcns,utsns,cgroupns") != NULL &&
+  cr_assert(strstr(text, "protections active: userns,pidns,mountns,netns,ipcns,utsns,cgroupns") != NULL &&
             strstr(text, "seccomp,caps") != NULL, "%s", text);
   free(text);
 }
