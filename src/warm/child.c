@@ -58,10 +58,16 @@ static int send_self(int chan, int type, kbox_error_t *err) {
   return rc;
 }
 
-static void wait_go(int chan) {
+/* Wait for GO (maps written, in the cgroups), which carries the kernel's stdout/stderr: the caller's
+   stderr is sent only to a live fork, so a wedged zygote never holds it (a reader waiting for
+   its end of file would wait as long). */
+static int wait_go(int chan) {
   struct kbox_msg m;
+  int fds[KBOX_WARM_MAX_FDS], n = 0;
   kbox_error_t err = NULL;
-  if (kbox_msg_recv(chan, &m, &err) != 1 || m.type != KBOX_MSG_GO) _exit(KBOX_EXIT_RUNTIME);
+  if (kbox_warm_recv(chan, &m, sizeof(m), fds, &n, &err) != (long)sizeof(m) || m.type != KBOX_MSG_GO || n != 1)
+    _exit(KBOX_EXIT_RUNTIME);
+  return fds[0];
 }
 
 /* Copy n fds into a malloc'ed array (kbox_mounts owns and closes them). */
@@ -168,7 +174,7 @@ static void be_pid1(struct kbox_spec *spec, int chan, int stdio, const int *tree
 int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char *envbuf, size_t envcap) {
   kbox_error_t err = NULL;
   if (n_fds < KBOX_WARM_FD_TREES || envcap < 2) _exit(KBOX_EXIT_RUNTIME);
-  int chan = fds[KBOX_WARM_FD_CHAN], stdio = fds[KBOX_WARM_FD_STDIO];
+  int chan = fds[KBOX_WARM_FD_CHAN];
   static struct kbox_spec spec; /* lives as long as the process */
   kbox_spec_init(&spec);
   if (kbox_warm_decode(req, len, &spec, &warm_filter, &err) < 0) child_fail(chan, &err);
@@ -180,7 +186,7 @@ int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char
     child_fail(chan, &err);
   }
   if (send_self(chan, KBOX_WARM_MSG_MIDDLE, &err) < 0) _exit(KBOX_EXIT_RUNTIME);
-  wait_go(chan);
+  int stdio = wait_go(chan);
   struct kbox_init_args a = {.spec = &spec, .chan = chan};
   if (kbox_init_become_root(&a, &err) < 0) child_fail(chan, &err);
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;

@@ -130,12 +130,18 @@ static int send_request(int zfd, const struct kbox_spec *spec, struct kbox_mount
   if (kbox_warm_encode(spec, &req, &len, err) < 0) return -1;
   int fds[KBOX_WARM_MAX_FDS], n = 0;
   fds[n++] = chan;
-  fds[n++] = 2;
   if (spec->rootfs.n + spec->n_binds + 3 > KBOX_WARM_MAX_FDS) return kbox_error_make(err, 0, "too many layers and binds");
   for (size_t i = 0; i < spec->rootfs.n; i++) fds[n++] = m->lower_fds[i];
   for (size_t i = 0; i < spec->n_binds; i++) fds[n++] = m->bind_fds[i];
   if (spec->workdir != NULL) fds[n++] = m->workdir_fd;
   return kbox_warm_send(zfd, req, len, fds, n, err);
+}
+
+/* GO, with our stderr for the kernel's stdout and stderr (as a cold kernel's). */
+static int send_go(int chan, kbox_error_t *err) {
+  struct kbox_msg m = {.type = KBOX_MSG_GO};
+  int fd = 2;
+  return kbox_warm_send(chan, &m, sizeof(m), &fd, 1, err);
 }
 
 /* Every limit must sit in a cgroup: the fork cannot take rlimits the zygote never had. */
@@ -178,7 +184,7 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
     goto out;
   }
   if (write_nested_maps(mid, err) < 0 || kbox_cgroup_attach(sb->cgroup, mid, true, err) < 0 ||
-      kbox_msg_send(sb->chan, KBOX_MSG_GO, 0, err) < 0) {
+      send_go(sb->chan, err) < 0) {
     kill(mid, SIGKILL);
     goto out;
   }
@@ -221,6 +227,14 @@ int kbox_warm_try(struct kbox_sandbox *sb, struct kbox_spec *spec) {
   if (fork_kernel(sb, spec, keydir, &err) == 0) return 1;
   kbox_warn("warm start failed (%s): starting cold", err->msg);
   kbox_error_free(&err);
+  /* The cold start makes cgroups of the same names: the warm attempt's reaper must not wake now and
+     remove them; it keeps waiting (its pipe stays open) and cleans up with the cold one's at exit. */
+  if (sb->cgroup != NULL && sb->cgroup->reaper_fd >= 0) {
+    static int parked = -1;
+    if (parked >= 0) close(parked);
+    parked = sb->cgroup->reaper_fd;
+    sb->cgroup->reaper_fd = -1;
+  }
   kbox_sandbox_destroy(sb);
   return 0;
 }

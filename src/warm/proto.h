@@ -19,9 +19,9 @@
 #define KBOX_WARM_INNER_LIB "/usr/lib/kbox/libkbox-warm.so"
 #define KBOX_WARM_ZYGOTE_PY "/usr/share/kbox/zygote.py"
 
-/* The order of the request's fds: the channel, the kernel's stdout/stderr, then the detached trees of
-   the layers, the binds and the workdir (as kbox_mounts_open_sources made them). */
-enum { KBOX_WARM_FD_CHAN = 0, KBOX_WARM_FD_STDIO = 1, KBOX_WARM_FD_TREES = 2 };
+/* The order of the request's fds: the channel, then the detached trees of the layers, the binds and
+   the workdir (as kbox_mounts_open_sources made them). The kernel's stdout/stderr comes with GO. */
+enum { KBOX_WARM_FD_CHAN = 0, KBOX_WARM_FD_TREES = 1 };
 
 struct kbox_warm_hdr {
   uint32_t magic;

@@ -49,6 +49,12 @@ def main():
         va, vb = eval(ra), eval(rb)
         for i, what in enumerate(("random.random()", "numpy.random.rand()", "uuid4()")):
             w.check(va[i] != vb[i], "%s is the same in two warm kernels: %r" % (what, va[i]))
+        # SIGINT reaches a warm kernel's cell like a cold one's (pid 1 forwards it).
+        import subprocess
+        import threading
+        threading.Timer(3, lambda: subprocess.run([w.KBOX, "interrupt", b.id], capture_output=True)).start()
+        _, err, _ = b.run("import time; time.sleep(60)", timeout=50)
+        w.check(err is not None and "KeyboardInterrupt" in err, "the interrupt did not stop the cell: %s" % err)
         # Kill kernel A's process from inside: the zygote and kernel B go on, a new kernel forks.
         a.kc.execute("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
         a.proc.wait(timeout=60)
