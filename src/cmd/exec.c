@@ -464,6 +464,13 @@ static int exec_in(struct exec_opts *o) {
     bool oom = false;
     if (end == KBOX_EXEC_GONE) verdict = gone_verdict(o, &st, &oom);
     code = outcome(o, end, oom, true, &out, &status);
+    struct kbox_state now;
+    kbox_error_t ignored = NULL;
+    if (end == KBOX_EXEC_STUCK && kbox_state_read(o->id, &now, &ignored) == 0 && now.stopped) {
+      stopped_error(&now, &ignored); /* stopped during the cell: that, not the code, is why */
+      kbox_pyboxout_set_kbox_error(&out, "TimeoutError", ignored->msg);
+    }
+    kbox_error_free(&ignored);
   }
   kbox_client_close(&c);
   close(steal_fd(lock)); /* the state below should not show our own lock as "busy" */
