@@ -74,6 +74,11 @@ void kbox_audit_mask(struct kbox_spec *spec) {
   for (size_t i = 0; i < spec->rootfs.n; i++) {
     cleanup_free char *layer = realpath(spec->rootfs.v[i], NULL);
     const char *in = layer ? inside_layer(real, layer) : NULL;
+    /* The sandbox mounts its own /tmp, /dev, /proc and /sys: the host's files there never show (and
+       a mask would only reveal the log's name by creating its mount point). */
+    static const char *const own[] = {"/tmp/", "/dev/", "/proc/", "/sys/"};
+    for (size_t o = 0; in != NULL && o < sizeof(own) / sizeof(own[0]); o++)
+      if (strncmp(in, own[o], strlen(own[o])) == 0) in = NULL;
     bool have = false;
     for (size_t b = 0; in != NULL && b < spec->n_binds; b++) have = have || strcmp(spec->binds[b].dst, in) == 0;
     if (in != NULL && !have) kbox_spec_add_bind(spec, "/dev/null", in, true); /* nodev: cannot even be opened */
