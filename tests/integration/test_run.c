@@ -398,3 +398,42 @@ Test(run_root, report_of_a_failed_start_has_kboxs_exit_code, .fini = fx_cleanup)
   kt_rmrf(dir);
   free(dir);
 }
+
+/* Times of the --trace-setup lines of one process (host, pid1, workload) in stderr, in order;
+   returns their count, and false in *ordered when one goes backwards. */
+static int trace_times(const char *err, const char *proc, bool *ordered) {
+  int n = 0;
+  double last = -1;
+  *ordered = true;
+  for (const char *p = strstr(err, "trace:"); p != NULL; p = strstr(p + 1, "trace:")) {
+    double t = 0, step = 0;
+    char who[16] = "";
+    if (sscanf(p, "trace: %lf ms %lf %15s", &t, &step, who) != 3 || strcmp(who, proc) != 0) continue;
+    if (t < last) *ordered = false;
+    last = t;
+    n++;
+  }
+  return n;
+}
+
+FX_BOTH(run, trace_setup_times_every_process) {
+  struct kt_result r;
+  fx_run(uid, FX_ARGS("--trace-setup"), FX_ARGS("/probe", "info"), &r);
+  cr_assert_eq(r.exit_code, 0, "stderr: %s", r.err);
+  static const char *const steps[] = {"host     clone3", "pid1     GO received", "workdir, binds, pivot_root",
+                                      "JOINED received", "workload loading the seccomp filter",
+                                      "host     workload started", "sandbox removed"};
+  for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+    cr_expect(strstr(r.err, steps[i]) != NULL, "no '%s' step in:\n%s", steps[i], r.err);
+  static const char *const procs[] = {"host", "pid1", "workload"};
+  for (size_t i = 0; i < 3; i++) {
+    bool ordered;
+    cr_expect_geq(trace_times(r.err, procs[i], &ordered), 2, "fewer than 2 %s steps:\n%s", procs[i], r.err);
+    cr_expect(ordered, "%s steps go back in time:\n%s", procs[i], r.err);
+  }
+  kt_result_free(&r);
+  /* Control: without the option, nothing is traced. */
+  fx_run(uid, FX_NONE, FX_ARGS("/probe", "info"), &r);
+  cr_expect(strstr(r.err, "trace:") == NULL, "traced without --trace-setup:\n%s", r.err);
+  kt_result_free(&r);
+}

@@ -1,8 +1,11 @@
 /* The compiled-filter cache: a cached filter blocks exactly what a fresh one does, a cache file
    that is not the caller's own (foreign owner, group/other writable, torn) is never loaded, and a
-   cache that cannot be written does not break a run. Checked with the escape battery inside. */
+   cache that cannot be written does not break a run. Checked with the escape battery inside. The
+   profile records next to the filters (a profile's limits, README "Start-up cost") follow the
+   same trust rules, checked through the limits a run reports. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -43,15 +46,16 @@ static char *expect_all_denied(const struct kt_result *r, const char *what) {
   return lines;
 }
 
-/* The one cache file in dir (static buffer), or NULL. */
-static const char *cache_file(const char *dir) {
+/* The one cache file in dir ending in suffix (static buffer), or NULL. */
+static const char *cache_file_ending(const char *dir, const char *suffix) {
   static char path[4400];
   DIR *d = opendir(dir);
   if (d == NULL) return NULL;
   const char *found = NULL;
+  size_t k = strlen(suffix);
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
     size_t n = strlen(e->d_name);
-    if (n > 4 && strcmp(e->d_name + n - 4, ".bpf") == 0) {
+    if (n > k && strcmp(e->d_name + n - k, suffix) == 0) {
       snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
       found = path;
     }
@@ -59,6 +63,8 @@ static const char *cache_file(const char *dir) {
   closedir(d);
   return found;
 }
+
+static const char *cache_file(const char *dir) { return cache_file_ending(dir, ".bpf"); }
 
 /* Overwrite path with a well-formed cache file whose one program allows every syscall, plus
    `extra` stray bytes; then give it owner uid and mode. */
@@ -155,4 +161,82 @@ Test(seccomp_cache, unwritable_cache_does_not_break_a_run) {
     free(expect_all_denied(&r, dirs[i]));
     kt_result_free(&r);
   }
+}
+
+/* The pids limit a run with the cache at dir reports (kbox's limits, from the profile or its record). */
+static long long reported_pids(const char *dir) {
+  char *base = kt_tmpdir();
+  char report[4200], env[4200];
+  snprintf(report, sizeof(report), "%s/report.json", base);
+  snprintf(env, sizeof(env), "KBOX_SECCOMP_CACHE_DIR=%s", dir);
+  char *argv[] = {(char *)kt_kbox(), "run", "--rootfs", "/", "--report", report, "--", "/bin/true", NULL};
+  char *extra[] = {env, NULL};
+  struct kt_result r;
+  cr_assert_eq(kt_run(argv, extra, -1, 120, &r), 0);
+  cr_assert_eq(r.exit_code, 0, "stderr: %s", r.err);
+  json_error_t je;
+  json_t *v = json_load_file(report, 0, &je);
+  cr_assert_not_null(v, "no report: %s", je.text);
+  json_t *pids = json_object_get(json_object_get(json_object_get(v, "limits"), "pids"), "value");
+  cr_assert(json_is_integer(pids), "no limits.pids.value in the report");
+  long long n = json_integer_value(pids);
+  json_decref(v);
+  kt_result_free(&r);
+  kt_rmrf(base);
+  free(base);
+  return n;
+}
+
+/* Rewrite the profile record at path with a pids limit of 77 (its layout: magic, set bits, zero,
+   memory, swap, disk, pids, nofile, cpus, filter key), plus `extra` stray bytes; owner uid, mode. */
+static void plant_pids_77(const char *path, const unsigned char *orig, size_t extra, uid_t uid, mode_t mode) {
+  unsigned char buf[160];
+  memcpy(buf, orig, 128);
+  uint32_t set;
+  memcpy(&set, buf + 8, 4);
+  set |= 8; /* pids given */
+  memcpy(buf + 8, &set, 4);
+  uint64_t pids = 77;
+  memcpy(buf + 40, &pids, 8);
+  memset(buf + 128, 0, sizeof(buf) - 128);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  cr_assert_eq(fwrite(buf, 1, 128 + extra, f), 128 + extra);
+  fclose(f);
+  cr_assert_eq(chown(path, uid, 0), 0);
+  cr_assert_eq(chmod(path, mode), 0);
+}
+
+/* Control: our own record IS used (the run reports its pids limit), so the cases can fail; then
+   the same record is ignored when foreign-owned, group/other writable or of the wrong size. */
+Test(seccomp_cache, untrusted_profile_records_are_ignored) {
+  if (!kt_is_root()) kt_skip_or_fail("needs root (chown to a foreign uid)");
+  char *dir = fresh_cache();
+  long long normal = reported_pids(dir);
+  cr_assert_neq(normal, 77);
+  const char *found = cache_file_ending(dir, ".prof");
+  cr_assert_not_null(found, "no profile record was written in %s", dir);
+  char file[4400];
+  snprintf(file, sizeof(file), "%s", found);
+  unsigned char orig[128];
+  FILE *f = fopen(file, "r");
+  cr_assert_not_null(f);
+  cr_assert_eq(fread(orig, 1, sizeof(orig), f), sizeof(orig), "the record is not 128 bytes");
+  fclose(f);
+
+  plant_pids_77(file, orig, 0, 0, 0600);
+  cr_expect_eq(reported_pids(dir), 77, "control: our own profile record was not used");
+
+  static const struct { const char *what; size_t extra; uid_t uid; mode_t mode; } bad[] = {
+      {"foreign-owned", 0, 12345, 0600},
+      {"group-writable", 0, 0, 0620},
+      {"other-writable", 0, 0, 0602},
+      {"wrong size", 8, 0, 0600},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    plant_pids_77(file, orig, bad[i].extra, bad[i].uid, bad[i].mode);
+    cr_expect_eq(reported_pids(dir), normal, "%s profile record was used", bad[i].what);
+  }
+  kt_rmrf(dir);
+  free(dir);
 }
