@@ -14,6 +14,7 @@ tests: numbers depend on the machine and its load."""
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,9 +88,16 @@ def main():
     args = ap.parse_args()
     work = podlib.make_work()
     p = podlib.Podman(work)
-    if args.eg:
-        eg_runs(p, work, args.image, args.runs)
-        return
+    try:
+        if args.eg:
+            eg_runs(p, work, args.image, args.runs)
+        else:
+            kube_runs(p, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def kube_runs(p, args):
     rows = [one_run(p, args.image, args.opts.split(), i) for i in range(args.runs)]
     for i, (a, b, c) in enumerate(rows):
         print("run %d: podman run -d %.2f s, sandbox running %.2f s, kernel_info reply %.2f s" % (i, a, b, c))

@@ -38,7 +38,7 @@ static int set_hostname(struct kbox_init_args *a, kbox_error_t *err) {
   int e = errno;
   if (!(s->fallbacks & (1u << KBOX_STEP_HOSTNAME))) {
     kbox_error_make(err, e, "naming the sandbox's uts namespace (sethostname)");
-    return kbox_error_hint(err, "the container's seccomp profile allows sethostname only with CAP_SYS_ADMIN (podman/docker default): run it with a profile that allows it (podman/docker --security-opt seccomp=FILE; Kubernetes seccompProfile Localhost; see docs/pods.md)");
+    return kbox_error_hint(err, "the container's seccomp profile allows sethostname only with CAP_SYS_ADMIN (the podman/CRI-O default profile): run it with a profile that allows it (podman/docker --security-opt seccomp=FILE; Kubernetes seccompProfile Localhost; see docs/pods.md)");
   }
   kbox_achieved_note(&a->mounts->achieved, KBOX_STEP_HOSTNAME, "sethostname refused (%s): own uts namespace, hostname inherited from the container", strerror(e));
   return 0;
