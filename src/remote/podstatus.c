@@ -12,6 +12,12 @@ static const int step_weakens[KBOX_STEP_N] = {
     [KBOX_STEP_HOSTNAME] = KBOX_PROT_UTSNS, [KBOX_STEP_PROC] = KBOX_PROT_PIDNS,
     [KBOX_STEP_SYSFS] = -1, [KBOX_STEP_IDMAP] = -1};
 
+/* The probe's own verdict on each step (-1: none): a refused step with its fallback standing in is
+   partial there too. */
+static const int step_feature[KBOX_STEP_N] = {
+    [KBOX_STEP_HOSTNAME] = KBOX_PROT_HOSTNAME, [KBOX_STEP_PROC] = KBOX_PROT_PROC,
+    [KBOX_STEP_SYSFS] = -1, [KBOX_STEP_IDMAP] = KBOX_PROT_IDMAP};
+
 uint32_t kbox_pod_status_fallbacks(uint32_t required) {
   uint32_t allowed = 0;
   for (int s = 0; s < KBOX_STEP_N; s++)
@@ -61,8 +67,11 @@ static void apply_cgroup(struct kbox_pod_status *st, const struct kbox_cgroup *c
 void kbox_pod_status_apply(struct kbox_pod_status *st, const struct kbox_achieved *achieved,
                            const struct kbox_cgroup *cg) {
   st->achieved = *achieved;
-  for (int s = 0; s < KBOX_STEP_N; s++)
-    if (kbox_achieved_degraded(achieved, s) && step_weakens[s] >= 0) set_partial(st, step_weakens[s], achieved->why[s]);
+  for (int s = 0; s < KBOX_STEP_N; s++) {
+    if (!kbox_achieved_degraded(achieved, s)) continue;
+    if (step_weakens[s] >= 0) set_partial(st, step_weakens[s], achieved->why[s]);
+    if (step_feature[s] >= 0) kbox_protections_set_state(&st->prot, step_feature[s], KBOX_VERDICT_PARTIAL, achieved->why[s]);
+  }
   apply_cgroup(st, cg);
 }
 

@@ -31,7 +31,9 @@ from podlib import IMAGE, TAG, log  # noqa: E402
 P = None   # podlib.Podman
 EG = None  # podlib.Gateway
 WORK = None
-PROTECTIONS = {"userns", "pidns", "mountns", "netns", "ipcns", "utsns", "cgroupns", "cgroup", "seccomp", "caps"}
+# the entrypoint's protection list: the host probe's features (sandbox/probe.h), the same as doctor's
+PROTECTIONS = {"userns", "pidns", "mountns", "netns", "ipcns", "utsns", "cgroupns", "cgroup", "seccomp", "caps",
+               "hostname", "loopback", "overlay", "proc", "idmap"}
 
 
 def full_protection_seccomp(path):
@@ -122,10 +124,11 @@ class KubeMode(unittest.TestCase):
         st = status_of(name)["protections"]
         self.assertEqual(set(st["missing"]), {"cgroup"}, st)
         self.assertIn("rlimit", st["missing"]["cgroup"])
-        self.assertEqual(set(st["partial"]), {"pidns", "utsns"}, st)
+        # the weakened namespaces, and the probe's own verdicts on the refused steps
+        self.assertEqual(set(st["partial"]), {"pidns", "utsns", "hostname", "proc"}, st)
         self.assertIn("sethostname refused", st["partial"]["utsns"])
         self.assertIn("read-only bind of the container's /proc", st["partial"]["pidns"])
-        self.assertEqual(set(st["active"]), PROTECTIONS - {"cgroup", "pidns", "utsns"}, st)
+        self.assertEqual(set(st["active"]), PROTECTIONS - {"cgroup", "pidns", "utsns", "hostname", "proc"}, st)
         self.assertEqual(set(st["fallbacks"]) & {"hostname", "proc"}, {"hostname", "proc"}, st)
         text = logs(name)
         self.assertIn("partial: pidns (", text)
