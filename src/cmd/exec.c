@@ -418,10 +418,28 @@ static int stopped_error(const struct kbox_state *st, kbox_error_t *err) {
 }
 
 /* After the kernel went away during a cell: was it out of memory? Its supervisor left the verdict. */
+#define GONE_WAIT_MS 10000 /* how long a supervisor that answered for its dead kernel takes to leave */
+
 static json_t *gone_verdict(struct exec_opts *o, const struct kbox_state *st, bool *oom) {
   json_t *v = st->pid > 0 ? kbox_state_take_verdict(o->id, st->pid) : NULL;
   *oom = json_is_true(json_object_get(v, "oom_killed"));
   return v;
+}
+
+/* The error is the supervisor's answer for a kernel that died running the cell (kernel/pending.c). */
+static bool kernel_died(const struct kbox_pyboxout *out) {
+  static const char *const names[] = {"SandboxMemoryLimit", "SandboxTimeout", "SandboxProcessLimit", "KernelDied",
+                                      "KernelShutdown", NULL};
+  const char *ename = json_string_value(json_object_get(out->error, "ename"));
+  for (int i = 0; ename != NULL && names[i] != NULL; i++)
+    if (strcmp(ename, names[i]) == 0) return true;
+  return false;
+}
+
+/* Wait up to ms for the supervisor (its pidfd) to exit; true when it did. */
+static bool wait_gone(int gone_fd, int ms) {
+  struct pollfd p = {.fd = gone_fd, .events = POLLIN};
+  return gone_fd >= 0 && poll(&p, 1, ms) > 0;
 }
 
 static int exec_in(struct exec_opts *o) {
@@ -463,6 +481,8 @@ static int exec_in(struct exec_opts *o) {
     enum kbox_exec_end end = run_cells(o, &c, gone, &out);
     bool oom = false;
     if (end == KBOX_EXEC_GONE) verdict = gone_verdict(o, &st, &oom);
+    else if (end == KBOX_EXEC_RAISED && kernel_died(&out) && wait_gone(gone, GONE_WAIT_MS))
+      verdict = gone_verdict(o, &st, &oom); /* the supervisor answered for the dead kernel, then left its verdict */
     code = outcome(o, end, oom, true, &out, &status);
     struct kbox_state now;
     kbox_error_t ignored = NULL;

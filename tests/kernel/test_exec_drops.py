@@ -33,9 +33,9 @@ class ExecDrops(unittest.TestCase):
     def test_cell_over_max_message_is_an_error_naming_it(self):
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kbox-bigcell-%d.py" % os.getpid())
         with open(path, "w") as f:
-            f.write("x = '" + "y" * (20 << 20) + "'\n")
+            f.write("x = '" + "y" * (8 << 20) + "'\n")  # under exec's 16 MiB code limit, over --max-message 4M
         try:
-            code, res, err = kexec(path)
+            code, res, err = kexec("--max-message", "4M", path)
         finally:
             os.unlink(path)
         self.assertIsNotNone(res, err)

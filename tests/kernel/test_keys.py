@@ -38,7 +38,7 @@ class Keys(unittest.TestCase):
         return path
 
     def refused(self, path):
-        r = subprocess.run([KBOX, "run", "--id", "kk" + os.urandom(4).hex(), "--connection-file", path] + RUN_OPTS,
+        r = subprocess.run([KBOX, "run", "--id", "kk" + os.urandom(4).hex()] + RUN_OPTS + ["--connection-file", path],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 125, r.stderr)
         self.assertIn(path, r.stderr)
@@ -58,8 +58,8 @@ class Keys(unittest.TestCase):
         info = dict(zip(names, free_ports(5)))
         info.update({"key": "", "signature_scheme": "hmac-sha256"})
         path = self.conn_file(info)
-        p = subprocess.Popen([KBOX, "run", "--id", "kk" + os.urandom(4).hex(), "--connection-file", path,
-                              "--insecure-no-key"] + RUN_OPTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = subprocess.Popen([KBOX, "run", "--id", "kk" + os.urandom(4).hex(), "--insecure-no-key"] + RUN_OPTS +
+                             ["--connection-file", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         kc = BlockingKernelClient()
         try:
             kc.load_connection_file(path)
