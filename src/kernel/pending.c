@@ -130,6 +130,11 @@ size_t kbox_pending_answer(struct kbox_pending *p, void *shell, void *iopub, str
   return answered;
 }
 
+json_t *kbox_pending_header(struct kbox_pending *p, const char *msg_id) {
+  struct kbox_pending_req *r = find(p, msg_id, strlen(msg_id));
+  return r != NULL ? r->header : NULL;
+}
+
 void kbox_pending_free(struct kbox_pending *p) {
   for (size_t i = 0; i < p->n; i++) req_free(&p->v[i]);
   free(p->v);

@@ -37,6 +37,8 @@ void kbox_pending_idle(struct kbox_pending *p, const char *msg_id, size_t n);
    on shell to its client, then status idle), signed with auth. Returns how many were answered. */
 size_t kbox_pending_answer(struct kbox_pending *p, void *shell, void *iopub, struct kbox_auth *auth,
                            const char *session, const char *ename, const char *evalue);
+/* The header of pending request msg_id (borrowed), or NULL. */
+json_t *kbox_pending_header(struct kbox_pending *p, const char *msg_id);
 void kbox_pending_free(struct kbox_pending *p);
 
 #endif

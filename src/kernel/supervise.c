@@ -16,6 +16,7 @@
 
 #include "cgroup/cgroup.h"
 #include "kernel/launch.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -24,6 +25,8 @@
 #define SHUTDOWN_GRACE_MS 5000 /* shutdown_request -> kill */
 #define EXEC_GRACE_MS 3000     /* exec-timeout interrupt -> kill */
 #define PARENT_GRACE_MS 2000   /* launching client gone -> kill (nobody waits for a clean end) */
+#define PRESSURE_POLL_MS 250   /* memory use sampled this often while a cell runs */
+#define PRESSURE_PERCENT 80    /* warn the cell past this share of --memory */
 
 struct loop {
   struct kbox_kernel *k;
@@ -34,6 +37,8 @@ struct loop {
   char interrupted_id[64];    /* execute_request already interrupted for --exec-timeout */
   long long interrupted_at;
   int parent_fd;              /* pidfd of the launching client (JPY_PARENT_PID), -1: none */
+  long long next_pressure;    /* next memory sample */
+  char warned_id[64];         /* execute_request already warned about memory pressure */
 };
 
 /* A kernelspec launch: jupyter_client sets JPY_PARENT_PID to its own pid. Watch that process (as
@@ -130,6 +135,57 @@ static void check_exec(struct loop *l, long long now) {
   }
 }
 
+/* "256 MiB" */
+static void human_size(uint64_t v, char *buf, size_t n) {
+  if (v >= (1ULL << 30)) snprintf(buf, n, "%.3g GiB", (double)v / (double)(1ULL << 30));
+  else snprintf(buf, n, "%.3g MiB", (double)v / (double)(1ULL << 20));
+}
+
+/* Bytes the sandbox's cgroup uses now (v2 memory.current, v1 memory.usage_in_bytes), -1 unknown. */
+static long long memory_now(const struct kbox_sandbox *sb) {
+  const struct kbox_cgroup *cg = sb->cgroup;
+  char path[4200];
+  if (cg == NULL) return -1;
+  if (cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_CGROUP2 && cg->v2_dir != NULL)
+    snprintf(path, sizeof(path), "%s/memory.current", cg->v2_dir);
+  else if (cg->mech[KBOX_LIM_MEMORY] == KBOX_MECH_CGROUP1 && cg->v1_dir[KBOX_CTL_MEMORY] != NULL)
+    snprintf(path, sizeof(path), "%s/memory.usage_in_bytes", cg->v1_dir[KBOX_CTL_MEMORY]);
+  else return -1;
+  char *text = NULL;
+  kbox_error_t err = NULL;
+  if (kbox_read_file(path, 64, &text, NULL, &err) < 0) {
+    kbox_error_free(&err);
+    return -1;
+  }
+  long long v = strtoll(text, NULL, 10);
+  free(text);
+  return v;
+}
+
+/* Under memory pressure, one line on the running cell's stderr before the OOM killer acts. */
+static void check_memory(struct loop *l, long long now) {
+  struct kbox_broker *b = &l->k->broker;
+  const struct kbox_spec *s = l->k->spec;
+  if (b->exec_id[0] == '\0' || strcmp(b->exec_id, l->warned_id) == 0 || now < l->next_pressure) return;
+  l->next_pressure = now + PRESSURE_POLL_MS;
+  long long used = memory_now(l->sb);
+  json_t *parent = kbox_pending_header(&b->pending, b->exec_id);
+  if (used < 0 || parent == NULL || (uint64_t)used * 100 < s->memory_bytes * PRESSURE_PERCENT) return;
+  snprintf(l->warned_id, sizeof(l->warned_id), "%s", b->exec_id);
+  char lim[32], text[256];
+  human_size(s->memory_bytes, lim, sizeof(lim));
+  snprintf(text, sizeof(text), "kbox: warning: the sandbox uses %lld%% of its memory limit (%s, --memory); past it the kernel is killed and its state lost\n",
+           (long long)((uint64_t)used * 100 / s->memory_bytes), lim);
+  json_t *c = json_pack("{s:s, s:s}", "name", "stderr", "text", text);
+  struct kbox_frames f;
+  kbox_frames_init(&f);
+  kbox_wire_build(&b->host_auth, &f, "kernel.kbox.stream", 18, b->session, "stream", parent, c, NULL);
+  kbox_frames_send(b->host[KBOX_CH_IOPUB], &f);
+  b->recheck |= 1u << KBOX_CH_IOPUB; /* the send may have consumed the socket's wake-up */
+  kbox_frames_free(&f);
+  json_decref(c);
+}
+
 /* Deadlines: act on those that passed; return the poll timeout until the next one. */
 static long long deadlines(struct loop *l, long long now) {
   struct kbox_kernel *k = l->k;
@@ -162,6 +218,9 @@ static long long deadlines(struct loop *l, long long now) {
     if (at < next) next = at;
   }
   check_exec(l, now);
+  check_memory(l, now);
+  if (b->exec_id[0] != '\0' && strcmp(b->exec_id, l->warned_id) != 0 && l->sb->cgroup != NULL && l->next_pressure < next)
+    next = l->next_pressure > now ? l->next_pressure : now + PRESSURE_POLL_MS;
   if (s->exec_timeout_ms && b->exec_id[0] != '\0') {
     long long at = strcmp(b->exec_id, l->interrupted_id) == 0 ? l->interrupted_at + EXEC_GRACE_MS
                                                               : b->exec_started_ms + (long long)s->exec_timeout_ms;
@@ -195,12 +254,6 @@ static long long deadlines(struct loop *l, long long now) {
   long long broker_at = kbox_broker_next_ms(b); /* flow control retries */
   if (broker_at != 0 && broker_at < next) next = broker_at;
   return next - now;
-}
-
-/* "256 MiB" */
-static void human_size(uint64_t v, char *buf, size_t n) {
-  if (v >= (1ULL << 30)) snprintf(buf, n, "%.3g GiB", (double)v / (double)(1ULL << 30));
-  else snprintf(buf, n, "%.3g MiB", (double)v / (double)(1ULL << 20));
 }
 
 /* How the kernel process ended, for a sentence ("was killed by signal 6 (SIGABRT)"). */

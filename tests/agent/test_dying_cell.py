@@ -91,6 +91,33 @@ class ThroughKernelspec(unittest.TestCase):
     def test_wall_timeout(self):
         self.dying(["--timeout", str(WALL)], "import time; time.sleep(600)", "SandboxTimeout", "wall", "--timeout %gs" % WALL)
 
+    def test_memory_pressure_warning(self):
+        # Before the kill: a cell holding 86% of --memory (by its own RSS; the cgroup counts more)
+        # gets one kbox warning on its stderr, and the cell still finishes.
+        agentlib.install_python3("--memory", "512M")
+        cwd = tempfile.mkdtemp(prefix="kbox-agent-cwd-")
+        box = PyBoxLike()
+        kid, km, kc = box.start(cwd)
+        code = ("import time\n"
+                "chunks = []\n"
+                "def rss():\n"
+                "    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]) * 1024\n"
+                "while rss() < 0.86 * (512 << 20):\n"
+                "    chunks.append(b'x' * (8 << 20))\n"
+                "time.sleep(1.5)\n"
+                "print('held')\n")
+        try:
+            kc.wait_for_ready(timeout=90)
+            reply, msgs, _ = box.run(kc, code, timeout=CLIENT_TIMEOUT)
+        finally:
+            kc.stop_channels()
+            box.shutdown(kid)
+            agentlib.cleanup(cwd)
+        self.assertEqual(reply["status"], "ok", reply)
+        err = [m["content"]["text"] for m in msgs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
+        warnings = [t for t in "".join(err).splitlines() if "memory limit (512 MiB" in t]
+        self.assertEqual(len(warnings), 1, err)
+
 
 def exec_json(args, timeout=CLIENT_TIMEOUT + 60):
     t0 = time.monotonic()
