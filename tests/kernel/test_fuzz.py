@@ -153,6 +153,30 @@ class Fuzzer:
         except zmq.Again:
             pass
 
+    def probe(self, timeout_s=180):
+        """A signed kernel_info_request on one fuzz connection, waited for: the connection's backlog
+        (served in order) is gone, so the fuzzer never runs far ahead of the kernel (on a loaded
+        machine an open-loop fuzzer leaves minutes of queued work). False: no reply in time."""
+        key = ("shell_port", 0)
+        if key not in self.socks:
+            self.socks[key] = raw_socket(self.ctx, zmq.DEALER, self.info, "shell_port", hwm=1000)
+        s = self.socks[key]
+        m = self.session.msg("kernel_info_request", {})
+        self.session.send(s, m)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not s.poll(1000):
+                continue
+            frames = s.recv_multipart()
+            try:
+                _, msg = self.session.feed_identities(frames, copy=True)
+                reply = self.session.deserialize(msg, content=False)
+            except Exception:
+                continue
+            if reply["parent_header"].get("msg_id") == m["header"]["msg_id"]:
+                return True
+        return False
+
     def close(self):
         self.ctx.destroy(linger=0)
 
@@ -188,9 +212,13 @@ class Fuzz(unittest.TestCase):
         try:
             start = time.monotonic()
             end = start + SECONDS
+            steps = 0
             while time.monotonic() < end:
                 for _ in range(200):
                     fz.step()
+                steps += 200
+                if steps % 2000 == 0:
+                    self.assertTrue(fz.probe(), "seed %d: the kernel did not answer for 180 s during the fuzz" % SEED)
                 if RATE > 0:
                     ahead = fz.sent / RATE - (time.monotonic() - start)
                     if ahead > 0:
