@@ -244,7 +244,14 @@ class Fuzz(unittest.TestCase):
             tries = []
             for _ in range(10):
                 t0 = time.monotonic()
-                reply, out = k.run("6 * 7", timeout=120)
+                try:
+                    reply, out = k.run("6 * 7", timeout=120)
+                except TimeoutError:
+                    k.proc.send_signal(signal.SIGTERM)  # the report then shows the broker's counters
+                    k.wait(timeout=30)
+                    with open(report) as f:
+                        print("kernel report: %s" % json.load(f).get("kernel"))
+                    raise
                 tries.append((round(time.monotonic() - t0, 3), reply["status"]))
                 if reply["status"] == "ok" and tries[-1][0] < 2.0:
                     break
