@@ -26,6 +26,7 @@
    client's socket, or the kernel, inside its memory limit). */
 #define SHELL_WINDOW 8           /* shell requests inside the kernel at once: fair service between clients */
 #define WINDOW_STALL_MS 1000     /* a full window with the kernel idle and silent this long is reset */
+#define WINDOW_STALL_BUSY_MS 10000 /* ... or with the kernel said busy and silent this long */
 #define HOST_RCVHWM 32           /* requests libzmq reads ahead per client connection */
 #define HOST_SNDHWM 4096         /* replies queued per client connection */
 #define IOPUB_HWM 64             /* messages queued per iopub subscriber */
@@ -714,8 +715,11 @@ void kbox_broker_pollfds(struct kbox_broker *b, struct pollfd *pfd) {
 static void unblock(struct kbox_broker *b, long long now) {
   b->last_service_ms = now;
   if (b->blocked == 0) return;
-  if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW && !b->busy &&
-      now - b->kernel_heard_ms >= WINDOW_STALL_MS) {
+  /* busy may be stale (an idle status the kernel's own PUB dropped): a much longer silence
+     resets the window too; a long cell then merely gets a few more requests queued behind it */
+  long long silent = now - b->kernel_heard_ms;
+  if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW &&
+      ((!b->busy && silent >= WINDOW_STALL_MS) || silent >= WINDOW_STALL_BUSY_MS)) {
     kbox_log(KBOX_LOG_DEBUG, "broker: %u shell requests unanswered with the kernel idle: window reset", b->shell_inflight);
     b->shell_inflight = 0;
   }
@@ -737,7 +741,7 @@ long long kbox_broker_next_ms(const struct kbox_broker *b) {
   if (b->blocked == 0) return 0;
   long long at = b->last_service_ms + RETRY_MS;
   if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW) {
-    long long w = b->kernel_heard_ms + WINDOW_STALL_MS;
+    long long w = b->kernel_heard_ms + (b->busy ? WINDOW_STALL_BUSY_MS : WINDOW_STALL_MS);
     if (b->blocked == BIT(KBOX_CH_SHELL)) at = w; /* replies wake the window: no need to poll */
   }
   return at;

@@ -100,7 +100,11 @@ class Flow(unittest.TestCase):
 
     def test_iopub_subscriber_that_never_reads(self):
         report = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kbox-flow-%d.json" % os.getpid())
+        # the sanitizer build: AddressSanitizer's quarantine would hold every freed buffer
+        os.environ["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4"
         k = Direct("--memory", "2G", report=report)
+        with open("/proc/%d/maps" % k.proc.pid) as f:
+            asan = "libasan" in f.read()
         ctx = zmq.Context()
         try:
             stuck = ctx.socket(zmq.SUB)
@@ -131,7 +135,8 @@ class Flow(unittest.TestCase):
               "bytes; %s" % (base, peak, after, got, n * mb, kern))
         self.assertEqual(got, n * mb, "the reading client lost output")
         self.assertLess(peak, 300 * 1024, "kbox's memory grew with the output a subscriber did not read")
-        self.assertLess(after, 120 * 1024, "kbox kept the memory of the burst")
+        if not asan:  # ASan's allocator does not hand pages back as glibc's malloc_trim does
+            self.assertLess(after, 120 * 1024, "kbox kept the memory of the burst")
         self.assertGreater(kern["iopub_slow_subscribers"], 0)
         self.assertGreater(kern["backpressure_pauses"], 0)
         self.assertIn("slow joiner", k.stderr)

