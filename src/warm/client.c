@@ -34,7 +34,7 @@
 /* Environment variables read while the zygote imports: a kernel that sets them must start cold. */
 static const char *const import_time_env[] = {"PYTHON", "OMP_", "OPENBLAS_", "MKL_", "MPL", "LD_", "NUMEXPR_", NULL};
 
-/* Why spec cannot start warm, or NULL. */
+/* Why spec cannot start warm: NULL when it asked to start cold (nothing to log), "" when it can. */
 static const char *not_eligible(const struct kbox_spec *s) {
   if (s->cold) return NULL; /* asked for: no log line */
   if (getenv("KBOX_COLD") != NULL) return "KBOX_COLD is set";

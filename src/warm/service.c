@@ -37,6 +37,7 @@ int kbox_warm_base(char *out, size_t n, kbox_error_t *err) {
 }
 
 int kbox_warm_lib_path(char *out, size_t n, kbox_error_t *err) {
+  if (out == NULL || n == 0) return kbox_error_make(err, EINVAL, "internal: no buffer for the library path");
   char exe[PATH_MAX];
   ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (len > 0) {
