@@ -71,17 +71,28 @@ static void image_usage(FILE *out) {
           "Example: kbox image build && kbox image inspect default\n");
 }
 
+/* Path of the image builder: rootfs/mkrootfs in the source tree for a development build, else the
+   installed copy in the libexec dir. */
+static void builder_path(char *out, size_t n) {
+  if (kbox_running_from_source_tree()) snprintf(out, n, "%s/rootfs/mkrootfs", KBOX_SOURCE_ROOT);
+  else snprintf(out, n, "%s/mkrootfs", KBOX_LIBEXECDIR);
+}
+
 int kbox_cmd_image(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     image_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? KBOX_EXIT_RUNTIME : 0;
   }
-  char tool[PATH_MAX];
-  data_path("tools/mkrootfs", "mkrootfs", tool, sizeof(tool));
-  cleanup_free char **args = calloc((size_t)argc + 2, sizeof(char *));
+  char packages[PATH_MAX], tool[PATH_MAX];
+  /* The builder gets its recipe from here (installed, it lives in the libexec dir, the recipe in the data dir). */
+  data_path("rootfs/packages.txt", "packages.txt", packages, sizeof(packages));
+  builder_path(tool, sizeof(tool));
+  cleanup_free char **args = calloc((size_t)argc + 6, sizeof(char *));
   if (args == NULL) abort();
-  args[0] = tool;
-  for (int i = 1; i < argc; i++) args[i] = argv[i];
+  char *fixed[] = {tool, "--default-packages", packages};
+  size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
+  memcpy(args, fixed, sizeof(fixed));
+  for (int i = 1; i < argc; i++) args[nfixed + (size_t)i - 1] = argv[i];
   execv(tool, args);
   fprintf(stderr, "kbox: cannot run the image builder %s: %s (reinstall kbox)\n", tool, strerror(errno));
   return KBOX_EXIT_RUNTIME;

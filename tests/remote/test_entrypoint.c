@@ -81,7 +81,7 @@ static const char *rootfs(void) {
 /* The kernel image, which a kbox outside the initial user namespace needs (the host's / has
    locked submounts there, which overlayfs refuses as a layer). */
 static const char *image_or_skip(void) {
-  if (!have_image()) kt_skip_or_fail("the default kernel image " KERNEL_IMAGE " is not built (tools/mkrootfs build default)");
+  if (!have_image()) kt_skip_or_fail("the default kernel image " KERNEL_IMAGE " is not built (kbox image build default)");
   return KERNEL_IMAGE;
 }
 
