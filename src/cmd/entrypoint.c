@@ -12,7 +12,6 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +29,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 /* Namespaces the nested sandbox cannot do without (init mounts, sets the hostname, brings lo up). */
 #define CORE_NS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
@@ -121,7 +121,7 @@ struct entry {
 static int comm_signal(int signum, void *data) {
   struct entry *e = data;
   if (e->sb.reaped || e->sb.pidfd < 0) return -1;
-  if (signum == 0) return (int)syscall(SYS_pidfd_send_signal, e->sb.pidfd, 0, NULL, 0);
+  if (signum == 0) return kbox_pidfd_send_signal(e->sb.pidfd, 0);
   kbox_info("comm port: sending signal %d to the kernel", signum);
   kbox_sandbox_signal(&e->sb, signum);
   return 0;
