@@ -38,10 +38,7 @@ static void need_image(void) {
 static void put_file(const char *dir, const char *name, const char *text) {
   char p[PATH_MAX];
   snprintf(p, sizeof(p), "%s/%s", dir, name);
-  FILE *f = fopen(p, "w");
-  cr_assert_not_null(f, "create %s: %s", p, strerror(errno));
-  fputs(text, f);
-  fclose(f);
+  kt_write_file(p, text);
 }
 
 /* kbox run [extra...] -- python3 kernel_check.py CHECK, on the default image. */
