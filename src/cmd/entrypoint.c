@@ -230,8 +230,6 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   kbox_strv_add(&a, "entrypoint");
   kbox_strv_add(&a, "--ip");
   kbox_strv_add(&a, "0.0.0.0");
-  kbox_strv_add(&a, "--connection-file");
-  kbox_strv_add(&a, e->conn_path);
   kbox_strv_add(&a, "--id");
   kbox_strv_add(&a, c->kernel_id);
   if (c->port_lo != 0) {
@@ -257,6 +255,9 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
     kbox_strv_add(&a, c->profile);
   }
   for (int i = 0; i < c->verbosity; i++) kbox_strv_add(&a, "--verbose");
+  /* last: what follows --connection-file is the kernel's arguments, where kbox run options are refused */
+  kbox_strv_add(&a, "--connection-file");
+  kbox_strv_add(&a, e->conn_path);
   bool help = false;
   kbox_spec_init(&e->spec);
   int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
