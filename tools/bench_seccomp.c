@@ -1,7 +1,6 @@
 /* Start-up cost of kbox's least-privilege step: load + validate + compile a profile (host side, once
-   per process) and install the compiled filter (per sandbox). Build and run from the source root:
-     cc -O2 -D_GNU_SOURCE -Isrc -Ibuild-security tools/bench_seccomp.c build-security/src/libkboxcore.a \
-        $(pkg-config --libs libseccomp jansson libcap) -lm -o /tmp/bench_seccomp && /tmp/bench_seccomp profiles/default.json */
+   per process) and install the compiled filter (per sandbox). Built with -Dbenchmarks=true; run from
+   the source root: meson setup build -Dbenchmarks=true && ninja -C build && build/tools/bench_seccomp profiles/default.json */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>

@@ -49,6 +49,6 @@ log "building the sanitizer configuration (build-asan/: address + undefined)"
 ninja -C build-asan
 
 log "building the default kernel image (Debian trixie + data stack; a few minutes the first time, then 'up to date')"
-tools/mkrootfs build default
+build/src/kbox image build default
 
 log "kbox is built: build/src/kbox (try: build/src/kbox doctor)"

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cgroup/files.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/trace.h"
@@ -44,7 +45,7 @@ static void why_not(struct kbox_cgroup *cg, enum kbox_ctl c, const char *reason)
   int n;
   ctl_limits(c, l, &n);
   for (int i = 0; i < n; i++)
-    if (cg->why_not[l[i]] == NULL && cg->mech[l[i]] == KBOX_MECH_NONE) cg->why_not[l[i]] = strdup(reason);
+    if (cg->why_not[l[i]] == NULL && cg->mech[l[i]] == KBOX_MECH_NONE) cg->why_not[l[i]] = xstrdup(reason);
 }
 
 /* Same, for every controller in MASK, taking the reason from an error (which is freed). */
@@ -56,8 +57,7 @@ static void why_not_err(struct kbox_cgroup *cg, unsigned mask, kbox_error_t *e) 
 
 /* PARENT/NAME, allocated. */
 static char *join(const char *parent, const char *name) {
-  char *out = NULL;
-  if (asprintf(&out, "%s/%s", parent, name) < 0) abort();
+  char *out = xasprintf("%s/%s", parent, name);
   return out;
 }
 
@@ -209,16 +209,15 @@ static int fallback(struct kbox_cgroup *cg, bool require_limits, const char *par
 
 struct kbox_cgroup *kbox_cgroup_create_early(const struct kbox_cgroup_layout *layout, const char *parent_override,
                                             const char *id, const struct kbox_cgroup_limits *lim) {
-  struct kbox_cgroup *cg = calloc(1, sizeof(*cg));
-  if (cg == NULL) abort();
+  struct kbox_cgroup *cg = xcalloc(1, sizeof(*cg));
   cg->v2_fd = cg->reaper_fd = -1;
   cg->lim = *lim;
   cg->stats = (struct kbox_cgroup_stats){.memory_peak = -1, .oom_kills = -1, .pids_max_hits = -1, .cpu_seconds = -1};
-  if (asprintf(&cg->name, "kbox.%d.%s", (int)getpid(), id) < 0) abort();
+  cg->name = xasprintf("kbox.%d.%s", (int)getpid(), id);
   unsigned on_v1 = 0;
   for (int c = 0; c < KBOX_CTL_N; c++)
     if (layout->v1_mount[c] != NULL) on_v1 |= 1u << c;
-  if (parent_override != NULL && (cg->parent_override = strdup(parent_override)) == NULL) abort();
+  if (parent_override != NULL) cg->parent_override = xstrdup(parent_override);
   /* v1 names (and the prime path) first: the reaper, started by the first directory made, primes. */
   plan_v1(cg, layout, parent_override);
   cg->v1_prime = kbox_cgroup_v1_prime_path(layout, cg);

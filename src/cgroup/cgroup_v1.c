@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "util/alloc.h"
+
 #define CPU_PERIOD_US 100000
 
 /* memory.limit_in_bytes, then memory.memsw.limit_in_bytes (memory + swap) where swap is accounted. */
@@ -57,8 +59,7 @@ char *kbox_cgroup_v1_prime_path(const struct kbox_cgroup_layout *l, const struct
   for (int c = 0; c < KBOX_CTL_N; c++) {
     if (cg->v1_dir[c] == NULL || l->v1_mount[c] == NULL) continue;
     char *self = kbox_cgroup_parent_dir(l->v1_mount[c], l->v1_self[c], NULL);
-    char *out = NULL;
-    if (asprintf(&out, "%s/cgroup.procs", self) < 0) abort();
+    char *out = xasprintf("%s/cgroup.procs", self);
     free(self);
     return out;
   }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cgroup/files.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 
@@ -42,8 +43,8 @@ static void unescape(char *s) {
 static char *relative_to_root(const char *path, const char *root) {
   size_t n = strlen(root);
   if (strcmp(root, "/") != 0 && strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0'))
-    return strdup(path[n] == '\0' ? "/" : path + n);
-  return strdup(path);
+    return xstrdup(path[n] == '\0' ? "/" : path + n);
+  return xstrdup(path);
 }
 
 struct mount_line {
@@ -71,7 +72,7 @@ static bool split_mount_line(char *line, struct mount_line *m) {
 
 /* kbox's path in the v1 hierarchy holding CTL ("" key for v2), from /proc/self/cgroup text. */
 static const char *self_path(const char *self_cgroup, const char *ctl, char *buf, size_t n) {
-  cleanup_free char *copy = strdup(self_cgroup);
+  cleanup_free char *copy = xstrdup(self_cgroup);
   char *save = NULL;
   for (char *line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
     char *c1 = strchr(line, ':');
@@ -89,7 +90,7 @@ static const char *self_path(const char *self_cgroup, const char *ctl, char *buf
 int kbox_cgroup_layout_parse(struct kbox_cgroup_layout *l, const char *self_cgroup, const char *mountinfo,
                              kbox_error_t *err) {
   memset(l, 0, sizeof(*l));
-  cleanup_free char *copy = strdup(mountinfo);
+  cleanup_free char *copy = xstrdup(mountinfo);
   char *save = NULL;
   char path[4096];
   for (char *line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -97,13 +98,13 @@ int kbox_cgroup_layout_parse(struct kbox_cgroup_layout *l, const char *self_cgro
     if (!split_mount_line(line, &m)) continue;
     if (strcmp(m.fstype, "cgroup2") == 0 && l->v2_mount == NULL) {
       if (self_path(self_cgroup, NULL, path, sizeof(path)) == NULL) continue;
-      l->v2_mount = strdup(m.point);
+      l->v2_mount = xstrdup(m.point);
       l->v2_self = relative_to_root(path, m.root);
     } else if (strcmp(m.fstype, "cgroup") == 0) {
       for (int c = 0; c < KBOX_CTL_N; c++) {
         if (l->v1_mount[c] != NULL || !has_token(m.superopts, ctl_names[c])) continue;
         if (self_path(self_cgroup, ctl_names[c], path, sizeof(path)) == NULL) continue;
-        l->v1_mount[c] = strdup(m.point);
+        l->v1_mount[c] = xstrdup(m.point);
         l->v1_self[c] = relative_to_root(path, m.root);
       }
     }
@@ -171,8 +172,7 @@ void kbox_cgroup_layout_free(struct kbox_cgroup_layout *l) {
 char *kbox_cgroup_parent_dir(const char *mount, const char *self, const char *parent_override) {
   const char *rel = parent_override != NULL ? parent_override : self;
   while (*rel == '/') rel++;
-  char *out = NULL;
-  if (asprintf(&out, "%s%s%s", mount, *rel ? "/" : "", rel) < 0) abort();
+  char *out = xasprintf("%s%s%s", mount, *rel ? "/" : "", rel);
   size_t n = strlen(out);
   while (n > 1 && out[n - 1] == '/') out[--n] = '\0';
   return out;

@@ -17,9 +17,10 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "util/proc.h"
 
 #define REAPER_BUF 65536 /* room for the paths of every directory of one sandbox */
 
@@ -49,8 +50,7 @@ __attribute__((noreturn)) static void reaper_main(int fd, const char *prime_path
   struct sigaction ign = {.sa_handler = SIG_IGN};
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sigaction(s, &ign, NULL);
-  if (fd > 0) syscall(SYS_close_range, 0, (unsigned)fd - 1, 0);
-  syscall(SYS_close_range, (unsigned)fd + 1, ~0U, 0);
+  kbox_close_fds_except(0, fd);
   prime(prime_path);
   for (;;) {
     if (n == sizeof(buf)) n = 0; /* a sandbox has at most 4 directories: unreachable, but never overflow */

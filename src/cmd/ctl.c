@@ -4,13 +4,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cmd/commands.h"
 #include "kernel/client.h"
 #include "kernel/state.h"
 #include "util/cleanup.h"
+#include "util/proc.h"
 
 #define SHUTDOWN_WAIT_MS 10000 /* the supervisor's own grace (shutdown_request -> kill) is 5 s */
 
@@ -23,7 +23,7 @@ static int one_id(int argc, char **argv, const char *usage, struct kbox_state *s
 
 /* Wait until pid exits (pidfd), up to ms; true when it did. */
 static bool wait_exit(pid_t pid, int ms) {
-  cleanup_close int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  cleanup_close int fd = kbox_pidfd_open(pid, 0);
   if (fd < 0) return errno == ESRCH;
   struct pollfd p = {.fd = fd, .events = POLLIN};
   return poll(&p, 1, ms) > 0;

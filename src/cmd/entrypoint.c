@@ -12,7 +12,6 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +31,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/proc.h"
 
 /* Namespaces the nested sandbox cannot do without (init mounts, sets the hostname, brings lo up). */
 #define CORE_NS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
@@ -123,7 +123,7 @@ struct entry {
 static int comm_signal(int signum, void *data) {
   struct entry *e = data;
   if (e->sb.reaped || e->sb.pidfd < 0) return -1;
-  if (signum == 0) return (int)syscall(SYS_pidfd_send_signal, e->sb.pidfd, 0, NULL, 0);
+  if (signum == 0) return kbox_pidfd_send_signal(e->sb.pidfd, 0);
   kbox_info("comm port: sending signal %d to the kernel", signum);
   kbox_sandbox_signal(&e->sb, signum);
   return 0;
@@ -232,8 +232,6 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   kbox_strv_add(&a, "entrypoint");
   kbox_strv_add(&a, "--ip");
   kbox_strv_add(&a, "0.0.0.0");
-  kbox_strv_add(&a, "--connection-file");
-  kbox_strv_add(&a, e->conn_path);
   kbox_strv_add(&a, "--id");
   kbox_strv_add(&a, c->kernel_id);
   if (c->port_lo != 0) {
@@ -259,6 +257,9 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
     kbox_strv_add(&a, c->profile);
   }
   for (int i = 0; i < c->verbosity; i++) kbox_strv_add(&a, "--verbose");
+  /* last: what follows --connection-file is the kernel's arguments, where kbox run options are refused */
+  kbox_strv_add(&a, "--connection-file");
+  kbox_strv_add(&a, e->conn_path);
   bool help = false;
   kbox_spec_init(&e->spec);
   int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);

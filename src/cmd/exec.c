@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
+#include "util/proc.h"
 #include "util/strv.h"
 
 enum {
@@ -181,8 +181,6 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
   return 0;
 }
 
-static int pidfd_open_(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
-
 /* A started one-shot kernel: the `kbox run` child and what it reports. */
 struct child {
   pid_t pid;
@@ -248,7 +246,7 @@ static int start_child(struct exec_opts *o, struct child *ch, struct kbox_conn *
   kbox_strv_free(&av);
   close(p[1]);
   cleanup_close int rd = p[0];
-  ch->pidfd = pidfd_open_(ch->pid);
+  ch->pidfd = kbox_pidfd_open(ch->pid, 0);
   char line[8192];
   size_t n = 0;
   long long deadline = kbox_now_ms() + START_MS;
@@ -459,7 +457,7 @@ static int exec_in(struct exec_opts *o) {
   if (lock < 0) return kbox_error_report(&err);
   struct kbox_conn conn;
   if (kbox_state_conn(&st, &conn, &err) < 0) return kbox_error_report(&err);
-  cleanup_close int gone = st.pid > 0 ? pidfd_open_(st.pid) : -1;
+  cleanup_close int gone = st.pid > 0 ? kbox_pidfd_open(st.pid, 0) : -1;
   struct kbox_client c = {0};
   struct kbox_pyboxout out;
   kbox_pyboxout_init(&out, o->max_output);

@@ -65,10 +65,18 @@ static void image_usage(FILE *out) {
           "  list                                  images, build date, size, recipe hash\n"
           "  inspect [NAME] [--json]               manifest: package versions, build date, recipe hash\n"
           "  rm NAME                               delete an image\n"
-          "  path [NAME]                           print the image's directory\n\n"
+          "  path [NAME]                           print the image's directory\n"
+          "  dir                                   print the directory holding the images\n\n"
           "Images live in $KBOX_IMAGES_DIR, else /var/lib/kbox/rootfs (root) or ~/.local/share/kbox/rootfs.\n"
           "Use one with: kbox run --image NAME -- CMD (without --image/--rootfs: the 'default' image).\n"
           "Example: kbox image build && kbox image inspect default\n");
+}
+
+/* Path of the image builder: rootfs/mkrootfs in the source tree for a development build, else the
+   installed copy in the libexec dir. */
+static void builder_path(char *out, size_t n) {
+  if (kbox_running_from_source_tree()) snprintf(out, n, "%s/rootfs/mkrootfs", KBOX_SOURCE_ROOT);
+  else snprintf(out, n, "%s/mkrootfs", KBOX_LIBEXECDIR);
 }
 
 int kbox_cmd_image(int argc, char **argv) {
@@ -76,12 +84,22 @@ int kbox_cmd_image(int argc, char **argv) {
     image_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? KBOX_EXIT_RUNTIME : 0;
   }
-  char tool[PATH_MAX];
-  data_path("tools/mkrootfs", "mkrootfs", tool, sizeof(tool));
-  cleanup_free char **args = calloc((size_t)argc + 2, sizeof(char *));
+  char dir[PATH_MAX], packages[PATH_MAX], tool[PATH_MAX];
+  kbox_images_dir(dir, sizeof(dir));
+  if (strcmp(argv[1], "dir") == 0 && argc == 2) {
+    printf("%s\n", dir);
+    return 0;
+  }
+  /* The builder gets the images directory (the rule lives only here) and the recipe (installed, it
+     lives in the libexec dir, the recipe in the data dir). */
+  data_path("rootfs/packages.txt", "packages.txt", packages, sizeof(packages));
+  builder_path(tool, sizeof(tool));
+  cleanup_free char **args = calloc((size_t)argc + 6, sizeof(char *));
   if (args == NULL) abort();
-  args[0] = tool;
-  for (int i = 1; i < argc; i++) args[i] = argv[i];
+  char *fixed[] = {tool, "--images-dir", dir, "--default-packages", packages};
+  size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
+  memcpy(args, fixed, sizeof(fixed));
+  for (int i = 1; i < argc; i++) args[nfixed + (size_t)i - 1] = argv[i];
   execv(tool, args);
   fprintf(stderr, "kbox: cannot run the image builder %s: %s (reinstall kbox)\n", tool, strerror(errno));
   return KBOX_EXIT_RUNTIME;

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include "kernel/runlock.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/proc.h"
 
 /* Records on the pipe: a type byte, then a NUL-terminated string. */
 #define REC_RUNDIR 'R'
@@ -101,8 +101,7 @@ __attribute__((noreturn)) static void reaper_main(int fd) {
   /* Keep only the pipe and /dev/null as stdio: no lock, socket or terminal of kbox stays open. */
   int null = open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int i = 0; i <= 2 && null >= 0; i++) dup2(null, i);
-  if (fd > 3) syscall(SYS_close_range, 3, (unsigned)fd - 1, 0);
-  syscall(SYS_close_range, (unsigned)fd + 1, ~0U, 0);
+  kbox_close_fds_except(3, fd);
   for (;;) {
     if (n == sizeof(buf)) break; /* cannot happen (a handful of records); act on what came */
     ssize_t r = read(fd, buf + n, sizeof(buf) - n);

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/parse.h"
+#include "util/proc.h"
 
 #define STARTUP_MS 60000       /* the kernel must answer kernel_info_request by then */
 #define INFO_RETRY_MS 1000
@@ -52,7 +52,7 @@ static int open_parent(const struct kbox_spec *spec) {
     kbox_error_free(&err);
     return -1;
   }
-  int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  int fd = kbox_pidfd_open((pid_t)pid, 0);
   if (fd < 0) kbox_log(KBOX_LOG_WARN, "JPY_PARENT_PID=%s: cannot watch that process (%s); the kernel will not end with it",
                        env, strerror(errno));
   else kbox_debug("watching the launching client, pid %s", env);

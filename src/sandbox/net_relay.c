@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/close_range.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "util/proc.h"
 
 #define MAX_PAIRS 256
 #define RBUF 16384
@@ -128,8 +128,7 @@ pid_t kbox_net_relay_start(const char *sock_path, kbox_error_t *err) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* Nothing of pid 1 (its channel to the host, its signalfd) stays open in the relay. */
-    if (lfd > 3) syscall(SYS_close_range, 3, (unsigned)lfd - 1, 0);
-    syscall(SYS_close_range, (unsigned)lfd + 1, ~0U, 0);
+    kbox_close_fds_except(3, lfd);
     prctl(PR_SET_NAME, "kbox-net-relay", 0, 0, 0);
     sigset_t none;
     sigemptyset(&none);

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util/fs.h"
+#include "util/proc.h"
 
 pid_t kbox_clone3(uint64_t ns_flags, int cgroup_fd, int *pidfd, kbox_error_t *err) {
   struct clone_args args;
@@ -22,14 +22,14 @@ pid_t kbox_clone3(uint64_t ns_flags, int cgroup_fd, int *pidfd, kbox_error_t *er
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = (uint64_t)cgroup_fd;
   }
-  long pid = syscall(SYS_clone3, &args, sizeof(args));
+  pid_t pid = kbox_clone3_raw(&args);
   if (pid < 0) {
     int e = errno;
     kbox_error_make(err, e, "creating the sandbox namespaces (clone3)");
     kbox_ns_explain_failure(e, err);
     return -1;
   }
-  return (pid_t)pid;
+  return pid;
 }
 
 /* Integer value of a sysctl file, or -1. */

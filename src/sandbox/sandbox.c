@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +20,7 @@
 #include "sandbox/ns.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/proc.h"
 #include "util/trace.h"
 
 /* Reserve the sandbox id for this user with an abstract unix socket (gone when kbox dies). */
@@ -238,7 +238,7 @@ int kbox_sandbox_signalfd(kbox_error_t *err) {
 }
 
 void kbox_sandbox_signal(struct kbox_sandbox *sb, int sig) {
-  if (sb->pidfd >= 0 && !sb->reaped) syscall(SYS_pidfd_send_signal, sb->pidfd, sig, NULL, 0);
+  if (sb->pidfd >= 0 && !sb->reaped) kbox_pidfd_send_signal(sb->pidfd, sig);
 }
 
 void kbox_sandbox_kill(struct kbox_sandbox *sb) {

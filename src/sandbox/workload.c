@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cgroup/cgroup.h"
@@ -18,6 +17,7 @@
 #include "security/security.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
+#include "util/proc.h"
 #include "util/trace.h"
 
 #define KBOX_IMAGE_ENV_FILE "/etc/kbox/env" /* inside the sandbox, after pivot_root */
@@ -107,7 +107,7 @@ void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errf
   kbox_error_t err = NULL;
   struct kbox_strv env = {0};
   if (kbox_workload_prepare(spec, home, &env, &err) < 0) fail(errfd, &err);
-  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+  if (kbox_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
     kbox_error_make(&err, errno, "close_range");
     fail(errfd, &err);
   }

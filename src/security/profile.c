@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/capability.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
@@ -110,8 +111,7 @@ static bool syscall_known(const char *name) {
 static int parse_names(struct pctx *c, const char *jpath, json_t *names, struct kbox_sc_rule *r) {
   if (!json_is_array(names) || json_array_size(names) == 0)
     return bad(c, jpath, "must be a non-empty array of syscall names");
-  r->names = calloc(json_array_size(names), sizeof(char *));
-  if (r->names == NULL) abort();
+  r->names = xcalloc(json_array_size(names), sizeof(char *));
   size_t i;
   json_t *n;
   json_array_foreach(names, i, n) {
@@ -121,7 +121,7 @@ static int parse_names(struct pctx *c, const char *jpath, json_t *names, struct 
     if (!syscall_known(json_string_value(n)))
       return bad(c, p, "unknown syscall '%s' (not known to libseccomp %u.%u on any architecture; check the spelling)",
                  json_string_value(n), seccomp_version()->major, seccomp_version()->minor);
-    r->names[r->n_names++] = strdup(json_string_value(n));
+    r->names[r->n_names++] = xstrdup(json_string_value(n));
   }
   return 0;
 }
@@ -241,8 +241,7 @@ static int parse_seccomp(struct pctx *c, json_t *o, struct kbox_sc_def *d) {
   json_t *sc = json_object_get(o, "syscalls");
   if (sc == NULL) return 0;
   if (!json_is_array(sc)) return bad(c, "seccomp.syscalls", "must be an array of {names, action, ...}");
-  d->rules = calloc(json_array_size(sc) + 1, sizeof(*d->rules));
-  if (d->rules == NULL) abort();
+  d->rules = xcalloc(json_array_size(sc) + 1, sizeof(*d->rules));
   size_t i;
   json_t *r;
   json_array_foreach(sc, i, r) {
@@ -344,7 +343,7 @@ static int parse_root(struct pctx *c, json_t *root, struct kbox_profile *p) {
   json_t *v = json_object_get(root, "description");
   if (v != NULL) {
     if (!json_is_string(v)) return bad(c, "description", "must be a string");
-    p->description = strdup(json_string_value(v));
+    p->description = xstrdup(json_string_value(v));
   }
   if ((v = json_object_get(root, "seccomp")) == NULL)
     return bad(c, "seccomp", "missing (every profile needs a seccomp section; kbox never runs unfiltered by accident)");
@@ -354,7 +353,7 @@ static int parse_root(struct pctx *c, json_t *root, struct kbox_profile *p) {
   if ((v = json_object_get(root, "net")) && parse_net(c, v, p) < 0) return -1;
   if ((v = json_object_get(root, "audit")) != NULL) {
     if (!json_is_string(v) || json_string_length(v) == 0) return bad(c, "audit", "must be a file name");
-    p->audit = strdup(json_string_value(v));
+    p->audit = xstrdup(json_string_value(v));
   }
   return 0;
 }
@@ -377,9 +376,8 @@ int kbox_profile_parse(const char *label, const char *text, struct kbox_profile 
   json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
   if (root == NULL)
     return kbox_error_make(err, 0, "profile %s: line %d column %d: invalid JSON: %s", label, je.line, je.column, je.text);
-  struct kbox_profile *p = calloc(1, sizeof(*p));
-  if (p == NULL) abort();
-  p->path = strdup(label);
+  struct kbox_profile *p = xcalloc(1, sizeof(*p));
+  p->path = xstrdup(label);
   return finish(&c, root, p, out);
 }
 
@@ -390,9 +388,8 @@ int kbox_profile_parse_bytes(const char *path, const char *text, size_t len, str
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
   if (root == NULL)
     return kbox_error_make(err, 0, "profile %s: line %d column %d: invalid JSON: %s", path, je.line, je.column, je.text);
-  struct kbox_profile *p = calloc(1, sizeof(*p));
-  if (p == NULL) abort();
-  p->path = strdup(path);
+  struct kbox_profile *p = xcalloc(1, sizeof(*p));
+  p->path = xstrdup(path);
   return finish(&c, root, p, out);
 }
 
@@ -407,9 +404,8 @@ int kbox_profile_load(const char *path, struct kbox_profile **out, kbox_error_t 
   if (root == NULL) {
     return kbox_error_make(err, 0, "profile %s: line %d column %d: invalid JSON: %s", path, je.line, je.column, je.text);
   }
-  struct kbox_profile *p = calloc(1, sizeof(*p));
-  if (p == NULL) abort();
-  p->path = strdup(path);
+  struct kbox_profile *p = xcalloc(1, sizeof(*p));
+  p->path = xstrdup(path);
   return finish(&c, root, p, out);
 }
 

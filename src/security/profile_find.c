@@ -7,13 +7,13 @@
 
 #include "config.h"
 #include "security/security.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/paths.h"
 
 /* NAME.json in dir, if it exists. */
 static char *candidate(const char *dir, const char *name) {
-  char *p = NULL;
-  if (asprintf(&p, "%s/%s.json", dir, name) < 0) abort();
+  char *p = xasprintf("%s/%s.json", dir, name);
   if (access(p, F_OK) == 0) return p;
   free(p);
   return NULL;
@@ -30,7 +30,7 @@ static bool valid_name(const char *s) {
 int kbox_profile_find(const char *name_or_path, char **out, kbox_error_t *err) {
   size_t len = strlen(name_or_path);
   if (strchr(name_or_path, '/') != NULL || (len > 5 && strcmp(name_or_path + len - 5, ".json") == 0)) {
-    *out = strdup(name_or_path);
+    *out = xstrdup(name_or_path);
     return 0;
   }
   if (!valid_name(name_or_path))

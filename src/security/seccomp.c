@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 static void release_ctx(scmp_filter_ctx *c) {
@@ -97,8 +98,7 @@ static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *out, kbox_error_t 
   if (n == 0 || n > BPF_MAXINSNS)
     return kbox_error_make(err, 0, "seccomp: the filter has %zu instructions (the kernel accepts 1 to %d); "
                                    "simplify the profile", n, BPF_MAXINSNS);
-  out->filter = calloc(n, sizeof(struct sock_filter));
-  if (out->filter == NULL) abort();
+  out->filter = xcalloc(n, sizeof(struct sock_filter));
   if (pread(fd, out->filter, n * sizeof(struct sock_filter), 0) != (ssize_t)(n * sizeof(struct sock_filter)))
     return kbox_error_make(err, errno, "reading the BPF program back");
   out->len = (unsigned short)n;

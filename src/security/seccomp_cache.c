@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "security/sha256.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 /* File layout: this header (the size of two BPF instructions), then the programs back to back. */
@@ -130,8 +131,8 @@ bool kbox_seccomp_cache_load(const char *dir, const char *key, struct kbox_secco
   if (size < sizeof(struct cache_header) || size % insn != 0 ||
       size > sizeof(struct cache_header) + 2 * BPF_MAXINSNS * insn)
     return false;
-  cleanup_free unsigned char *buf = malloc(size);
-  if (buf == NULL || pread(fd, buf, size, 0) != (ssize_t)size) return false;
+  cleanup_free unsigned char *buf = xmalloc(size);
+  if (pread(fd, buf, size, 0) != (ssize_t)size) return false;
   struct cache_header h;
   memcpy(&h, buf, sizeof(h));
   if (!parse(&h, (size - sizeof(h)) / insn, out)) {
@@ -140,8 +141,7 @@ bool kbox_seccomp_cache_load(const char *dir, const char *key, struct kbox_secco
   }
   size_t off = sizeof(h);
   for (size_t i = 0; i < out->n; i++) {
-    out->progs[i].filter = malloc(out->progs[i].len * insn);
-    if (out->progs[i].filter == NULL) abort();
+    out->progs[i].filter = xmalloc(out->progs[i].len * insn);
     memcpy(out->progs[i].filter, buf + off, out->progs[i].len * insn);
     off += out->progs[i].len * insn;
   }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "security/seccomp_cache.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -27,7 +28,7 @@ static void apply_net_audit(const struct kbox_profile *p, struct kbox_spec *spec
     for (size_t i = 0; i < p->net_allow.n; i++) kbox_strv_add(&spec->net_allow, p->net_allow.v[i]);
   }
   if (spec->net_max_bytes == 0) spec->net_max_bytes = p->net_max_bytes;
-  if (spec->audit_path == NULL && p->audit != NULL) spec->audit_path = strdup(p->audit);
+  if (spec->audit_path == NULL && p->audit != NULL) spec->audit_path = xstrdup(p->audit);
 }
 
 static void security_free(struct kbox_security *s) {
@@ -56,9 +57,8 @@ static bool from_cache(const char *dir, const char *pkey, struct kbox_security *
   char skey[KBOX_SECCOMP_KEY_LEN + 1];
   struct kbox_profile_limits lim;
   if (!kbox_profile_cache_load(dir, pkey, &lim, skey) || !kbox_seccomp_cache_load(dir, skey, &s->filter)) return false;
-  s->profile = calloc(1, sizeof(*s->profile));
-  if (s->profile == NULL) abort();
-  s->profile->path = strdup(s->path);
+  s->profile = xcalloc(1, sizeof(*s->profile));
+  s->profile->path = xstrdup(s->path);
   s->profile->limits = lim;
   return true;
 }
@@ -79,9 +79,8 @@ static int load_and_compile(const char *dir, const char *pkey, const char *text,
 static struct kbox_security *get_loaded(const char *path, kbox_error_t *err) {
   for (struct kbox_security *s = loaded; s != NULL; s = s->next)
     if (strcmp(s->path, path) == 0) return s;
-  struct kbox_security *s = calloc(1, sizeof(*s));
-  if (s == NULL) abort();
-  s->path = strdup(path);
+  struct kbox_security *s = xcalloc(1, sizeof(*s));
+  s->path = xstrdup(path);
   char dir[4096], pkey[KBOX_SECCOMP_KEY_LEN + 1];
   bool have_dir = kbox_seccomp_cache_dir(dir, sizeof(dir));
   cleanup_free char *text = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
@@ -23,7 +24,7 @@ int kbox_env_parse_assignment(const char *opt, const char *arg, struct kbox_strv
   char q[128];
   if (eq == NULL)
     return kbox_error_make(err, 0, "%s: '%s' is not KEY=VALUE", opt, kbox_quote(arg, q, sizeof(q)));
-  cleanup_free char *key = strndup(arg, (size_t)(eq - arg));
+  cleanup_free char *key = xstrndup(arg, (size_t)(eq - arg));
   if (!valid_key(arg, (size_t)(eq - arg)))
     return kbox_error_make(err, 0, "%s: '%s' is not a valid variable name", opt, kbox_quote(key, q, sizeof(q)));
   kbox_strv_setenv(env, key, eq + 1);
@@ -98,15 +99,14 @@ static int parse_line(char *line, const char *where, struct kbox_strv *env, kbox
   }
   char *v = eq + 1;
   while (*v == ' ' || *v == '\t') v++;
-  cleanup_free char *value = malloc(strlen(v) + 1);
-  if (value == NULL) abort();
+  cleanup_free char *value = xmalloc(strlen(v) + 1);
   if (parse_value(v, value, where, err) < 0) return -1;
   kbox_strv_setenv(env, s, value);
   return 0;
 }
 
 int kbox_envfile_parse(const char *name, const char *text, struct kbox_strv *env, kbox_error_t *err) {
-  cleanup_free char *copy = strdup(text);
+  cleanup_free char *copy = xstrdup(text);
   char *save = NULL;
   unsigned lineno = 0;
   char *cur = copy;

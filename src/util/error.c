@@ -1,4 +1,5 @@
 #include "util/error.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -8,12 +9,10 @@
 
 int kbox_error_makev(kbox_error_t *err, int errno_, const char *fmt, va_list ap) {
   if (err == NULL || *err != NULL) return -1;
-  struct kbox_error_s *e = calloc(1, sizeof(*e));
-  if (e == NULL) abort();
-  char *base = NULL;
-  if (vasprintf(&base, fmt, ap) < 0) abort();
+  struct kbox_error_s *e = xcalloc(1, sizeof(*e));
+  char *base = xvasprintf(fmt, ap);
   if (errno_ != 0) {
-    if (asprintf(&e->msg, "%s: %s", base, strerror(errno_)) < 0) abort();
+    e->msg = xasprintf("%s: %s", base, strerror(errno_));
     free(base);
   } else {
     e->msg = base;
@@ -43,8 +42,7 @@ int kbox_error_make_code(kbox_error_t *err, int exit_code, int errno_, const cha
 
 /* Rewrite e->msg as PRE + SEP + msg or msg + SEP + POST. */
 static void error_join(kbox_error_t e, const char *pre, const char *sep, const char *post) {
-  char *joined = NULL;
-  if (asprintf(&joined, "%s%s%s", pre, sep, post) < 0) abort();
+  char *joined = xasprintf("%s%s%s", pre, sep, post);
   free(e->msg);
   e->msg = joined;
 }
@@ -54,7 +52,7 @@ int kbox_error_prefix(kbox_error_t *err, const char *fmt, ...) {
   char *pre = NULL;
   va_list ap;
   va_start(ap, fmt);
-  if (vasprintf(&pre, fmt, ap) < 0) abort();
+  pre = xvasprintf(fmt, ap);
   va_end(ap);
   error_join(*err, pre, ": ", (*err)->msg);
   free(pre);
@@ -66,7 +64,7 @@ int kbox_error_hint(kbox_error_t *err, const char *fmt, ...) {
   char *hint = NULL;
   va_list ap;
   va_start(ap, fmt);
-  if (vasprintf(&hint, fmt, ap) < 0) abort();
+  hint = xvasprintf(fmt, ap);
   va_end(ap);
   error_join(*err, (*err)->msg, "; fix: ", hint);
   free(hint);

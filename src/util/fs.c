@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/parse.h"
 
@@ -23,8 +24,7 @@ static long long mono_ms(void) {
 int kbox_read_fd_within(int fd, const char *name, size_t max, int timeout_ms, char **out, size_t *len, kbox_error_t *err) {
   size_t cap = 4096, n = 0;
   long long deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
-  cleanup_free char *buf = malloc(cap + 1);
-  if (buf == NULL) abort();
+  cleanup_free char *buf = xmalloc(cap + 1);
   for (;;) {
     if (n == cap) {
       if (cap >= max) {
@@ -32,8 +32,7 @@ int kbox_read_fd_within(int fd, const char *name, size_t max, int timeout_ms, ch
         return kbox_error_make(err, 0, "%s is larger than the limit of %s", name, kbox_human_size(max, lim, sizeof(lim)));
       }
       cap = cap * 2 > max ? max : cap * 2;
-      char *nb = realloc(buf, cap + 1);
-      if (nb == NULL) abort();
+      char *nb = xrealloc(buf, cap + 1);
       buf = nb;
     }
     if (deadline != 0) {
@@ -109,7 +108,7 @@ int kbox_write_file(const char *path, const char *data, kbox_error_t *err) {
 }
 
 int kbox_mkdir_p(const char *path, mode_t mode, kbox_error_t *err) {
-  cleanup_free char *p = strdup(path);
+  cleanup_free char *p = xstrdup(path);
   for (char *s = p + 1; *s != '\0'; s++) {
     if (*s != '/') continue;
     *s = '\0';

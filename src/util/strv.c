@@ -4,18 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
+
 void kbox_strv_add_owned(struct kbox_strv *s, char *str) {
-  if (str == NULL) abort();
+  if (str == NULL) kbox_oom(); /* the caller's strdup failed */
   if (s->n + 2 > s->cap) {
     s->cap = s->cap ? s->cap * 2 : 8;
-    s->v = realloc(s->v, s->cap * sizeof(char *));
-    if (s->v == NULL) abort();
+    s->v = xrealloc(s->v, s->cap * sizeof(char *));
   }
   s->v[s->n++] = str;
   s->v[s->n] = NULL;
 }
 
-void kbox_strv_add(struct kbox_strv *s, const char *str) { kbox_strv_add_owned(s, strdup(str)); }
+void kbox_strv_add(struct kbox_strv *s, const char *str) { kbox_strv_add_owned(s, xstrdup(str)); }
 
 /* Index of KEY= in an env vector, or -1. */
 static long env_index(const struct kbox_strv *s, const char *key) {
@@ -26,8 +27,7 @@ static long env_index(const struct kbox_strv *s, const char *key) {
 }
 
 void kbox_strv_setenv(struct kbox_strv *s, const char *key, const char *value) {
-  char *entry = NULL;
-  if (asprintf(&entry, "%s=%s", key, value) < 0) abort();
+  char *entry = xasprintf("%s=%s", key, value);
   long i = env_index(s, key);
   if (i < 0) {
     kbox_strv_add_owned(s, entry);

@@ -6,7 +6,6 @@
    become the kernel. Only pid 2 returns. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -28,6 +27,7 @@
 #include "sandbox/workload.h"
 #include "security/security.h"
 #include "util/log.h"
+#include "util/proc.h"
 #include "warm/child.h"
 #include "warm/proto.h"
 
@@ -50,7 +50,7 @@ __attribute__((noreturn)) static void child_fail(int chan, kbox_error_t *err) {
 
 /* Send our own pidfd to the host (it learns our host pid from it, and can signal and watch us). */
 static int send_self(int chan, int type, kbox_error_t *err) {
-  int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  int pfd = kbox_pidfd_open(getpid(), 0);
   if (pfd < 0) return kbox_error_make(err, errno, "pidfd_open");
   struct kbox_msg m = {.type = type};
   int rc = kbox_warm_send(chan, &m, sizeof(m), &pfd, 1, err);
@@ -91,8 +91,7 @@ static void become_kernel(const struct kbox_spec *spec, struct kbox_mounts *m, i
     goto failed;
   }
   /* Nothing of the zygote, the host or pid 1 stays open but the error pipe. */
-  if (errpipe > 3) syscall(SYS_close_range, 3, (unsigned)errpipe - 1, 0);
-  syscall(SYS_close_range, (unsigned)errpipe + 1, ~0U, 0);
+  kbox_close_fds_except(3, errpipe);
   if (kbox_security_apply(spec, &err) < 0) goto failed;
   size_t at = 0;
   for (size_t i = 0; i < env.n; i++) {

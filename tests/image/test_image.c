@@ -1,6 +1,6 @@
 /* Suite 'image': the default image and the kbox layer, checked from inside `kbox run` sandboxes
    (a real ipykernel started by jupyter_client inside the sandbox runs the startup path), and the
-   image builder's failure handling. The image itself is built once by CI: tools/mkrootfs build default. */
+   image builder's failure handling. The image itself is built once by CI: kbox image build default. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
@@ -32,16 +32,13 @@ static void need_image(void) {
   images_dir(dir, sizeof(dir));
   snprintf(manifest, sizeof(manifest), "%s/default/etc/kbox/manifest.json", dir);
   if (access(manifest, R_OK) != 0)
-    kt_skip_or_fail("the default image is not built (run: tools/mkrootfs build default)");
+    kt_skip_or_fail("the default image is not built (run: kbox image build default)");
 }
 
 static void put_file(const char *dir, const char *name, const char *text) {
   char p[PATH_MAX];
   snprintf(p, sizeof(p), "%s/%s", dir, name);
-  FILE *f = fopen(p, "w");
-  cr_assert_not_null(f, "create %s: %s", p, strerror(errno));
-  fputs(text, f);
-  fclose(f);
+  kt_write_file(p, text);
 }
 
 /* kbox run [extra...] -- python3 kernel_check.py CHECK, on the default image. */
@@ -183,7 +180,7 @@ Test(image, inspect_prints_manifest_and_rebuild_is_a_no_op, .timeout = 120) {
   kt_result_free(&r);
   char *check[] = {(char *)kt_kbox(), "image", "build", "default", "--check", NULL};
   cr_assert_eq(kt_run(check, NULL, -1, 60, &r), 0);
-  if (r.exit_code == 3) kt_skip_or_fail("the default image is outdated (run: tools/mkrootfs build default)");
+  if (r.exit_code == 3) kt_skip_or_fail("the default image is outdated (run: kbox image build default)");
   kt_result_free(&r);
   char *argv2[] = {(char *)kt_kbox(), "image", "build", "default", NULL};
   cr_assert_eq(kt_run(argv2, NULL, -1, 60, &r), 0);
@@ -196,7 +193,7 @@ Test(image, inspect_prints_manifest_and_rebuild_is_a_no_op, .timeout = 120) {
 Test(image, failed_build_keeps_previous_image_and_names_package, .timeout = 600) {
   if (!kt_is_root()) kt_skip_or_fail("building an image needs root (mmdebstrap --mode=root)");
   if (system("command -v mmdebstrap >/dev/null") != 0)
-    kt_skip_or_fail("mmdebstrap is not installed (run: tools/mkrootfs deps)");
+    kt_skip_or_fail("mmdebstrap is not installed (run: kbox image deps)");
   char *dir = kt_tmpdir();
   char prev[PATH_MAX - 64];
   snprintf(prev, sizeof(prev), "%s/victim", dir);

@@ -33,11 +33,7 @@ static void copy_file(const char *src, const char *dst, mode_t mode) {
 static void put(const char *root, const char *rel, const char *text) {
   char p[512];
   snprintf(p, sizeof(p), "%s/%s", root, rel);
-  FILE *f = fopen(p, "w");
-  cr_assert(f != NULL, "write %s", p);
-  fputs(text, f);
-  fclose(f);
-  chmod(p, 0644);
+  kt_write_file(p, text);
 }
 
 const char *fx_rootfs(void) {

@@ -91,9 +91,7 @@ static int busy_fd = -1;    /* the listening socket whose port port.json names *
 static void put(const char *name, const char *text, size_t len) {
   char p[700];
   snprintf(p, sizeof(p), "%s/%s", tdir, name);
-  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  cr_assert(fd >= 0 && write(fd, text, len) == (ssize_t)len, "writing %s", p);
-  close(fd);
+  kt_write_data(p, text, len);
 }
 
 /* A port on 127.0.0.1 held by this process. */

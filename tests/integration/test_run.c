@@ -55,10 +55,7 @@ FX_BOTH(run, host_files_outside_shared_paths_are_invisible) {
   char *dir = kt_tmpdir();
   char marker[512];
   snprintf(marker, sizeof(marker), "%s/marker", dir);
-  FILE *f = fopen(marker, "w");
-  fputs("secret", f);
-  fclose(f);
-  chmod(marker, 0644);
+  kt_write_file(marker, "secret");
   struct kt_result r;
   fx_run(uid, FX_NONE, FX_ARGS("/probe", "exists", marker, "exists", "/probe"), &r);
   char key[600];
@@ -170,10 +167,7 @@ FX_BOTH(run, env_file_is_read) {
   char *dir = kt_tmpdir();
   char path[512];
   snprintf(path, sizeof(path), "%s/sandbox.env", dir);
-  FILE *f = fopen(path, "w");
-  fputs("# comment\nexport A=1\nB=\"two words\"\nC='x#y' # trailing\n", f);
-  fclose(f);
-  chmod(path, 0644);
+  kt_write_file(path, "# comment\nexport A=1\nB=\"two words\"\nC='x#y' # trailing\n");
   struct kt_result r;
   fx_run(uid, FX_ARGS("--env-file", path), FX_ARGS("/probe", "env", "A", "env", "B", "env", "C"), &r);
   cr_assert_str_eq(field(&r, "env:A"), "1");
@@ -320,9 +314,7 @@ Test(run_bad_input, unreadable_env_file, .fini = fx_cleanup) {
   char *dir = kt_tmpdir();
   char path[512];
   snprintf(path, sizeof(path), "%s/secret.env", dir);
-  FILE *f = fopen(path, "w");
-  fputs("A=1\n", f);
-  fclose(f);
+  kt_write_file(path, "A=1\n");
   chmod(path, 0600);
   struct kt_result r;
   fx_run(KT_NOBODY, FX_ARGS("--env-file", path), FX_ARGS("/probe", "info"), &r);
@@ -337,9 +329,7 @@ Test(run_bad_input, malformed_env_file_names_the_line, .fini = fx_cleanup) {
   char *dir = kt_tmpdir();
   char path[512];
   snprintf(path, sizeof(path), "%s/bad.env", dir);
-  FILE *f = fopen(path, "w");
-  fputs("A=1\nthis line is wrong\n", f);
-  fclose(f);
+  kt_write_file(path, "A=1\nthis line is wrong\n");
   struct kt_result r;
   fx_run(-1, FX_ARGS("--env-file", path), FX_ARGS("/probe", "info"), &r);
   cr_assert_eq(r.exit_code, 125);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,26 @@ static void child_exec(char *const argv[], char *const extra_env[], int as_uid, 
   execvp(argv[0], argv);
   _exit(98);
 }
+
+pid_t kt_spawn(char *const argv[], char *const extra_env[], int as_uid, const char *out) {
+  int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  cr_assert_geq(fd, 0, "create %s: %s", out, strerror(errno));
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+  if (pid == 0) child_exec(argv, extra_env, as_uid, 0, fd, fd);
+  close(fd);
+  return pid;
+}
+
+void kt_write_data(const char *path, const void *data, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  cr_assert_geq(fd, 0, "create %s: %s", path, strerror(errno));
+  cr_assert_eq(write(fd, data, len), (ssize_t)len, "write %s: %s", path, strerror(errno));
+  cr_assert_eq(fchmod(fd, 0644), 0, "chmod %s: %s", path, strerror(errno));
+  close(fd);
+}
+
+void kt_write_file(const char *path, const char *text) { kt_write_data(path, text, strlen(text)); }
 
 int kt_run(char *const argv[], char *const extra_env[], int as_uid, int timeout_s, struct kt_result *r) {
   memset(r, 0, sizeof(*r));

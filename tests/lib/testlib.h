@@ -21,6 +21,13 @@ const char *kt_helper(const char *name);
    NULL); as_uid >= 0 runs it as that uid/gid (rootless tests). Waits at most timeout_s seconds. */
 int kt_run(char *const argv[], char *const extra_env[], int as_uid, int timeout_s, struct kt_result *r);
 void kt_result_free(struct kt_result *r);
+/* Start argv in the background like kt_run (extra env, as_uid) with stdout and stderr going to
+   the file out (created or truncated) and stdin inherited; returns the pid, the caller reaps it. */
+pid_t kt_spawn(char *const argv[], char *const extra_env[], int as_uid, const char *out);
+/* Create or replace path (mode 0644) with len bytes of data; fails the test when it cannot. */
+void kt_write_data(const char *path, const void *data, size_t len);
+/* kt_write_data of a NUL-terminated text. */
+void kt_write_file(const char *path, const char *text);
 /* Skip the calling test (exit 77 semantics via criterion's cr_skip) unless KBOX_MUST_WORK=1, in
    which case it fails with the reason. */
 void kt_skip_or_fail(const char *reason);

@@ -19,10 +19,7 @@
 static void put(const char *dir, const char *file, const char *text) {
   char path[4096];
   snprintf(path, sizeof(path), "%s/%s", dir, file);
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f, "create %s: %s", path, strerror(errno));
-  fputs(text, f);
-  fclose(f);
+  kt_write_file(path, text);
 }
 
 /* Contents of DIR/FILE (static buffer), "" when missing. */

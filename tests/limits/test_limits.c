@@ -183,14 +183,8 @@ static void sleep_ms(long ms) {
 
 Test(limits, sigkill_of_kbox_leaves_no_cgroup_behind, .timeout = 60) {
   need_root();
-  pid_t kbox = fork();
-  if (kbox == 0) {
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    execl(kt_kbox(), "kbox", "run", "--rootfs", "/", "--", "/bin/sleep", "30", (char *)NULL);
-    _exit(127);
-  }
+  char *argv[] = {(char *)kt_kbox(), "run", "--rootfs", "/", "--", "/bin/sleep", "30", NULL};
+  pid_t kbox = kt_spawn(argv, NULL, -1, "/dev/null");
   char dirs[8][4096];
   int n = 0;
   for (int i = 0; i < 300 && n < 3; i++) { /* wait until the sandbox is set up */

@@ -50,7 +50,7 @@ def setUpModule():
     if shutil.which("podman") is None:
         podlib.skip("podman is not installed (tools/setup.sh installs it)")
     if not os.path.isdir(os.path.join(podlib.ROOTFS, "usr")):
-        podlib.skip("no default kernel image at %s (tools/mkrootfs build)" % podlib.ROOTFS)
+        podlib.skip("no default kernel image at %s (kbox image build)" % podlib.ROOTFS)
     for mod in ("jupyter_server", "docker", "websocket", "jupyter_client", "Cryptodome"):
         try:
             __import__(mod)

@@ -146,9 +146,7 @@ Test(config, controller_mode_ports_and_key_file) {
   char *dir = kt_tmpdir();
   char path[4096];
   snprintf(path, sizeof(path), "%s/key", dir);
-  FILE *f = fopen(path, "w");
-  fputs("s3cret-key\n", f);
-  fclose(f);
+  kt_write_file(path, "s3cret-key\n");
   setenv("KERNEL_KEY_FILE", path, 1);
   setenv("KERNEL_IDLE_TIMEOUT", "30", 1);
   setenv("KERNEL_WORKING_DIR", dir, 1);

@@ -48,9 +48,7 @@ static json_t *python_decode(const char *pem, const char *payload) {
   char *dir = kt_tmpdir();
   char in[4096], cmd[16384];
   snprintf(in, sizeof(in), "%s/payload", dir);
-  FILE *f = fopen(in, "w");
-  fputs(payload, f);
-  fclose(f);
+  kt_write_file(in, payload);
   snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' decode '%s' < '%s'", standin, pem, in);
   char *argv[] = {"/bin/sh", "-c", cmd, NULL};
   struct kt_result r;

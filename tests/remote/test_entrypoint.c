@@ -81,24 +81,12 @@ static const char *rootfs(void) {
 /* The kernel image, which a kbox outside the initial user namespace needs (the host's / has
    locked submounts there, which overlayfs refuses as a layer). */
 static const char *image_or_skip(void) {
-  if (!have_image()) kt_skip_or_fail("the default kernel image " KERNEL_IMAGE " is not built (tools/mkrootfs build default)");
+  if (!have_image()) kt_skip_or_fail("the default kernel image " KERNEL_IMAGE " is not built (kbox image build default)");
   return KERNEL_IMAGE;
 }
 
 /* Start argv in the background with extra env, output to file; returns the pid. */
-static pid_t spawn(char *const argv[], char *const env[], const char *out) {
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    for (int i = 0; env && env[i]; i++) putenv(env[i]);
-    execvp(argv[0], argv);
-    _exit(98);
-  }
-  return pid;
-}
+static pid_t spawn(char *const argv[], char *const env[], const char *out) { return kt_spawn(argv, env, -1, out); }
 
 /* Wait for pid at most timeout_s; kill it past that. Returns the exit code (128+sig). */
 static int wait_for(pid_t pid, int timeout_s) {
@@ -289,9 +277,7 @@ Test(entrypoint, controller_fixed_ports_key_file_and_sigterm, .timeout = 240) {
   char keyfile[4096], out[4096];
   snprintf(keyfile, sizeof(keyfile), "%s/key", tmp);
   snprintf(out, sizeof(out), "%s/kbox.out", tmp);
-  FILE *f = fopen(keyfile, "w");
-  fputs("mounted-secret-key\n", f);
-  fclose(f);
+  kt_write_file(keyfile, "mounted-secret-key\n");
   char *env[] = {"KERNEL_ID=kernel-ctl-1", "KERNEL_SHELL_PORT=52317", "KERNEL_IOPUB_PORT=52318", "KERNEL_HB_PORT=52319",
                  "KERNEL_CONTROL_PORT=52320", "KERNEL_STDIN_PORT=52321", envf("KERNEL_KEY_FILE=", keyfile),
                  envf("KBOX_ROOTFS=", rootfs()), "KBOX_STATUS_FILE=", NULL};

@@ -75,10 +75,7 @@ static void plant_allow_all(const char *path, size_t extra, uid_t uid, mode_t mo
   memcpy(buf + 8, len, sizeof(len));
   struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
   memcpy(buf + 16, &allow, sizeof(allow));
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite(buf, 1, 24 + extra, f), 24 + extra);
-  fclose(f);
+  kt_write_data(path, buf, 24 + extra);
   cr_assert_eq(chown(path, uid, 0), 0);
   cr_assert_eq(chmod(path, mode), 0);
 }

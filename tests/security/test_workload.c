@@ -69,13 +69,6 @@ static void write_kill_variant(const char *dir, char *out, size_t n) {
   json_decref(p);
 }
 
-static void write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  cr_assert_not_null(f);
-  fputs(text, f);
-  fclose(f);
-}
-
 /* kbox run --rootfs / --profile PROFILE --bind dir:/work:ro [extra] -- python3 /work/SCRIPT */
 static void run_py(const char *profile, const char *dir, const char *script, struct kt_result *r) {
   char bind[4200], path[4200];
@@ -94,7 +87,7 @@ Test(workload, data_stack_runs_without_a_single_denial) {
   char kill_profile[4200], script[4200];
   write_kill_variant(dir, kill_profile, sizeof(kill_profile));
   snprintf(script, sizeof(script), "%s/data.py", dir);
-  write_file(script, data_py);
+  kt_write_file(script, data_py);
   const char *profiles[] = {kill_profile, "default"};
   for (int i = 0; i < 2; i++) {
     struct kt_result r;
@@ -121,7 +114,7 @@ Test(workload, kill_variant_catches_a_refused_call) {
   char kill_profile[4200], script[4200];
   write_kill_variant(dir, kill_profile, sizeof(kill_profile));
   snprintf(script, sizeof(script), "%s/packet.py", dir);
-  write_file(script, "import socket\ntry:\n    socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+  kt_write_file(script, "import socket\ntry:\n    socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
                      "    print('packet=opened')\nexcept PermissionError:\n    print('packet=EPERM')\n");
   struct kt_result r;
   run_py(kill_profile, dir, "packet.py", &r);
@@ -145,7 +138,7 @@ Test(workload, ipykernel_runs_without_a_single_denial) {
   char kill_profile[4200], script[4200];
   write_kill_variant(dir, kill_profile, sizeof(kill_profile));
   snprintf(script, sizeof(script), "%s/kernel.py", dir);
-  write_file(script,
+  kt_write_file(script,
              "import os\n"
              "os.environ.pop('JPY_PARENT_PID', None)\n"
              "from jupyter_client.manager import start_new_kernel\n"
@@ -197,7 +190,7 @@ Test(workload, broken_or_unknown_profile_is_an_error) {
   char *dir = kt_tmpdir();
   char path[4200];
   snprintf(path, sizeof(path), "%s/typo.json", dir);
-  write_file(path, "{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ERRNO\", \"syscalls\": ["
+  kt_write_file(path, "{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ERRNO\", \"syscalls\": ["
                    "{\"names\": [\"read\", \"mout\"], \"action\": \"SCMP_ACT_ALLOW\"}]}}");
   char *argv[] = {(char *)kt_kbox(), "run", "--rootfs", "/", "--profile", path, "--", "/bin/true", NULL};
   struct kt_result r;
@@ -222,7 +215,7 @@ Test(workload, strict_refuses_inet_sockets) {
   char *dir = kt_tmpdir();
   char script[4200];
   snprintf(script, sizeof(script), "%s/inet.py", dir);
-  write_file(script, "import socket\nsocket.socket(socket.AF_UNIX).close()\ntry:\n    socket.socket().close()\n"
+  kt_write_file(script, "import socket\nsocket.socket(socket.AF_UNIX).close()\ntry:\n    socket.socket().close()\n"
                      "    print('inet=opened')\nexcept PermissionError:\n    print('inet=EPERM')\n");
   struct kt_result r;
   run_py("strict", dir, "inet.py", &r);

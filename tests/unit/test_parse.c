@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sandbox/spec.h"
+#include "testlib.h"
 #include "util/envfile.h"
 #include "util/fs.h"
 #include "util/parse.h"
@@ -290,9 +291,9 @@ Test(fs, only_regular_files_are_read, .timeout = 20) {
   cr_assert_eq(kbox_read_file(dir, 4096, &text, NULL, &err), -1);
   cr_assert(strstr(err->msg, "directory") != NULL, "%s", err->msg);
   kbox_error_free(&err);
-  FILE *f = fopen(big, "w");
-  for (int i = 0; i < 5000; i++) fputc('x', f);
-  fclose(f);
+  char xs[5000];
+  memset(xs, 'x', sizeof(xs));
+  kt_write_data(big, xs, sizeof(xs));
   cr_assert_eq(kbox_read_file(big, 4096, &text, NULL, &err), -1);
   cr_assert(strstr(err->msg, "limit of 4KiB") != NULL, "%s", err->msg);
   kbox_error_free(&err);

@@ -34,7 +34,7 @@ def check_host():
         skip_or_fail("warm starts need root (rootless kernels start cold)")
     r = subprocess.run([KBOX, "image", "list"], capture_output=True, text=True)
     if "default" not in r.stdout:
-        skip_or_fail("no default image (tools/mkrootfs build)")
+        skip_or_fail("no default image (kbox image build)")
 
 
 def fail(msg):

@@ -3,7 +3,7 @@
 # its shared libraries, a static busybox and the static hog helper, mount a pure cgroup v2
 # hierarchy on /sys/fs/cgroup and run the memory/oom/pids/cpu/cleanup checks there.
 #
-# Usage: tools/vmtest/run.sh KBOX_BINARY HOG_BINARY
+# Usage: tests/vm/run.sh KBOX_BINARY HOG_BINARY
 # Prints the VM's "VMTEST PASS name" / "VMTEST FAIL name why" lines. Exit 0 when every check
 # passed, 1 when one failed or the VM did not finish, 77 (skip) when qemu is missing, unless
 # KBOX_MUST_WORK=1, which turns that skip into a failure.
