@@ -99,15 +99,5 @@ json_t *kbox_pod_status_json(const struct kbox_pod_status *st) {
 }
 
 int kbox_pod_status_write(const struct kbox_pod_status *st, json_t *extra, const char *path, kbox_error_t *err) {
-  json_t *doc = json_object();
-  json_object_set_new(doc, "protections", kbox_pod_status_json(st));
-  if (extra != NULL) json_object_update_missing(doc, extra);
-  char tmp[4096];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  int r = json_dump_file(doc, tmp, JSON_INDENT(2));
-  json_decref(doc);
-  if (r < 0) return kbox_error_make(err, errno, "KBOX_STATUS_FILE: writing %s", tmp);
-  chmod(tmp, 0644);
-  if (rename(tmp, path) < 0) return kbox_error_make(err, errno, "KBOX_STATUS_FILE: renaming %s to %s", tmp, path);
-  return 0;
+  return kbox_protections_write_json(kbox_pod_status_json(st), extra, path, err);
 }

@@ -104,10 +104,10 @@ json_t *kbox_protections_json(const struct kbox_protections *p) {
   return json_pack("{s:o, s:o, s:o}", "active", active, "partial", partial, "missing", missing);
 }
 
-int kbox_protections_write_status(const struct kbox_protections *p, json_t *extra, const char *path, kbox_error_t *err) {
+int kbox_protections_write_json(json_t *protections, json_t *extra, const char *path, kbox_error_t *err) {
   json_t *doc = json_object();
-  json_object_set_new(doc, "protections", kbox_protections_json(p));
-  if (extra != NULL) json_object_update(doc, extra);
+  json_object_set_new(doc, "protections", protections);
+  if (extra != NULL) json_object_update_missing(doc, extra);
   char tmp[4096];
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   int r = json_dump_file(doc, tmp, JSON_INDENT(2));
@@ -116,4 +116,8 @@ int kbox_protections_write_status(const struct kbox_protections *p, json_t *extr
   chmod(tmp, 0644);
   if (rename(tmp, path) < 0) return kbox_error_make(err, errno, "KBOX_STATUS_FILE: renaming %s to %s", tmp, path);
   return 0;
+}
+
+int kbox_protections_write_status(const struct kbox_protections *p, json_t *extra, const char *path, kbox_error_t *err) {
+  return kbox_protections_write_json(kbox_protections_json(p), extra, path, err);
 }

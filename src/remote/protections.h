@@ -47,6 +47,8 @@ void kbox_protections_summary(const struct kbox_protections *p, char *buf, size_
 /* {"active": [...], "partial": {"name": "why"}, "missing": {"name": "why"}} */
 json_t *kbox_protections_json(const struct kbox_protections *p);
 /* Write the JSON (plus extra keys from `extra`, may be NULL) to path, mode 0644, atomically. */
+/* Write {"protections": PROTECTIONS (taken over)} plus the keys of extra to path, 0644, atomically. */
+int kbox_protections_write_json(json_t *protections, json_t *extra, const char *path, kbox_error_t *err);
 int kbox_protections_write_status(const struct kbox_protections *p, json_t *extra, const char *path, kbox_error_t *err);
 
 #endif

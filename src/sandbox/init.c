@@ -133,6 +133,16 @@ static bool reap(pid_t workload, int *status) {
   }
 }
 
+int kbox_init_signalfd(kbox_error_t *err) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  return sfd >= 0 ? sfd : kbox_error_make(err, errno, "signalfd");
+}
+
 /* pid 1's loop: forward signals, reap, leave when the workload ends or the host goes away. */
 __attribute__((noreturn)) static void supervise(int chan, int sfd, pid_t workload) {
   struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = chan, .events = POLLIN}};
@@ -161,16 +171,8 @@ void kbox_init_main(struct kbox_init_args *a) {
   if (become_mapped_root(a, &err) < 0) init_fail(a->chan, &err);
   /* Not dumpable: the workload (even with the same uid, rootless) cannot ptrace or read our memory. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-  if (sfd < 0) {
-    kbox_error_make(&err, errno, "signalfd");
-    init_fail(a->chan, &err);
-  }
+  int sfd = kbox_init_signalfd(&err);
+  if (sfd < 0) init_fail(a->chan, &err);
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
   if (a->spec->net_relay_sock != NULL && kbox_net_relay_start(a->spec->net_relay_sock, &err) < 0) init_fail(a->chan, &err);

@@ -23,4 +23,7 @@ __attribute__((noreturn)) void kbox_init_supervise(int chan, int sfd, pid_t work
 /* Signals pid 1 forwards to the workload. */
 extern const int kbox_forwarded_signals[];
 
+/* pid 1's signals: SIGCHLD and the forwarded ones blocked, read from the returned signalfd. */
+int kbox_init_signalfd(kbox_error_t *err);
+
 #endif

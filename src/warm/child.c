@@ -117,16 +117,8 @@ static void be_pid1(struct kbox_spec *spec, int chan, int stdio, const int *tree
                     size_t envcap) {
   kbox_error_t err = NULL;
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-  if (sfd < 0) {
-    kbox_error_make(&err, errno, "signalfd");
-    child_fail(chan, &err);
-  }
+  int sfd = kbox_init_signalfd(&err);
+  if (sfd < 0) child_fail(chan, &err);
   if (send_self(chan, KBOX_WARM_MSG_PID1, &err) < 0) _exit(KBOX_EXIT_RUNTIME);
   size_t nl = spec->rootfs.n, nb = spec->n_binds, nw = spec->workdir != NULL ? 1 : 0;
   if (n_trees != nl + nb + nw) {
