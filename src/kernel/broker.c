@@ -24,7 +24,7 @@
    the broker adds byte accounting of what it hands to host iopub, and back-pressure: a source is
    not read while its destination cannot take more, so queues stay where their owner pays (the
    client's socket, or the kernel, inside its memory limit). */
-#define SHELL_WINDOW 8           /* shell requests inside the kernel at once: fair service between clients */
+#define SHELL_WINDOW KBOX_SHELL_WINDOW
 #define WINDOW_STALL_MS 1000     /* a full window with the kernel idle and silent this long is reset */
 #define WINDOW_STALL_BUSY_MS 10000 /* ... or with the kernel said busy and silent this long */
 #define HOST_RCVHWM 32           /* requests libzmq reads ahead per client connection */
@@ -238,6 +238,49 @@ static size_t find_delim(const struct kbox_frames *f) {
   return d <= KBOX_WIRE_MAX_IDENTS ? d : f->n;
 }
 
+/* The string member key of JSON object part i of the message (span.p NULL when absent). */
+static struct kbox_jspan member(const struct kbox_frames *f, size_t i, const char *key);
+
+/* A shell request enters the kernel: it takes a place in the window under its msg_id. Returns
+   the place (-1: none was free). */
+static int window_take(struct kbox_broker *b, const struct kbox_frames *f) {
+  size_t d = find_delim(f);
+  struct kbox_jspan id = d + 2 < f->n ? member(f, d + 2, "msg_id") : (struct kbox_jspan){0};
+  for (int i = 0; i < (int)(sizeof(b->window_id) / sizeof(b->window_id[0])); i++) {
+    if (b->window_id[i][0] != '\0') continue;
+    bool usable = id.p != NULL && !id.escaped && id.n > 0 && id.n < sizeof(b->window_id[i]);
+    snprintf(b->window_id[i], sizeof(b->window_id[i]), "%.*s", usable ? (int)id.n : 1, usable ? id.p : "?");
+    b->shell_inflight++;
+    return i;
+  }
+  return -1; /* twice the window in flight: only the broker's own requests get here; not counted */
+}
+
+/* The request of place `at` did not go out after all. */
+static void window_undo(struct kbox_broker *b, int at) {
+  if (at < 0) return;
+  b->window_id[at][0] = '\0';
+  if (b->shell_inflight > 0) b->shell_inflight--;
+}
+
+/* The kernel is done with request ID (its reply, or its idle status, whichever comes first: a
+   request of an unknown type or whose handler raised gets only the idle): its place is free. */
+static void window_release(struct kbox_broker *b, const char *id, size_t n) {
+  if (id == NULL || n == 0 || n >= sizeof(b->window_id[0])) return;
+  for (size_t i = 0; i < sizeof(b->window_id) / sizeof(b->window_id[0]); i++)
+    if (strncmp(b->window_id[i], id, n) == 0 && b->window_id[i][n] == '\0') {
+      b->window_id[i][0] = '\0';
+      if (b->shell_inflight > 0) b->shell_inflight--;
+      return;
+    }
+}
+
+/* Forget every place (the kernel went silent with the window full). */
+static void window_reset(struct kbox_broker *b) {
+  for (size_t i = 0; i < sizeof(b->window_id) / sizeof(b->window_id[0]); i++) b->window_id[i][0] = '\0';
+  b->shell_inflight = 0;
+}
+
 /* Send the client message held for channel ch to the kernel, if the kernel's socket (and, on
    shell, the window) can take it. While it is held, the client socket is not read: requests wait
    in libzmq's per-client queues (fair-queued between clients) and in the clients' own sockets. */
@@ -247,13 +290,15 @@ static void flush_to_kernel(struct kbox_broker *b, enum kbox_channel ch) {
     if (ch == KBOX_CH_SHELL && b->pend_counted && b->shell_inflight >= SHELL_WINDOW) return;
     /* A failed try is not marked touched (that would spin); its wake-up, if consumed, is
        covered by the RETRY_MS timer. */
+    bool counted = ch == KBOX_CH_SHELL && b->pend_counted;
+    int at = counted ? window_take(b, p) : -1; /* before the send moves the frames away */
     if (kbox_frames_send_or_keep(b->kern[ch], p) < 0) {
+      if (counted) window_undo(b, at);
       if (p->n > 0) return; /* EAGAIN: the kernel's queue is full; try again when it drains */
       drop(b, ch, true, zmq_strerror(errno));
     } else {
       b->touched |= KBIT(ch);
       b->forwarded++;
-      if (ch == KBOX_CH_SHELL && b->pend_counted) b->shell_inflight++;
     }
   }
   if (b->blocked & BIT(ch)) b->touched |= BIT(ch); /* read that client socket again */
@@ -374,8 +419,9 @@ static void from_kernel(struct kbox_broker *b, enum kbox_channel ch, long long n
   const char *why = kbox_wire_check_type(KERNEL_AUTH, f, &delim, &type);
   if (why != NULL) return drop(b, ch, false, why);
   b->kernel_heard_ms = now;
-  if (ch == KBOX_CH_SHELL && ends_with(&type, "_reply")) {
-    if (b->shell_inflight > 0) b->shell_inflight--;
+  if (ch == KBOX_CH_SHELL && ends_with(&type, "_reply") && delim + 3 < f->n) {
+    struct kbox_jspan parent = member(f, delim + 3, "msg_id");
+    if (!parent.escaped) window_release(b, parent.p, parent.n);
     if (b->blocked & BIT(KBOX_CH_SHELL)) flush_to_kernel(b, KBOX_CH_SHELL);
   }
   if (delim == 0) return drop(b, ch, false, "no client identity to route the reply to");
@@ -444,6 +490,8 @@ static void track_status(struct kbox_broker *b, size_t delim, long long now) {
     if (b->exec_hook != NULL && b->exec_id[0] != '\0') b->exec_hook(b->exec_hook_ctx, b);
     if (pid_usable && b->exec_id[0] != '\0' && kbox_jspan_eq(&parent[1], b->exec_id)) b->exec_id[0] = '\0';
     if (pid_usable) kbox_pending_idle(&b->pending, parent[1].p, parent[1].n);
+    if (pid_usable) window_release(b, parent[1].p, parent[1].n);
+    if (pid_usable && (b->blocked & BIT(KBOX_CH_SHELL))) flush_to_kernel(b, KBOX_CH_SHELL);
   }
 }
 
@@ -685,9 +733,10 @@ void kbox_broker_dispatch(struct kbox_broker *b, const zmq_pollitem_t *items, lo
 int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char *msg_type, json_t *content) {
   kbox_wire_build(&b->kern_auth, &b->buf, b->self_ident, strlen(b->self_ident), b->session, msg_type, NULL,
                   content, NULL);
-  if (ch == KBOX_CH_SHELL) b->shell_inflight++; /* its reply frees the place, like a client's */
+  int at = ch == KBOX_CH_SHELL ? window_take(b, &b->buf) : -1; /* its reply frees the place, like a client's */
   if (strcmp(msg_type, "shutdown_request") == 0) b->shutting_down = true;
   int rc = send_at(b, KBOX_CH_N + ch, &b->buf);
+  if (rc < 0 && ch == KBOX_CH_SHELL) window_undo(b, at);
   b->recheck |= b->touched;
   b->touched = 0;
   return rc;
@@ -721,7 +770,7 @@ static void unblock(struct kbox_broker *b, long long now) {
   if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW &&
       ((!b->busy && silent >= WINDOW_STALL_MS) || silent >= WINDOW_STALL_BUSY_MS)) {
     kbox_log(KBOX_LOG_DEBUG, "broker: %u shell requests unanswered with the kernel idle: window reset", b->shell_inflight);
-    b->shell_inflight = 0;
+    window_reset(b);
   }
   for (int ch = 0; ch < KBOX_CH_N; ch++) {
     if (!(b->blocked & BIT(ch))) continue;

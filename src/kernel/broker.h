@@ -17,6 +17,7 @@
 struct kbox_audit;
 
 #define KBOX_BROKER_NPOLL (2 * KBOX_CH_N)
+#define KBOX_SHELL_WINDOW 8 /* shell requests inside the kernel at once: fair service between clients */
 
 struct kbox_broker {
   void *ctx;
@@ -57,6 +58,9 @@ struct kbox_broker {
   unsigned blocked;           /* bit ch: the source of pend[ch] is not read until pend[ch] went out */
   bool pend_counted;          /* pend[SHELL] is a request that takes a place in the shell window */
   unsigned shell_inflight;    /* shell requests the kernel has not answered yet */
+  /* their msg_ids ("" = free; "?" = unreadable id, freed by a reset); room beyond the window for
+     the broker's own requests, which do not wait for a place */
+  char window_id[2 * KBOX_SHELL_WINDOW][64];
   long long kernel_heard_ms;  /* last message from the kernel (any channel) */
   long long last_service_ms;
   long long iopub_stall_ms;   /* since when host iopub cannot take more (0: it can) */
