@@ -245,7 +245,8 @@ void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint
                        "not probed: creating the probe sandbox failed (%s)", err->msg);
     kbox_error_free(&err);
   } else {
-    compose_idmap(&p->v[KBOX_FEAT_IDMAP], sp, &job, wst.st_uid);
+    /* rootless, the caller is the sandbox user: its files are the caller's (README, "What the sandbox is") */
+    compose_idmap(&p->v[KBOX_FEAT_IDMAP], sp, &job, sp->spec.rootless ? geteuid() : wst.st_uid);
   }
   kbox_mounts_free(&sp->mounts);
   unlink(sp->file);
