@@ -13,6 +13,7 @@ for dir in build build-asan; do
   fi
   ninja -C "$dir"
   echo "== meson test -C $dir"
-  meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || status=1
+  # suite 'fuzz' stays out until its known stall is fixed (tests/kernel/meson.build)
+  meson test -C "$dir" --print-errorlogs --num-processes 2 --no-suite fuzz "$@" || status=1
 done
 exit $status

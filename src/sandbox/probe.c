@@ -184,7 +184,7 @@ void kbox_probe_run(struct kbox_probe *p, const struct kbox_spec *spec, bool hos
   probe_userns(p, spec);
   probe_namespaces(p, spec);
   if (host_facts) probe_unprivileged(p, spec);
-  kbox_probe_sandbox(p, spec, kbox_probe_ns_flags(p));
+  kbox_probe_sandbox(p, spec, kbox_probe_ns_flags(p), host_facts);
   kbox_probe_cgroup(&p->v[KBOX_FEAT_CGROUP], spec);
 }
 

@@ -164,7 +164,8 @@ static void owner_problem(const struct sandbox_probe *sp, const struct kbox_prob
 static void compose_idmap(struct kbox_verdict *v, const struct sandbox_probe *sp, const struct kbox_probe_job *job,
                           uid_t owner) {
   char problem[512];
-  owner_problem(sp, job, owner, problem, sizeof(problem));
+  if (sp->spec.workdir != NULL) owner_problem(sp, job, owner, problem, sizeof(problem));
+  else problem[0] = '\0'; /* no workdir to share: only the layers count */
   const struct kbox_verdict *bind = &job->aspect[ASPECT_WORKDIR], *layers = &job->aspect[ASPECT_LAYERS];
   bool root_userns = !sp->spec.rootless && (sp->spec.ns_flags & CLONE_NEWUSER);
   if (job->aspect_seen[ASPECT_WORKDIR] && bind->state != KBOX_VERDICT_OK)
@@ -219,7 +220,7 @@ static const enum kbox_feature sandbox_steps[] = {KBOX_FEAT_HOSTNAME, KBOX_FEAT_
                                                   KBOX_FEAT_PROC, KBOX_FEAT_IDMAP, KBOX_FEAT_CAPS, KBOX_FEAT_SECCOMP};
 #define N_STEPS (sizeof(sandbox_steps) / sizeof(sandbox_steps[0]))
 
-void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint64_t ns_flags) {
+void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint64_t ns_flags, bool try_workdir) {
   for (size_t i = 0; i < N_STEPS; i++)
     kbox_verdict_set(&p->v[sandbox_steps[i]], sandbox_steps[i], KBOX_VERDICT_MISSING, 0, NULL,
                      "not probed: the probe sandbox ended before this step");
@@ -228,7 +229,7 @@ void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint
   sp->spec = *spec;
   sp->spec.ns_flags = ns_flags;
   char tmpdir[64] = "";
-  if (sp->spec.workdir == NULL) {
+  if (sp->spec.workdir == NULL && try_workdir) {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbox-probe-XXXXXX");
     if (mkdtemp(tmpdir) == NULL) tmpdir[0] = '\0';
     else sp->spec.workdir = tmpdir;

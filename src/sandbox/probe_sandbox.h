@@ -5,7 +5,9 @@
 
 #include "sandbox/probe.h"
 
-/* Fill the hostname, loopback, overlay, proc, idmap, caps and seccomp verdicts of p. */
-void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint64_t ns_flags);
+/* Fill the hostname, loopback, overlay, proc, idmap, caps and seccomp verdicts of p. Without a
+   --workdir in spec, try_workdir shares a temporary one (doctor: could kbox share one?); else the
+   idmap verdict is about the layers only (the entrypoint: exactly the sandbox it will build). */
+void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint64_t ns_flags, bool try_workdir);
 
 #endif
