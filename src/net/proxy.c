@@ -44,6 +44,7 @@ struct conn {
   size_t c2u_len, c2u_off, u2c_len, u2c_off;
   bool c_eof, u_eof, c_shut, u_shut;
   bool tunnel;                 /* CONNECT */
+  bool resp_marked;            /* plain HTTP: "Connection: close" is in the response head */
   char host[KBOX_NET_HOST_MAX + 1];
   unsigned port;
   size_t body_at;              /* first byte after the head */
@@ -450,6 +451,29 @@ static bool flush(int fd, char *buf, size_t *off, size_t *len) {
   return true;
 }
 
+/* Plain HTTP is one request per connection (the origin gets "Connection: close"): tell the client
+   too, right after the response's status line, so it never sends a second request on a connection
+   the proxy is closing (a pooled keep-alive connection would fail with "connection reset"). Until
+   the status line is complete the response is held. */
+static bool mark_response(struct conn *c) {
+  static const char hdr[] = "Connection: close\r\nProxy-Connection: close\r\n";
+  if (c->tunnel || c->resp_marked) return true;
+  char *eol = memmem(c->u2c, c->u2c_len, "\r\n", 2);
+  if (eol == NULL) {
+    if (c->u2c_len < sizeof(c->u2c) && !c->u_eof) return false; /* wait for the rest of the line */
+    c->resp_marked = true; /* no status line at all: pass it on as it is */
+    return true;
+  }
+  size_t at = (size_t)(eol - c->u2c) + 2, n = sizeof(hdr) - 1;
+  if (c->u2c_len + n <= sizeof(c->u2c)) {
+    memmove(c->u2c + at + n, c->u2c + at, c->u2c_len - at);
+    memcpy(c->u2c + at, hdr, n);
+    c->u2c_len += n;
+  }
+  c->resp_marked = true;
+  return true;
+}
+
 /* One direction-pair step of an established connection; false when it is finished. */
 static bool pipe_step(struct kbox_proxy *p, struct conn *c, short cev, short uev, long long now) {
   if ((cev & (POLLIN | POLLHUP | POLLERR)) && !c->c_eof) {
@@ -462,7 +486,7 @@ static bool pipe_step(struct kbox_proxy *p, struct conn *c, short cev, short uev
   }
   if (p->bytes_exhausted) return false;
   if (!flush(c->ufd, c->c2u, &c->c2u_off, &c->c2u_len)) return false;
-  if (!flush(c->cfd, c->u2c, &c->u2c_off, &c->u2c_len)) return false;
+  if (mark_response(c) && !flush(c->cfd, c->u2c, &c->u2c_off, &c->u2c_len)) return false;
   if (c->c_eof && c->c2u_len == 0 && !c->u_shut) c->u_shut = shutdown(c->ufd, SHUT_WR) == 0 || true;
   if (c->u_eof && c->u2c_len == 0 && !c->c_shut) c->c_shut = shutdown(c->cfd, SHUT_WR) == 0 || true;
   return !(c->c_eof && c->u_eof && c->c2u_len == 0 && c->u2c_len == 0);
@@ -503,7 +527,7 @@ static bool conn_step(struct kbox_proxy *p, struct conn *c, short cev, short uev
        sends until it closes. Closing a unix socket with unread input resets it, and the peer
        could lose the response. */
     if (cev & POLLERR) return false;
-    if (!flush(c->cfd, c->u2c, &c->u2c_off, &c->u2c_len)) return false;
+    if (mark_response(c) && !flush(c->cfd, c->u2c, &c->u2c_off, &c->u2c_len)) return false;
     if (c->u2c_len != 0) return true;
     if (!c->c_shut) c->c_shut = shutdown(c->cfd, SHUT_WR) == 0 || true;
     char sink[4096];
