@@ -115,22 +115,6 @@ static const char *read_line(int fd, int timeout_s) {
   return memchr(buf, '\n', n) != NULL ? buf : NULL;
 }
 
-/* Entries of DIR, names appended to names (0 when DIR does not exist). */
-static int entries(const char *dir, char *names, size_t n) {
-  DIR *d = opendir(dir);
-  int count = 0;
-  names[0] = '\0';
-  if (d == NULL) return 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    count++;
-    size_t len = strlen(names);
-    snprintf(names + len, n - len, " %s", e->d_name);
-  }
-  closedir(d);
-  return count;
-}
-
 /* Processes whose command line contains needle (kbox's reapers and the sandbox's pid 1 are forks of
    kbox and keep its argv). */
 static int processes_with(const char *needle) {
@@ -159,7 +143,7 @@ static void assert_nothing_left(const char *id, const char *when) {
   snprintf(base, sizeof(base), "%s/xdg/kbox", tdir);
   int left = 0, procs = 0;
   for (int i = 0; i < 200; i++) {
-    left = entries(base, names, sizeof(names));
+    left = kt_dir_entries(base, names, sizeof(names));
     procs = processes_with(id);
     if (left == 0 && procs == 0) break;
     sleep_ms(100);
@@ -222,7 +206,7 @@ Test(faults, stale_run_dir_is_swept_by_run_cmd_and_ps, .timeout = 120) {
 }
 
 /* Host-side ipc socket files of PREFIX (PREFIX-N), names in names. */
-static int ipc_files(const char *dir, char *names, size_t n) { return entries(dir, names, n); }
+static int ipc_files(const char *dir, char *names, size_t n) { return kt_dir_entries(dir, names, n); }
 
 /* 8: --transport ipc: the socket files go with the kernel (kill, SIGKILL) and do not pile up. */
 Test(faults, ipc_socket_files_do_not_outlive_the_kernel, .timeout = 300) {

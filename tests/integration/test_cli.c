@@ -141,22 +141,6 @@ static void teardown(void) {
 
 TestSuite(cli, .init = setup, .fini = teardown);
 
-/* Entries of DIR (0 when it does not exist), their names in names. */
-static int count_entries(const char *dir, char *names, size_t n) {
-  DIR *d = opendir(dir);
-  int count = 0;
-  names[0] = '\0';
-  if (d == NULL) return 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    count++;
-    size_t len = strlen(names);
-    snprintf(names + len, n - len, " %s", e->d_name);
-  }
-  closedir(d);
-  return count;
-}
-
 static void run_case(const struct cli_case *c) {
   char *argv[16], bufs[12][700];
   int n = 0;
@@ -188,8 +172,8 @@ static void run_case(const struct cli_case *c) {
             "[%s] a control character was echoed raw:\n%s", c->name, r.err);
   char base[700], names[2048];
   snprintf(base, sizeof(base), "%s/xdg/kbox", tdir);
-  cr_assert_eq(count_entries(base, names, sizeof(names)), 0, "[%s] left in %s:%s", c->name, base, names);
-  cr_assert_eq(count_entries(tdir, names, sizeof(names)), 9, "[%s] the test directory changed:%s", c->name, names);
+  cr_assert_eq(kt_dir_entries(base, names, sizeof(names)), 0, "[%s] left in %s:%s", c->name, base, names);
+  cr_assert_eq(kt_dir_entries(tdir, names, sizeof(names)), 9, "[%s] the test directory changed:%s", c->name, names);
   kt_result_free(&r);
 }
 
@@ -223,7 +207,7 @@ Test(cli, report_is_written_atomically, .timeout = 120) {
   json_decref(j);
   char dir[700], names[2048];
   snprintf(dir, sizeof(dir), "%s/dir", tdir);
-  cr_assert_eq(count_entries(dir, names, sizeof(names)), 1, "expected only verdict.json in %s:%s", dir, names);
+  cr_assert_eq(kt_dir_entries(dir, names, sizeof(names)), 1, "expected only verdict.json in %s:%s", dir, names);
   unlink(report);
   kt_result_free(&r);
 }

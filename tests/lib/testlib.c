@@ -1,6 +1,7 @@
 #include "testlib.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -174,3 +175,18 @@ bool kt_userns_works(int as_uid) {
    ASAN_OPTIONS from the environment would override this, so tools/test.sh leaves detect_leaks out. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "detect_leaks=0"; }
+
+int kt_dir_entries(const char *dir, char *names, size_t n) {
+  DIR *d = opendir(dir);
+  int count = 0;
+  names[0] = '\0';
+  if (d == NULL) return 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    count++;
+    size_t len = strlen(names);
+    snprintf(names + len, n - len, " %s", e->d_name);
+  }
+  closedir(d);
+  return count;
+}

@@ -41,6 +41,9 @@ void kt_rmrf(const char *path);
 /* Can this host create user namespaces as uid (for rootless tests)? */
 bool kt_userns_works(int as_uid);
 
+/* How many entries DIR has (0 when it does not exist); their names, space-separated, in names. */
+int kt_dir_entries(const char *dir, char *names, size_t n);
+
 #define KT_NOBODY 65534
 
 #endif
