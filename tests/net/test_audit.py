@@ -119,7 +119,8 @@ class Session(unittest.TestCase):
 class Masked(unittest.TestCase):
     def test_log_under_the_rootfs_is_masked(self):
         # --rootfs / shows the host's files read-only; a world-readable log there must not be readable
-        d = tempfile.mkdtemp(prefix="kbox-audit-vis-", dir=os.environ.get("KBOX_BUILD_ROOT", "/var/tmp"))
+        # not under /tmp: the sandbox has a /tmp of its own, and a build dir there would not be shown
+        d = tempfile.mkdtemp(prefix="kbox-audit-vis-", dir="/var/tmp")
         os.chmod(d, 0o755)
         log = os.path.join(d, "audit.jsonl")
         with open(log, "w") as f:

@@ -18,15 +18,18 @@ BUILD = os.environ.get("KBOX_BUILD_ROOT", os.path.join(SRC, "build"))
 
 
 def vendor_dir():
-    """The vendored peers: KBOX_VENDOR_DIR, else ../shared/vendor beside the checkout (or beside
-    the directory holding a worktree of it)."""
+    """The vendored peers: KBOX_VENDOR_DIR, else shared/vendor beside the checkout or beside any
+    directory above it (a worktree or a clone deeper down), else the workplace's /work/shared/vendor."""
     if os.environ.get("KBOX_VENDOR_DIR"):
         return os.environ["KBOX_VENDOR_DIR"]
-    up = os.path.dirname(SRC)
-    for base in (up, os.path.dirname(up)):
+    base = os.path.dirname(SRC)
+    while True:
         if os.path.isdir(os.path.join(base, "shared", "vendor")):
             return os.path.join(base, "shared", "vendor")
-    return os.path.join(up, "shared", "vendor")
+        if os.path.dirname(base) == base:
+            break
+        base = os.path.dirname(base)
+    return "/work/shared/vendor"
 
 
 VENDOR = vendor_dir()
