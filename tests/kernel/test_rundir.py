@@ -95,6 +95,22 @@ class RunDir(unittest.TestCase):
         start_and_stop_kernel()
         self.assertFalse(os.path.exists(stale), "a kernel start did not sweep the stale run dir")
 
+    def test_next_start_leaves_a_dir_that_is_no_run_dir(self):
+        # The zygotes live in BASE/warm (zygote.sock, KEY.pid, KEY.log): a kernel start that took
+        # it for a stale run dir removed a live zygote's socket, so every kernel started cold.
+        base = kboxkernel.run_dir_base()
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        other = os.path.join(base, "warm-like-%d" % os.getpid())
+        os.makedirs(os.path.join(other, "b16dc560f4e652a9"), mode=0o700)
+        with open(os.path.join(other, "b16dc560f4e652a9.pid"), "w") as f:
+            f.write("1\n")
+        try:
+            start_and_stop_kernel()
+            self.assertTrue(os.path.exists(os.path.join(other, "b16dc560f4e652a9.pid")),
+                            "a kernel start swept a directory that is not a kernel's run dir")
+        finally:
+            shutil.rmtree(other, ignore_errors=True)
+
 
 if __name__ == "__main__":
     try:
