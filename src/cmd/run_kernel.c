@@ -1,5 +1,6 @@
 /* Kernel mode of `kbox run` (no CMD, or --detach), and command mode with --net allow or --audit:
    in kbox-kernel.so, entered from cmd/run.c once the options are parsed. */
+#include <stdio.h>
 #include <unistd.h>
 
 #include "cmd/commands.h"
@@ -12,6 +13,7 @@
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "warm/pool.h"
 #include "warm/warm.h"
 
 /* The kernel command could not be executed: that is kbox's configuration (--kernel-cmd), not a
@@ -36,6 +38,31 @@ static void write_report(struct kbox_sandbox *sb, const struct kbox_error_s *set
   kbox_run_report_write(sb, r);
 }
 
+/* A kernel claimed from the warm pool (src/warm/pool.c) brought its run dir and key: the broker
+   signs for the kernel with that key, and its kernel.json names our id. */
+static int adopt_pool_conn(struct kbox_kernel *k, kbox_error_t *err) {
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/kernel.json", k->kdir);
+  struct kbox_conn inner;
+  kbox_conn_init(&inner);
+  if (kbox_conn_read(path, &inner, err) < 0 || kbox_conn_write(path, &inner, k->spec->id, false, err) < 0)
+    return kbox_error_prefix(err, "the pool kernel's connection file");
+  snprintf(k->kern.key, sizeof(k->kern.key), "%s", inner.key);
+  snprintf(k->kern.scheme, sizeof(k->kern.scheme), "%s", inner.scheme);
+  return 0;
+}
+
+/* A pool holder (src/warm/pool_hold.c): its fork is offered to claimers instead of served. */
+static int hold_for_pool(struct kbox_sandbox *sb, struct kbox_spec *spec, int sigfd, bool warm) {
+  if (!warm) {
+    kbox_warn("warm pool: the pool kernel could not be forked");
+    return KBOX_EXIT_RUNTIME;
+  }
+  int code = kbox_warm_pool_hold(sb, spec, sigfd);
+  kbox_sandbox_destroy(sb);
+  return code;
+}
+
 /* The sandbox, broker (kernel mode), proxy and audit log, supervised until the sandbox ends; returns
    the exit code. k holds the kernel (kernel mode) or only the --net/--audit guard (command mode). */
 static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd) {
@@ -44,14 +71,17 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
   struct kbox_sandbox sb;
   int code;
   /* Kernel mode starts from a warm zygote when it can, else cold (src/warm). */
-  bool warm = kern != NULL && kbox_warm_try(&sb, spec) == 1;
-  if (kern != NULL) kern->start = warm ? "fork" : "cold";
+  int how = kern != NULL ? kbox_warm_try(&sb, spec) : 0;
+  bool warm = how >= 1;
+  if (kern != NULL) kern->start = how == 2 ? "pool" : warm ? "fork" : "cold";
+  if (kern != NULL && kbox_warm_pool_holder()) return hold_for_pool(&sb, spec, sigfd, warm);
   if (!warm && kbox_sandbox_start(&sb, spec, &err) < 0) {
     kbox_probe_explain_failure(spec, &err); /* name what the host refuses, as doctor does */
     if (kern != NULL) kernel_cmd_error(spec, err);
     write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);
-  } else if ((kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) || kbox_guard_start(k, &sb, &err) < 0) {
+  } else if ((how == 2 && adopt_pool_conn(kern, &err) < 0) || (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) ||
+             kbox_guard_start(k, &sb, &err) < 0) {
     kbox_sandbox_kill(&sb);
     write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);

@@ -15,13 +15,14 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "warm/pool.h"
 #include "warm/service.h"
 
 #define START_WAIT_MS 120000
 
 static void warm_usage(FILE *out) {
   fprintf(out,
-          "Usage: kbox warm start [--image NAME | --rootfs DIR...] [--no-wait]\n"
+          "Usage: kbox warm start [--image NAME | --rootfs DIR...] [--no-wait] [--pool N] [--pool-memory MIB]\n"
           "       kbox warm stop\n"
           "       kbox warm status [--json]\n"
           "Kernel-mode sandboxes (kbox run, exec, kernelspec launches) start as forks of a zygote that\n"
@@ -29,9 +30,14 @@ static void warm_usage(FILE *out) {
           "finds no zygote starts one in the background; 'start' does it ahead (and waits until it is\n"
           "ready), 'stop' ends every zygote, 'status' lists them. Kernels already started keep running.\n"
           "Environment: KBOX_WARM_DIR (where zygotes keep their sockets; default /run/kbox/warm),\n"
-          "KBOX_WARM_IDLE (seconds without a request before a zygote exits; default 900).\n\n"
+          "KBOX_WARM_IDLE (seconds without a request before a zygote exits; default 900).\n"
+          "The pool: --pool N keeps N kernels of the image forked and started ahead, claimed in a few\n"
+          "milliseconds by kernels whose settings match (docs/warm.md); --pool-memory caps their memory\n"
+          "(MiB, default 2048). Both apply to a running zygote too; KBOX_WARM_POOL and\n"
+          "KBOX_WARM_POOL_MEMORY are the defaults of a zygote started on demand (default: no pool).\n\n"
           "Examples:\n"
           "  kbox warm start && kbox exec -c 'import pandas; pandas.__version__'\n"
+          "  kbox warm start --pool 2 && kbox exec -c 1\n"
           "  kbox warm status --json\n");
 }
 
@@ -64,18 +70,42 @@ static bool server_alive(const char *keydir) {
   return pid > 0 && kill(pid, 0) == 0;
 }
 
+/* `start --pool N [--pool-memory MIB]`: the pool's size and budget, read by the zygote's server on
+   its next tick (src/warm/pool_fill.c). */
+static int set_pool(const char *keydir, const char *size, const char *memory, kbox_error_t *err) {
+  char dir[PATH_MAX], path[PATH_MAX + 16], text[32];
+  if (kbox_warm_pool_dir(keydir, dir, sizeof(dir), true, err) < 0) return -1;
+  const char *names[2] = {"size", "memory"}, *values[2] = {size, memory};
+  for (int i = 0; i < 2; i++) {
+    if (values[i] == NULL) continue;
+    char *end = NULL;
+    long long v = strtoll(values[i], &end, 10);
+    if (end == values[i] || *end != '\0' || v < 0 || (i == 0 && v > KBOX_WARM_POOL_MAX))
+      return kbox_error_make(err, 0, "--pool%s %s: give a number%s", i ? "-memory" : "", values[i],
+                             i ? " of MiB" : " from 0 to 64");
+    snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+    snprintf(text, sizeof(text), "%lld\n", v);
+    if (kbox_warm_pool_put(path, text, err) < 0) return -1;
+  }
+  return 0;
+}
+
 static int warm_start(int argc, char **argv) {
   cleanup_error kbox_error_t err = NULL;
   bool wait = true;
   struct kbox_strv args = {0};
+  const char *pool = NULL, *pool_memory = NULL;
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--no-wait") == 0) wait = false;
+    else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc) pool = argv[++i];
+    else if (strcmp(argv[i], "--pool-memory") == 0 && i + 1 < argc) pool_memory = argv[++i];
     else kbox_strv_add(&args, argv[i]);
   }
   struct kbox_spec spec;
   char keydir[PATH_MAX];
   int rc = 0;
   if (image_spec((int)args.n, args.v, &spec, &err) < 0 || kbox_warm_key_dir(&spec, keydir, sizeof(keydir), &err) < 0 ||
+      ((pool != NULL || pool_memory != NULL) && set_pool(keydir, pool, pool_memory, &err) < 0) ||
       (!kbox_warm_ready(keydir) && kbox_warm_spawn(&spec, &err) < 0)) {
     rc = kbox_error_report(&err);
   } else if (wait) {
@@ -130,8 +160,10 @@ static void stop_one(const char *base, const char *key, int pid, void *arg) {
 static void status_one(const char *base, const char *key, int pid, void *arg) {
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s/%s", base, key);
-  json_t *z = json_pack("{s:s,s:i,s:b,s:b}", "key", key, "pid", pid, "alive", pid > 0 && kill(pid, 0) == 0, "ready",
-                        kbox_warm_ready(dir));
+  int pool_ready = 0, pool_size = 0;
+  kbox_warm_pool_count(dir, &pool_ready, &pool_size);
+  json_t *z = json_pack("{s:s,s:i,s:b,s:b,s:{s:i,s:i}}", "key", key, "pid", pid, "alive", pid > 0 && kill(pid, 0) == 0, "ready",
+                        kbox_warm_ready(dir), "pool", "size", pool_size, "ready", pool_ready);
   json_array_append_new(arg, z);
 }
 
@@ -162,9 +194,11 @@ int kbox_cmd_warm(int argc, char **argv) {
       size_t i;
       json_t *z;
       json_array_foreach(list, i, z)
-        printf("%s pid %lld %s\n", json_string_value(json_object_get(z, "key")),
+        printf("%s pid %lld %s, pool %lld/%lld\n", json_string_value(json_object_get(z, "key")),
                (long long)json_integer_value(json_object_get(z, "pid")),
-               json_is_true(json_object_get(z, "ready")) ? "ready" : "starting");
+               json_is_true(json_object_get(z, "ready")) ? "ready" : "starting",
+               (long long)json_integer_value(json_object_get(json_object_get(z, "pool"), "ready")),
+               (long long)json_integer_value(json_object_get(json_object_get(z, "pool"), "size")));
     }
     json_decref(list);
     return rc;

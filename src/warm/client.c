@@ -25,6 +25,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "warm/child.h"
+#include "warm/pool.h"
 #include "warm/proto.h"
 #include "warm/service.h"
 #include "warm/warm.h"
@@ -224,6 +225,7 @@ int kbox_warm_try(struct kbox_sandbox *sb, struct kbox_spec *spec) {
     if (kbox_warm_spawn(spec, &err) < 0) kbox_error_free(&err);
     return 0;
   }
+  if (!kbox_warm_pool_holder() && kbox_warm_pool_claim(sb, spec, keydir) == 1) return 2; /* the pool (pool.c) */
   if (fork_kernel(sb, spec, keydir, &err) == 0) return 1;
   kbox_warn("warm start failed (%s): starting cold", err->msg);
   kbox_error_free(&err);

@@ -22,6 +22,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "warm/pool.h"
 #include "warm/proto.h"
 
 #define DEFAULT_BASE "/run/kbox/warm"
@@ -180,15 +181,17 @@ static int make_keydir(const struct kbox_spec *spec, const char *keydir, kbox_er
   return 0;
 }
 
-static void serve_loop(struct kbox_sandbox *sb, int sigfd) {
+static void serve_loop(struct kbox_sandbox *sb, int sigfd, struct kbox_warm_pool *pool) {
   long long kill_at = 0;
   while (!sb->reaped) {
     struct pollfd p[3] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}, {.fd = sb->chan, .events = POLLIN}};
-    int r = poll(p, sb->chan >= 0 ? 3 : 2, kill_at ? 200 : -1);
+    int wait = kill_at ? 200 : kbox_warm_pool_tick(pool); /* the pool's refills (pool_fill.c) */
+    int r = poll(p, sb->chan >= 0 ? 3 : 2, wait);
     if (r < 0 && errno != EINTR) break;
     struct signalfd_siginfo si;
     while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
       if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
+        kbox_warm_pool_stop(pool);
         kbox_sandbox_signal(sb, SIGTERM);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -233,11 +236,14 @@ int kbox_warm_serve(struct kbox_spec *spec, kbox_error_t *err) {
   cleanup_close int sigfd = kbox_sandbox_signalfd(err);
   if (sigfd < 0) return -1;
   struct kbox_sandbox sb;
+  static struct kbox_warm_pool pool;
+  kbox_warm_pool_init(&pool, spec, keydir);
   int rc = kbox_sandbox_start(&sb, spec, err);
   if (rc == 0) {
     kbox_info("warm: zygote %s started (sandbox pid %d)", keydir, (int)sb.pid);
-    serve_loop(&sb, sigfd);
+    serve_loop(&sb, sigfd, &pool);
   }
+  kbox_warm_pool_stop(&pool);
   kbox_sandbox_destroy(&sb);
   snprintf(path, sizeof(path), "%s/zygote.sock", keydir);
   unlink(path);

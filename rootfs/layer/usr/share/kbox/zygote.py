@@ -110,6 +110,9 @@ def kernel_main(envbuf):
         log("top-level modules the kernel imported itself: %s" % " ".join(new))
         app.start()
         return
+    if os.environ.pop(POOL_KERNEL_ENV, None) is not None:  # the pool, below
+        pool_kernel_main(kernelapp)
+        return
     kernelapp.launch_new_instance()
 
 
@@ -188,6 +191,7 @@ def main():
     lib.kbox_warm_child.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int),
                                     ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
     lib.kbox_warm_child.restype = ctypes.c_int
+    pool_setup(lib)
     t0 = time.monotonic()
     before = dict(os.environ)
     warm_imports()
@@ -205,6 +209,99 @@ def main():
     os.rename(tmp, path)  # clients see the socket only once we accept
     log("ready after %.2f s" % (time.monotonic() - t0))
     serve(lib, lsock)
+
+
+# ---- The pool (docs/warm.md, "The pool"): a kernel started ahead, settled when it is claimed ----
+
+POOL_KERNEL_ENV = "KBOX_WARM_POOL_KERNEL"  # src/warm/pool.h: in the environment of a pool kernel
+CLAIM_SOCK = "/run/kbox/claim.sock"  # its claim socket, in its run dir
+POOL = {}
+
+
+def pool_setup(lib):
+    """The library's claim entry point (src/warm/claim_env.c)."""
+    lib.kbox_warm_claim_env.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+                                        ctypes.c_char_p, ctypes.c_size_t]
+    lib.kbox_warm_claim_env.restype = ctypes.c_int
+    POOL["lib"] = lib
+
+
+def pool_kernel_main(kernelapp):
+    """The app starts now; once its loop runs, the kernel listens for its claim (the holder offers
+    it only then)."""
+    from tornado.ioloop import IOLoop
+    POOL["env_before_app"] = dict(os.environ)
+    app = kernelapp.IPKernelApp.instance()
+    app.initialize()
+    IOLoop.current().add_callback(pool_listen, app)
+    app.start()
+
+
+def pool_listen(app):
+    """Accept one claim on CLAIM_SOCK from the app's loop; the socket is gone before the answer."""
+    from tornado.ioloop import IOLoop
+    loop = IOLoop.current()
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    tmp = CLAIM_SOCK + ".tmp"
+    lsock.bind(tmp)
+    lsock.listen(8)
+    lsock.setblocking(False)
+    os.rename(tmp, CLAIM_SOCK)
+
+    def on_claim(fd, events):
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            return
+        conn.settimeout(10)
+        try:
+            msg, fds, _, _ = socket.recv_fds(conn, MAX_REQ, 1)
+            err = pool_settle(app, msg, fds)
+        except Exception as e:  # the claimer gives the kernel up (its holder then ends it)
+            err = "%s: %s" % (type(e).__name__, e)
+        loop.remove_handler(fd)
+        lsock.close()
+        os.unlink(CLAIM_SOCK)
+        try:
+            conn.send(b"ok" if err is None else err.encode("utf-8", "replace")[:500])
+        finally:
+            conn.close()
+
+    loop.add_handler(lsock.fileno(), on_claim, IOLoop.READ)
+
+
+def pool_settle(app, msg, fds):
+    """The claim's environment, cwd and stdio, as a fork of this request would have them."""
+    envbuf = ctypes.create_string_buffer(1 << 16)
+    cwd = ctypes.create_string_buffer(4096)
+    if POOL["lib"].kbox_warm_claim_env(msg, len(msg), envbuf, len(envbuf), cwd, len(cwd)) != 0:
+        return "the claim's request could not be read"
+    env = {}
+    for kv in envbuf.raw.split(b"\0"):
+        if not kv:
+            break
+        k, _, v = kv.decode("utf-8", "surrogateescape").partition("=")
+        env[k] = v
+    before = POOL.pop("env_before_app")
+    by_app = {k: v for k, v in os.environ.items() if before.get(k) != v}  # the shell's TERM, PAGER...
+    os.environ.clear()
+    os.environ.update(IMPORT_ENV)
+    os.environ.update(env)
+    os.environ.update(by_app)
+    try:
+        os.chdir(cwd.value.decode("utf-8", "surrogateescape"))
+    except OSError:
+        os.chdir("/")
+    hist = getattr(app.shell, "history_manager", None)
+    if hist is not None:
+        kind = type(hist.dir_hist[0]) if hist.dir_hist else str
+        hist.dir_hist[:] = [kind(os.getcwd())]
+    for fd in fds:  # the claimer's stderr: the kernel's stdout and stderr, as a fork's
+        for stream, std in ((sys.stdout, 1), (sys.stderr, 2)):
+            copy = getattr(stream, "_original_stdstream_copy", None)  # ipykernel's fd capture
+            os.dup2(fd, copy if copy is not None else std, inheritable=copy is None)
+        os.close(fd)
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,423 @@
+/* The claim side of the warm pool (docs/warm.md, "The pool"): take a ready kernel from a holder
+   whose settings match and give it what this kbox run asked for, so that it is the kernel a fork
+   would have made: this id's cgroups with its limits (the kernel's processes are moved in), its
+   hostname, workdir and binds (mounted into the kernel's namespaces from the host), its run dir
+   (the kernel's is renamed over ours), and its environment, cwd and stderr (sent to the kernel,
+   which applies them before it answers). */
+#include "warm/pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup/cgroup.h"
+#include "cgroup/limits.h"
+#include "sandbox/idmap.h"
+#include "sandbox/mounts.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/log.h"
+#include "warm/proto.h"
+
+#define OFFER_MS 2000   /* a holder that does not answer by then is busy or gone: next slot */
+#define SETTLE_MS 10000 /* the kernel applying the claim's settings */
+
+int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err) {
+  struct kbox_spec n = *spec; /* shallow: encode only reads */
+  n.id = n.hostname = (char *)"";
+  n.workdir = NULL;
+  n.binds = NULL;
+  n.n_binds = 0;
+  n.env = (struct kbox_strv){0};
+  n.verbosity = 0;
+  return kbox_warm_encode(&n, out, len, err);
+}
+
+int kbox_warm_pool_dir(const char *keydir, char *out, size_t n, bool mk, kbox_error_t *err) {
+  if (snprintf(out, n, "%s.pool", keydir) >= (int)n) return kbox_error_make(err, 0, "%s: path too long", keydir);
+  if (mk && mkdir(out, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", out);
+  return 0;
+}
+
+int kbox_warm_pool_put(const char *path, const char *text, kbox_error_t *err) {
+  cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return kbox_error_make(err, errno, "creating %s", path);
+  if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) return kbox_error_make(err, errno, "writing %s", path);
+  return 0;
+}
+
+const char *kbox_warm_pool_kdir(const struct kbox_spec *spec) {
+  for (size_t i = 0; i < spec->n_binds; i++)
+    if (strcmp(spec->binds[i].dst, KBOX_WARM_RUN_INNER) == 0) return spec->binds[i].src;
+  return NULL;
+}
+
+/* Why spec cannot take a pool kernel ("" when it can): what a claim cannot give a running kernel. */
+static const char *not_poolable(const struct kbox_spec *s) {
+  if (s->net != KBOX_NET_NONE || s->net_relay_sock != NULL) return "--net allow";
+  if (s->audit_path != NULL) return "--audit";
+  if (s->overlays.n > 0) return "--profile-dir / --ipython-dir";
+  if (s->kernel_args.n > 0) return "the client passed kernel arguments";
+  if (kbox_warm_pool_kdir(s) == NULL) return "no run dir";
+  static const char *const app_env[] = {"IPYTHON", "JUPYTER", "JPY_", NULL}; /* read as the app starts */
+  for (size_t i = 0; i < s->env.n; i++)
+    for (size_t k = 0; app_env[k] != NULL; k++)
+      if (strncmp(s->env.v[i], app_env[k], strlen(app_env[k])) == 0) return "an --env variable is read as the kernel app starts";
+  return "";
+}
+
+/* Host pid of a pidfd (its fdinfo). */
+static pid_t pidfd_pid(int pidfd) {
+  char path[64], *text = NULL;
+  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+  kbox_error_t ignored = NULL;
+  if (kbox_read_file(path, 4096, &text, NULL, &ignored) < 0) {
+    kbox_error_free(&ignored);
+    return -1;
+  }
+  const char *p = strstr(text, "\nPid:");
+  pid_t pid = p != NULL ? (pid_t)strtol(p + 5, NULL, 10) : -1;
+  free(text);
+  return pid;
+}
+
+/* Wait up to ms for fd to become readable; 0 on time out. */
+static int wait_in(int fd, int ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int r;
+  do r = poll(&p, 1, ms); while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Append the children of every thread of pid to list (v1 moves take whole thread groups). */
+static void add_children(pid_t pid, pid_t *list, size_t *n, size_t cap) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (e->d_name[0] == '.') continue;
+    char file[320], *text = NULL;
+    snprintf(file, sizeof(file), "/proc/%d/task/%s/children", (int)pid, e->d_name);
+    kbox_error_t ignored = NULL;
+    if (kbox_read_file(file, 65536, &text, NULL, &ignored) < 0) {
+      kbox_error_free(&ignored);
+      continue;
+    }
+    for (char *p = text, *end; *n < cap; p = end) {
+      long c = strtol(p, &end, 10);
+      if (end == p) break;
+      list[(*n)++] = (pid_t)c;
+    }
+    free(text);
+  }
+  closedir(d);
+}
+
+/* Move pid 1 and everything below it into cg (cgroup v1 memory: with what they already charged,
+   so the kernel's start-up pages count against its limit as a fork's do). */
+static int move_kernel(struct kbox_cgroup *cg, pid_t pid1, kbox_error_t *err) {
+  if (cg->v1_dir[KBOX_CTL_MEMORY] != NULL) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/memory.move_charge_at_immigrate", cg->v1_dir[KBOX_CTL_MEMORY]);
+    kbox_error_t e = NULL;
+    if (access(path, F_OK) == 0 && kbox_write_file(path, "3", &e) < 0) { /* refused since Linux 6.x */
+      kbox_debug("warm pool: %s (the kernel's start-up memory stays charged to its pool cgroup's parent)", e->msg);
+      kbox_error_free(&e);
+    }
+  }
+  pid_t list[256];
+  size_t n = 0;
+  list[n++] = pid1;
+  for (size_t i = 0; i < n; i++) {
+    if (kbox_cgroup_attach(cg, list[i], true, err) < 0) return -1;
+    add_children(list[i], list, &n, sizeof(list) / sizeof(list[0]));
+  }
+  return 0;
+}
+
+/* In a child that joined the kernel's user, mount and uts namespaces (as its root): the hostname,
+   then the workdir and binds from the trees in m, at their paths inside the kernel's root. */
+__attribute__((noreturn)) static void enter_child(pid_t pid1, const struct kbox_spec *spec, struct kbox_mounts *m, int errfd) {
+  static const char *const ns[] = {"user", "mnt", "uts"};
+  static const int type[] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWUTS};
+  kbox_error_t err = NULL;
+  int fds[3];
+  for (int i = 0; i < 3; i++) { /* all opened as the host's root: pid 1 is not dumpable */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid1, ns[i]);
+    if ((fds[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+      kbox_error_make(&err, errno, "opening %s", path);
+      goto failed;
+    }
+  }
+  for (int i = 0; i < 3; i++)
+    if (setns(fds[i], type[i]) < 0) {
+      kbox_error_make(&err, errno, "joining the pool kernel's %s namespace", ns[i]);
+      goto failed;
+    }
+  if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+    kbox_error_make(&err, errno, "becoming root of the pool kernel's user namespace");
+    goto failed;
+  }
+  if (sethostname(spec->hostname, strlen(spec->hostname)) < 0) {
+    kbox_error_make(&err, errno, "naming the pool kernel's uts namespace");
+    goto failed;
+  }
+  snprintf(m->root, sizeof(m->root), "/");
+  if (kbox_mounts_shared(m, &err) < 0) goto failed;
+  _exit(0);
+failed:
+  if (write(errfd, err->msg, strlen(err->msg)) < 0) _exit(2);
+  _exit(1);
+}
+
+/* The claim's binds without the run dir (the kernel keeps its own, renamed to ours). */
+static size_t other_binds(const struct kbox_spec *spec, struct kbox_bind *out) {
+  size_t n = 0;
+  for (size_t i = 0; i < spec->n_binds; i++)
+    if (strcmp(spec->binds[i].dst, KBOX_WARM_RUN_INNER) != 0) out[n++] = spec->binds[i];
+  return n;
+}
+
+/* Hostname, workdir and binds of spec in the kernel of pid1 (trees opened here, on the host). */
+static int enter_kernel(pid_t pid1, const struct kbox_spec *spec, kbox_error_t *err) {
+  struct kbox_spec view = *spec; /* shallow: only the workdir and the binds are mounted */
+  cleanup_free struct kbox_bind *binds = calloc(spec->n_binds + 1, sizeof(*binds));
+  if (binds == NULL) abort();
+  view.n_binds = other_binds(spec, binds);
+  view.binds = binds;
+  view.rootfs = (struct kbox_strv){0};
+  view.overlays = (struct kbox_strv){0};
+  struct kbox_idmap map;
+  int workdir_fd = -1;
+  if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
+  if (spec->workdir != NULL && kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0) return -1;
+  struct kbox_mounts m;
+  kbox_mounts_init(&m, &view, workdir_fd);
+  int pipefd[2] = {-1, -1}, rc = -1;
+  if (kbox_mounts_open_sources(&m, err) < 0) goto out;
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    kbox_error_make(err, errno, "pipe");
+    goto out;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    kbox_error_make(err, errno, "fork");
+    goto out;
+  }
+  if (pid == 0) {
+    close(pipefd[0]);
+    enter_child(pid1, &view, &m, pipefd[1]);
+  }
+  close(pipefd[1]);
+  pipefd[1] = -1;
+  char msg[512];
+  ssize_t got;
+  do got = read(pipefd[0], msg, sizeof(msg) - 1); while (got < 0 && errno == EINTR);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    msg[got > 0 ? got : 0] = '\0';
+    kbox_error_make(err, 0, "%s", got > 0 ? msg : "entering the pool kernel's namespaces");
+    goto out;
+  }
+  rc = 0;
+out:
+  kbox_mounts_free(&m);
+  if (pipefd[0] >= 0) close(pipefd[0]);
+  if (pipefd[1] >= 0) close(pipefd[1]);
+  return rc;
+}
+
+/* Our run dir becomes the pool kernel's: its sockets and connection file move under our id. */
+static int take_rundir(const char *pool_kdir, const char *kdir, kbox_error_t *err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%s/kernel.json", kdir);
+  if (unlink(path) < 0 && errno != ENOENT) return kbox_error_make(err, errno, "removing %s", path);
+  if (rename(pool_kdir, kdir) < 0) return kbox_error_make(err, errno, "moving the pool kernel's run dir %s to %s", pool_kdir, kdir);
+  return 0;
+}
+
+/* Send the claim's settings (the whole request, as a fork gets it) and our stderr to the kernel,
+   which applies environment, cwd and stdio and answers "ok" once its claim socket is gone. */
+static int settle(const char *kdir, const struct kbox_spec *spec, kbox_error_t *err) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/" KBOX_WARM_CLAIM_SOCK, kdir) >= (int)sizeof(a.sun_path))
+    return kbox_error_make(err, 0, "%s is too long for a socket path", kdir);
+  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return kbox_error_make(err, errno, "socket");
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) return kbox_error_make(err, errno, "connecting to the pool kernel");
+  cleanup_free char *req = NULL;
+  size_t len = 0;
+  int stderr_fd = 2;
+  if (kbox_warm_encode(spec, &req, &len, err) < 0 || kbox_warm_send(fd, req, len, &stderr_fd, 1, err) < 0) return -1;
+  if (wait_in(fd, SETTLE_MS) <= 0) return kbox_error_make(err, 0, "the pool kernel did not take its settings within %d s", SETTLE_MS / 1000);
+  char reply[512];
+  ssize_t got = recv(fd, reply, sizeof(reply) - 1, 0);
+  if (got <= 0) return kbox_error_make(err, got < 0 ? errno : 0, "the pool kernel ended while taking its settings");
+  reply[got] = '\0';
+  if (strcmp(reply, "ok") != 0) return kbox_error_make(err, 0, "the pool kernel refused its settings: %s", reply);
+  return 0;
+}
+
+/* Every limit must sit in a cgroup: a running kernel cannot take rlimits. */
+static bool limits_in_cgroups(const struct kbox_cgroup *cg) {
+  if (cg == NULL) return false;
+  for (int i = 0; i < KBOX_LIM_N; i++)
+    if (cg->mech[i] == KBOX_MECH_RLIMIT) return false;
+  return true;
+}
+
+/* Make the offered kernel ours (see the top of the file). */
+static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct kbox_pool_msg *offer, int pidfd, int chan,
+                 kbox_error_t *err) {
+  if (kbox_sandbox_reserve(sb, spec, err) < 0) {
+    close(pidfd);
+    close(chan);
+    return -1;
+  }
+  sb->pidfd = pidfd;
+  sb->chan = chan;
+  sb->foreign = true;
+  sb->workload_pid = offer->workload_pid;
+  clock_gettime(CLOCK_MONOTONIC, &sb->started);
+  if (wait_in(pidfd, 0) != 0 || (sb->pid = pidfd_pid(pidfd)) <= 0) return kbox_error_make(err, 0, "the pool kernel had ended");
+  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
+  if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
+  const char *kdir = kbox_warm_pool_kdir(spec);
+  if (move_kernel(sb->cgroup, sb->pid, err) < 0 || enter_kernel(sb->pid, spec, err) < 0 ||
+      take_rundir(offer->kdir, kdir, err) < 0 || settle(kdir, spec, err) < 0)
+    return -1;
+  return 0;
+}
+
+/* Ask the holder at path for its kernel. 1: ours; 0: this slot is of no use (gone, busy, its
+   kernel dead); -1: its settings differ from ours (every slot of the pool has the same). */
+static int try_slot(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *path, const char *norm, size_t norm_len,
+                    kbox_error_t *err) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s", path) >= (int)sizeof(a.sun_path)) return 0;
+  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) return 0;
+  cleanup_free char *msg = malloc(sizeof(struct kbox_pool_msg) + norm_len);
+  if (msg == NULL) abort();
+  struct kbox_pool_msg claim = {.magic = KBOX_WARM_POOL_MAGIC, .type = KBOX_POOL_CLAIM};
+  memcpy(msg, &claim, sizeof(claim));
+  memcpy(msg + sizeof(claim), norm, norm_len);
+  if (kbox_warm_send(fd, msg, sizeof(claim) + norm_len, NULL, 0, err) < 0 || wait_in(fd, OFFER_MS) <= 0) {
+    kbox_error_free(err);
+    return 0;
+  }
+  struct kbox_pool_msg offer;
+  int fds[KBOX_WARM_MAX_FDS], n = 0;
+  long got = kbox_warm_recv(fd, &offer, sizeof(offer), fds, &n, err);
+  if (got != (long)sizeof(offer) || offer.magic != KBOX_WARM_POOL_MAGIC || offer.type != KBOX_POOL_OFFER ||
+      (offer.ok && n != 2)) {
+    for (int i = 0; i < n; i++) close(fds[i]);
+    kbox_error_free(err);
+    return 0;
+  }
+  if (!offer.ok) return -1;
+  offer.kdir[sizeof(offer.kdir) - 1] = '\0';
+  int rc = adopt(sb, spec, &offer, fds[0], fds[1], err);
+  struct kbox_pool_msg end = {.magic = KBOX_WARM_POOL_MAGIC, .type = rc == 0 ? KBOX_POOL_DONE : KBOX_POOL_FAIL};
+  kbox_error_t ignored = NULL; /* a holder gone by now leaves the kernel ours all the same */
+  kbox_warm_send(fd, &end, sizeof(end), NULL, 0, &ignored);
+  kbox_error_free(&ignored);
+  return rc == 0 ? 1 : 0;
+}
+
+/* The slot sockets of the pool, in a random order (concurrent claimers spread over them). */
+static size_t list_slots(const char *dir, char names[][96], size_t cap) {
+  size_t n = 0;
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL && n < cap;) {
+    size_t l = strlen(e->d_name);
+    if (l > 5 && l < 90 && strcmp(e->d_name + l - 5, ".sock") == 0) snprintf(names[n++], 96, "%s", e->d_name);
+  }
+  closedir(d);
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  unsigned seed = (unsigned)(t.tv_nsec ^ getpid());
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)rand_r(&seed) % i;
+    char tmp[96];
+    memcpy(tmp, names[i - 1], 96);
+    memcpy(names[i - 1], names[j], 96);
+    memcpy(names[j], tmp, 96);
+  }
+  return n;
+}
+
+/* A failed claim made this id's cgroups; the fork that follows makes them again: this reaper must
+   not wake now and remove those (it waits, and cleans up with the fork's at exit). */
+static void park_reaper(struct kbox_sandbox *sb) {
+  static int parked = -1;
+  if (sb->cgroup == NULL || sb->cgroup->reaper_fd < 0) return;
+  if (parked >= 0) close(parked);
+  parked = sb->cgroup->reaper_fd;
+  sb->cgroup->reaper_fd = -1;
+}
+
+int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir) {
+  char dir[PATH_MAX], names[KBOX_WARM_POOL_MAX][96];
+  kbox_error_t err = NULL;
+  if (kbox_warm_pool_dir(keydir, dir, sizeof(dir), false, &err) < 0) {
+    kbox_error_free(&err);
+    return 0;
+  }
+  size_t n = list_slots(dir, names, KBOX_WARM_POOL_MAX);
+  if (n == 0) {
+    if (access(dir, F_OK) == 0) kbox_info("warm pool: no ready kernel: forking");
+    return 0;
+  }
+  const char *why = not_poolable(spec);
+  if (why[0] != '\0') {
+    kbox_info("warm pool: not for this kernel (%s): forking", why);
+    return 0;
+  }
+  cleanup_free char *norm = NULL;
+  size_t norm_len = 0;
+  if (kbox_warm_pool_norm(spec, &norm, &norm_len, &err) < 0) {
+    kbox_info("warm pool: %s: forking", err->msg);
+    kbox_error_free(&err);
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char path[PATH_MAX + 100];
+    snprintf(path, sizeof(path), "%.*s/%.95s", PATH_MAX - 1, dir, names[i]);
+    int r = try_slot(sb, spec, path, norm, norm_len, &err);
+    if (r == 1) {
+      kbox_debug("warm pool: claimed %s in %lld ms", names[i], kbox_sandbox_elapsed_ms(sb));
+      return 1;
+    }
+    if (r < 0) {
+      kbox_info("warm pool: the pool kernels' settings differ from this kernel's (profile, disk, uid, nofile): forking");
+      return 0;
+    }
+    if (err != NULL) { /* a claimed kernel failed: undo this id's part, try the next */
+      kbox_warn("warm pool: a pool kernel could not be claimed (%s): trying another", err->msg);
+      kbox_error_free(&err);
+      park_reaper(sb);
+      kbox_sandbox_destroy(sb);
+    }
+  }
+  kbox_info("warm pool: no pool kernel could be claimed: forking");
+  return 0;
+}

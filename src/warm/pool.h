@@ -1,0 +1,84 @@
+/* The warm pool (docs/warm.md, "The pool"): kernels forked from the zygote and started ahead, each
+   held by a `kbox run` holder process until a kbox run whose settings match claims it. Three parts:
+   the claim (pool.c, in the claiming kbox), the holder (pool_hold.c) and the filler that keeps the
+   pool at its size and memory budget (pool_fill.c, in `kbox warm serve`). */
+#ifndef KBOX_WARM_POOL_H
+#define KBOX_WARM_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sandbox/sandbox.h"
+#include "sandbox/spec.h"
+#include "util/error.h"
+
+/* Set by the filler in a holder's environment: the path of the holder's slot socket. */
+#define KBOX_WARM_POOL_SLOT_ENV "KBOX_WARM_POOL_SLOT"
+/* In a pool kernel's environment until it is claimed (zygote.py waits for the claim then). */
+#define KBOX_WARM_POOL_KERNEL_ENV "KBOX_WARM_POOL_KERNEL"
+/* The socket a pool kernel listens on for its claim, in its run dir (the kernel's /run/kbox). */
+#define KBOX_WARM_CLAIM_SOCK "claim.sock"
+/* Where a kernel's run dir appears inside its sandbox (kernel/launch.h: KBOX_KERNEL_INNER_DIR). */
+#define KBOX_WARM_RUN_INNER "/run/kbox"
+#define KBOX_WARM_POOL_MAX 64
+#define KBOX_WARM_POOL_MAGIC 0x6b627031u /* "kbp1" */
+
+/* The messages between a claimer and a holder on the slot socket (SOCK_SEQPACKET). */
+enum { KBOX_POOL_CLAIM = 1, KBOX_POOL_OFFER, KBOX_POOL_DONE, KBOX_POOL_FAIL };
+struct kbox_pool_msg {
+  uint32_t magic;
+  uint32_t type;
+  int32_t ok;           /* OFFER: 1 with the pidfd and channel of pid 1, 0 when the settings differ */
+  int32_t workload_pid; /* OFFER: the kernel's pid inside its sandbox */
+  char kdir[512];       /* OFFER: the kernel's run dir on the host (claimed by renaming it) */
+};
+
+/* The key of a pool kernel: spec encoded as a warm request without the settings a claim applies
+   (id, hostname, workdir, binds, env, verbosity; limits are not in a request). */
+int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err);
+/* BASE/KEY.pool: the slots of keydir's pool (made 0700 when mk). */
+int kbox_warm_pool_dir(const char *keydir, char *out, size_t n, bool mk, kbox_error_t *err);
+/* Create or replace the small file PATH with text (mode 0600, not following a link). */
+int kbox_warm_pool_put(const char *path, const char *text, kbox_error_t *err);
+/* The host path of spec's run dir (its bind at KBOX_WARM_RUN_INNER), or NULL. */
+const char *kbox_warm_pool_kdir(const struct kbox_spec *spec);
+
+/* Take a ready pool kernel for spec into sb (as a fork would fill it). 1: claimed; 0: not (one log
+   line says why when a pool exists; the caller forks instead). Never fails otherwise. */
+int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir);
+
+/* This kbox run is a pool holder (started by the filler). */
+bool kbox_warm_pool_holder(void);
+/* The holder: wait until sb's kernel is ready, offer it on the slot socket and hand it to the first
+   claimer whose settings match. Returns 0 once handed over (sb no longer names the kernel: destroy
+   leaves it running), 1 when it ended unclaimed (SIGTERM, the kernel died; destroy kills it). */
+int kbox_warm_pool_hold(struct kbox_sandbox *sb, const struct kbox_spec *spec, int sigfd);
+
+/* The filler, in `kbox warm serve`. */
+struct kbox_warm_pool {
+  const struct kbox_spec *spec; /* the zygote's layers, for the holders' kbox run */
+  char keydir[3800];
+  char dir[3900];               /* BASE/KEY.pool */
+  pid_t holders[KBOX_WARM_POOL_MAX];
+  char ids[KBOX_WARM_POOL_MAX][32]; /* their sandbox ids: slot ID.sock, ID.mem */
+  bool ending[KBOX_WARM_POOL_MAX];  /* sent SIGTERM (the pool shrank), not reaped yet */
+  int n;
+  pid_t starting;               /* the holder being made (one at a time), 0 when none */
+  long long last_claim_ms;      /* the pool drains after KBOX_WARM_IDLE without a claim */
+  long long idle_ms;
+};
+void kbox_warm_pool_init(struct kbox_warm_pool *p, const struct kbox_spec *spec, const char *keydir);
+/* Reap holders, refill up to the size and budget; returns the poll timeout until the next tick (ms). */
+int kbox_warm_pool_tick(struct kbox_warm_pool *p);
+/* End every holder (and so its kernel) and remove the pool directory. */
+void kbox_warm_pool_stop(struct kbox_warm_pool *p);
+/* Ready slots in keydir's pool, and its wanted size (for status). */
+void kbox_warm_pool_count(const char *keydir, int *ready, int *size);
+
+/* In libkbox-warm.so, called by a pool kernel (zygote.py) with the claim's request: the
+   environment (NUL-separated K=V, ending with an empty string) and cwd a fork would have got. */
+int kbox_warm_claim_env(const char *req, size_t len, char *envbuf, size_t envcap, char *cwd, size_t cwdcap);
+
+#endif
