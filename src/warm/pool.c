@@ -30,6 +30,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "warm/proto.h"
 
 #define OFFER_MS 2000   /* a holder that does not answer by then is busy or gone: next slot */
@@ -193,8 +194,9 @@ static size_t other_binds(const struct kbox_spec *spec, struct kbox_bind *out) {
   return n;
 }
 
-/* Hostname, workdir and binds of spec in the kernel of pid1 (trees opened here, on the host). */
-static int enter_kernel(pid_t pid1, const struct kbox_spec *spec, kbox_error_t *err) {
+/* Hostname, workdir and binds of spec in the kernel of pid1 (trees opened here, on the host), by a
+   child; meanwhile, the kernel is moved into cg (a cgroup v1 move waits for an RCU grace period). */
+static int enter_kernel(pid_t pid1, const struct kbox_spec *spec, struct kbox_cgroup *cg, kbox_error_t *err) {
   struct kbox_spec view = *spec; /* shallow: only the workdir and the binds are mounted */
   cleanup_free struct kbox_bind *binds = calloc(spec->n_binds + 1, sizeof(*binds));
   if (binds == NULL) abort();
@@ -225,11 +227,17 @@ static int enter_kernel(pid_t pid1, const struct kbox_spec *spec, kbox_error_t *
   }
   close(pipefd[1]);
   pipefd[1] = -1;
+  kbox_error_t moved = NULL;
+  if (move_kernel(cg, pid1, &moved) == 0) kbox_trace_step("pool: kernel moved into its cgroups");
   char msg[512];
   ssize_t got;
   do got = read(pipefd[0], msg, sizeof(msg) - 1); while (got < 0 && errno == EINTR);
   int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (moved != NULL) {
+    *err = moved;
+    goto out;
   }
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     msg[got > 0 ? got : 0] = '\0';
@@ -297,12 +305,15 @@ static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct k
   sb->workload_pid = offer->workload_pid;
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
   if (wait_in(pidfd, 0) != 0 || (sb->pid = pidfd_pid(pidfd)) <= 0) return kbox_error_make(err, 0, "the pool kernel had ended");
+  kbox_trace_step("pool: offer taken");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
+  kbox_trace_step("pool: cgroups made");
   const char *kdir = kbox_warm_pool_kdir(spec);
-  if (move_kernel(sb->cgroup, sb->pid, err) < 0 || enter_kernel(sb->pid, spec, err) < 0 ||
-      take_rundir(offer->kdir, kdir, err) < 0 || settle(kdir, spec, err) < 0)
-    return -1;
+  if (enter_kernel(sb->pid, spec, sb->cgroup, err) < 0) return -1;
+  kbox_trace_step("pool: hostname, workdir and binds");
+  if (take_rundir(offer->kdir, kdir, err) < 0 || settle(kdir, spec, err) < 0) return -1;
+  kbox_trace_step("pool: run dir taken, the kernel settled");
   return 0;
 }
 
@@ -378,13 +389,16 @@ static void park_reaper(struct kbox_sandbox *sb) {
 int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir) {
   char dir[PATH_MAX], names[KBOX_WARM_POOL_MAX][96];
   kbox_error_t err = NULL;
+  kbox_trace_step("pool: looking for a kernel");
   if (kbox_warm_pool_dir(keydir, dir, sizeof(dir), false, &err) < 0) {
     kbox_error_free(&err);
     return 0;
   }
   size_t n = list_slots(dir, names, KBOX_WARM_POOL_MAX);
   if (n == 0) {
-    if (access(dir, F_OK) == 0) kbox_info("warm pool: no ready kernel: forking");
+    int ready = 0, size = 0;
+    kbox_warm_pool_count(keydir, &ready, &size);
+    if (size > 0) kbox_info("warm pool: no ready kernel: forking");
     return 0;
   }
   const char *why = not_poolable(spec);
