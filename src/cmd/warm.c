@@ -87,6 +87,7 @@ static int set_pool(const char *keydir, const char *size, const char *memory, kb
     snprintf(text, sizeof(text), "%lld\n", v);
     if (kbox_warm_pool_put(path, text, err) < 0) return -1;
   }
+  kbox_warm_pool_touch(dir);
   return 0;
 }
 

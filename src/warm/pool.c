@@ -53,6 +53,15 @@ int kbox_warm_pool_dir(const char *keydir, char *out, size_t n, bool mk, kbox_er
   return 0;
 }
 
+void kbox_warm_pool_touch(const char *dir) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%.*s/wanted", PATH_MAX - 8, dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  futimens(fd, NULL);
+  close(fd);
+}
+
 int kbox_warm_pool_put(const char *path, const char *text, kbox_error_t *err) {
   cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return kbox_error_make(err, errno, "creating %s", path);
@@ -395,6 +404,7 @@ int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const 
     return 0;
   }
   size_t n = list_slots(dir, names, KBOX_WARM_POOL_MAX);
+  if (n > 0 || access(dir, F_OK) == 0) kbox_warm_pool_touch(dir);
   if (n == 0) {
     int ready = 0, size = 0;
     kbox_warm_pool_count(keydir, &ready, &size);

@@ -40,6 +40,9 @@ struct kbox_pool_msg {
 int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err);
 /* BASE/KEY.pool: the slots of keydir's pool (made 0700 when mk). */
 int kbox_warm_pool_dir(const char *keydir, char *out, size_t n, bool mk, kbox_error_t *err);
+/* Mark the pool of dir as wanted now (a claim came, or its size was set): BASE/KEY.pool/wanted's
+   time, which the filler's idle drain counts from. */
+void kbox_warm_pool_touch(const char *dir);
 /* Create or replace the small file PATH with text (mode 0600, not following a link). */
 int kbox_warm_pool_put(const char *path, const char *text, kbox_error_t *err);
 /* The host path of spec's run dir (its bind at KBOX_WARM_RUN_INNER), or NULL. */
@@ -66,8 +69,7 @@ struct kbox_warm_pool {
   bool ending[KBOX_WARM_POOL_MAX];  /* sent SIGTERM (the pool shrank), not reaped yet */
   int n;
   pid_t starting;               /* the holder being made (one at a time), 0 when none */
-  long long last_claim_ms;      /* the pool drains after KBOX_WARM_IDLE without a claim */
-  long long idle_ms;
+  long long idle_ms;            /* the pool drains after KBOX_WARM_IDLE without a claim */
 };
 void kbox_warm_pool_init(struct kbox_warm_pool *p, const struct kbox_spec *spec, const char *keydir);
 /* Reap holders, refill up to the size and budget; returns the poll timeout until the next tick (ms). */

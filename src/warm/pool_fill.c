@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,7 +62,18 @@ void kbox_warm_pool_init(struct kbox_warm_pool *p, const struct kbox_spec *spec,
   }
   const char *idle = getenv("KBOX_WARM_IDLE");
   p->idle_ms = 1000LL * (idle != NULL ? strtoll(idle, NULL, 10) : 900);
-  p->last_claim_ms = now_ms();
+  if (p->dir[0] != '\0') kbox_warm_pool_touch(p->dir);
+}
+
+/* Milliseconds since the pool was last wanted (kbox_warm_pool_touch). */
+static long long unwanted_ms(const char *dir) {
+  char path[PATH_MAX];
+  struct stat st;
+  struct timespec now;
+  snprintf(path, sizeof(path), "%s/wanted", dir);
+  if (stat(path, &st) < 0) return 0;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (now.tv_sec - st.st_mtim.tv_sec) * 1000LL + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
 }
 
 /* Memory of the ready pool kernels (their holders write it beside their slots). */
@@ -143,7 +155,7 @@ static void clear_slot(const struct kbox_warm_pool *p, const char *id) {
   unlink(path);
 }
 
-/* Forget holders that ended; a clean exit (0) is a claim. */
+/* Forget holders that ended. */
 static void reap(struct kbox_warm_pool *p) {
   for (int i = 0; i < p->n;) {
     int st = 0;
@@ -152,7 +164,6 @@ static void reap(struct kbox_warm_pool *p) {
       i++;
       continue;
     }
-    if (r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) p->last_claim_ms = now_ms();
     if (p->holders[i] == p->starting) p->starting = 0;
     clear_slot(p, p->ids[i]);
     p->n--;
@@ -181,7 +192,7 @@ int kbox_warm_pool_tick(struct kbox_warm_pool *p) {
   long long size = setting(p->dir, "size", "KBOX_WARM_POOL", 0);
   long long budget = setting(p->dir, "memory", "KBOX_WARM_POOL_MEMORY", DEFAULT_BUDGET_MIB) << 20;
   if (size > KBOX_WARM_POOL_MAX) size = KBOX_WARM_POOL_MAX;
-  if (now_ms() - p->last_claim_ms > p->idle_ms) size = 0; /* idle: let the zygote idle out too */
+  if (unwanted_ms(p->dir) > p->idle_ms) size = 0; /* idle: let the zygote idle out too */
   int live = 0;
   for (int i = 0; i < p->n; i++) live += !p->ending[i];
   for (int i = p->n - 1; i >= 0 && live > size; i--) /* shrink: the newest first */
@@ -225,6 +236,8 @@ void kbox_warm_pool_stop(struct kbox_warm_pool *p) {
     snprintf(path, sizeof(path), "%s/size", p->dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/memory", p->dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/wanted", p->dir);
     unlink(path);
     rmdir(p->dir);
   }

@@ -234,7 +234,7 @@ def stopped(z):
     while True:
         hs = holders(z)
         left = [c for i in ids for c in w.cgroups_of(i)] + [d for i in ids for d in glob.glob("/run/kbox/%s" % i)]
-        if not hs and not left and not os.path.exists(z.key + ".pool"):
+        if not hs and not left and not os.path.exists(z.key + ".pool") and not [s for s in z.status() if s["alive"]]:
             break
         if time.monotonic() > deadline:
             w.fail("left after kbox warm stop: holders %s, %s, pool dir %s" % (hs, left, os.path.exists(z.key + ".pool")))
