@@ -261,13 +261,34 @@ out:
   return rc;
 }
 
-/* Our run dir becomes the pool kernel's: its sockets and connection file move under our id. */
+/* Our run dir becomes the pool kernel's: its sockets and connection file move under our id; ours
+   waits beside it (DIR.own) until the claim is through. */
 static int take_rundir(const char *pool_kdir, const char *kdir, kbox_error_t *err) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof(path), "%s/kernel.json", kdir);
-  if (unlink(path) < 0 && errno != ENOENT) return kbox_error_make(err, errno, "removing %s", path);
-  if (rename(pool_kdir, kdir) < 0) return kbox_error_make(err, errno, "moving the pool kernel's run dir %s to %s", pool_kdir, kdir);
+  char own[PATH_MAX];
+  snprintf(own, sizeof(own), "%.*s.own", PATH_MAX - 8, kdir);
+  if (rename(kdir, own) < 0) return kbox_error_make(err, errno, "moving %s aside", kdir);
+  if (rename(pool_kdir, kdir) < 0) {
+    kbox_error_make(err, errno, "moving the pool kernel's run dir %s to %s", pool_kdir, kdir);
+    rename(own, kdir);
+    return -1;
+  }
   return 0;
+}
+
+/* After the claim: drop our own run dir (claimed) or put it back in place of the pool kernel's
+   (failed: the fork that follows uses ours, with our key). */
+static void end_rundir(const char *kdir, bool claimed) {
+  char own[PATH_MAX];
+  snprintf(own, sizeof(own), "%.*s.own", PATH_MAX - 8, kdir);
+  const char *drop = claimed ? own : kdir;
+  DIR *d = opendir(drop);
+  if (d != NULL) {
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+      if (e->d_name[0] != '.' || (e->d_name[1] != '\0' && strcmp(e->d_name, "..") != 0)) unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+  }
+  rmdir(drop);
+  if (!claimed && rename(own, kdir) < 0) kbox_warn("warm pool: putting back %s: %s", kdir, strerror(errno));
 }
 
 /* Send the claim's settings (the whole request, as a fork gets it) and our stderr to the kernel,
@@ -321,7 +342,10 @@ static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct k
   const char *kdir = kbox_warm_pool_kdir(spec);
   if (enter_kernel(sb->pid, spec, sb->cgroup, err) < 0) return -1;
   kbox_trace_step("pool: hostname, workdir and binds");
-  if (take_rundir(offer->kdir, kdir, err) < 0 || settle(kdir, spec, err) < 0) return -1;
+  if (take_rundir(offer->kdir, kdir, err) < 0) return -1;
+  int settled = settle(kdir, spec, err);
+  end_rundir(kdir, settled == 0);
+  if (settled < 0) return -1;
   kbox_trace_step("pool: run dir taken, the kernel settled");
   return 0;
 }
