@@ -284,7 +284,7 @@ static void end_rundir(const char *kdir, bool claimed) {
   DIR *d = opendir(drop);
   if (d != NULL) {
     for (struct dirent *e; (e = readdir(d)) != NULL;)
-      if (e->d_name[0] != '.' || (e->d_name[1] != '\0' && strcmp(e->d_name, "..") != 0)) unlinkat(dirfd(d), e->d_name, 0);
+      if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) unlinkat(dirfd(d), e->d_name, 0);
     closedir(d);
   }
   rmdir(drop);
