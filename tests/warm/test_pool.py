@@ -3,7 +3,7 @@ one (the isolation facts and the escape battery, from inside), gets the claim's 
 kernelspec launch with cwd=DIR, env, memory limit, hostname, id), shares no state with other pool
 kernels, is never handed out twice (20 concurrent claims on a pool of 2), a pool kernel killed
 before its claim is skipped, and `kbox warm stop` leaves nothing (holders, kernels, cgroups, run
-dirs, the pool directory), nor does the server's SIGKILL."""
+dirs, the pool directory), nor does the server's or the zygote's SIGKILL."""
 import glob
 import json
 import os
@@ -258,12 +258,28 @@ def serve_killed(z):
         time.sleep(0.2)
 
 
+def zygote_killed(z):
+    """SIGKILL the zygote: its pool kernels end with it (they live in its pid namespace), their
+    holders exit, and nothing of them stays."""
+    set_pool(z, 1)
+    ids = wait_slots(z, 1)
+    os.kill(z.zygote_pid(), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        left = [c for i in ids for c in w.cgroups_of(i)] + [d for i in ids for d in glob.glob("/run/kbox/%s" % i)]
+        if not left and not holders(z):
+            break
+        if time.monotonic() > deadline:
+            w.fail("left after the zygote was killed: %s, holders %s" % (left, holders(z)))
+        time.sleep(0.2)
+
+
 def main():
     w.check_host()
     z = w.Zygotes()
     try:
         set_pool(z, 1)
-        for case in (isolation, settings, kernelspec, concurrent, killed_before_claim, stopped, serve_killed):
+        for case in (isolation, settings, kernelspec, concurrent, killed_before_claim, stopped, serve_killed, zygote_killed):
             t = time.monotonic()
             case(z)
             print("%s: ok (%.1f s)" % (case.__name__, time.monotonic() - t))
