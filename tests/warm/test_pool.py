@@ -268,7 +268,7 @@ def zygote_killed(z):
     deadline = time.monotonic() + 60
     while True:
         left = [c for i in ids for c in w.cgroups_of(i)] + [d for i in ids for d in glob.glob("/run/kbox/%s" % i)]
-        if not left and not holders(z):
+        if not left and not holders(z) and not [s for s in z.status() if s["alive"]]:
             break
         if time.monotonic() > deadline:
             w.fail("left after the zygote was killed: %s, holders %s" % (left, holders(z)))
