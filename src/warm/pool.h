@@ -52,6 +52,11 @@ const char *kbox_warm_pool_kdir(const struct kbox_spec *spec);
    line says why when a pool exists; the caller forks instead). Never fails otherwise. */
 int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir);
 
+/* Move pid1 and everything below it into cg while a child joins its namespaces and gives it spec's
+   hostname, workdir and binds (pool_enter.c). */
+struct kbox_cgroup;
+int kbox_warm_pool_enter(pid_t pid1, const struct kbox_spec *spec, struct kbox_cgroup *cg, kbox_error_t *err);
+
 /* This kbox run is a pool holder (started by the filler). */
 bool kbox_warm_pool_holder(void);
 /* The holder: wait until sb's kernel is ready, offer it on the slot socket and hand it to the first
