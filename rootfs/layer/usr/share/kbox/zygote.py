@@ -16,12 +16,39 @@ CONNECTION_FILE = "/run/kbox/kernel.json"
 MAX_REQ = 1 << 20
 MAX_FDS = 64
 IDLE = float(os.environ.get("KBOX_WARM_IDLE", "900"))
+LIBRARY = []  # [the loaded libkbox-warm.so], for trace() in a kernel
 IMPORT_ENV = {}  # variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL...): a cold kernel has them too
 
 
 def log(msg):
     sys.__stderr__.write("kbox-zygote: %s\n" % msg)
     sys.__stderr__.flush()
+
+
+def trace(what):
+    """One --trace-setup line from the kernel (a no-op unless kbox traces)."""
+    if LIBRARY:
+        LIBRARY[0].kbox_warm_trace(what.encode())
+
+
+APP_STEPS = ("parse_command_line", "init_crash_handler", "init_profile_dir", "init_config_files", "load_config_file",
+             "init_pdb", "init_blackhole", "init_connection_file", "init_poller", "init_sockets", "init_heartbeat",
+             "write_connection_file", "log_connection_info", "init_io", "init_signal", "init_kernel", "init_path",
+             "init_shell", "init_gui_pylab", "init_extensions", "init_code")
+
+
+def trace_app_steps(app):
+    """--trace-setup: one line per step of the kernel app's initialize()."""
+    for name in APP_STEPS:
+        method = getattr(app, name, None)
+        if method is None:
+            continue
+
+        def timed(*a, _method=method, _name=name, **kw):
+            r = _method(*a, **kw)
+            trace("python: app." + _name)
+            return r
+        setattr(app, name, timed)
 
 
 def warm_imports():
@@ -73,6 +100,15 @@ def check_pristine():
         raise SystemExit("kbox-zygote: open files after the imports: %s" % ", ".join(left))
 
 
+def freeze_heap():
+    """Move every object made by the imports into the collector's permanent generation: a
+    collection in a kernel then never writes their headers, so their pages stay shared with the
+    zygote (and the kernel's collections do not walk them)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+
+
 def kernel_main(envbuf):
     """In the kernel process (pid 2 of its own sandbox): fresh state, then the kernel app."""
     env = {}
@@ -93,6 +129,7 @@ def kernel_main(envbuf):
     import numpy
     numpy.random.seed()
     tempfile.tempdir = None
+    trace("python: environment set, re-seeded")
     sys.argv = ["ipykernel_launcher", "-f", CONNECTION_FILE]
     sys.path[:] = [p for p in sys.path if p not in ("", "/usr/share/kbox")]
     from ipykernel import kernelapp
@@ -110,7 +147,12 @@ def kernel_main(envbuf):
         log("top-level modules the kernel imported itself: %s" % " ".join(new))
         app.start()
         return
-    kernelapp.launch_new_instance()
+    app = kernelapp.IPKernelApp.instance()
+    if LIBRARY and LIBRARY[0].kbox_warm_tracing():
+        trace_app_steps(app)
+    app.initialize()
+    trace("python: IPKernelApp.initialize done")
+    app.start()
 
 
 def run_kernel(envbuf):
@@ -188,11 +230,14 @@ def main():
     lib.kbox_warm_child.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int),
                                     ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
     lib.kbox_warm_child.restype = ctypes.c_int
+    lib.kbox_warm_trace.argtypes = [ctypes.c_char_p]
+    LIBRARY.append(lib)
     t0 = time.monotonic()
     before = dict(os.environ)
     warm_imports()
     IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
     check_pristine()
+    freeze_heap()
     path = os.path.join(INNER_DIR, "zygote.sock")
     tmp = path + ".tmp"
     try:
