@@ -21,6 +21,7 @@
 #include "sandbox/channel.h"
 #include "sandbox/idmap.h"
 #include "sandbox/mounts.h"
+#include "security/security.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -40,6 +41,8 @@ static const char *not_eligible(const struct kbox_spec *s) {
   if (s->cold) return NULL; /* asked for: no log line */
   if (getenv("KBOX_COLD") != NULL) return "KBOX_COLD is set";
   if (s->rootless || geteuid() != 0) return "warm starts need kbox to run as root";
+  if (s->security != NULL && s->security->profile != NULL && s->security->profile->no_warm)
+    return "the security profile forbids warm starts (\"warm\": false)";
   if (s->kernel_cmd != NULL) return "--kernel-cmd is given (the zygote runs the default kernel)";
   if (s->ns_flags != 0) return "not every namespace is available (kbox entrypoint)";
   for (size_t i = 0; i < s->env.n; i++)

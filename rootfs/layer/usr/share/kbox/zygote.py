@@ -1,6 +1,7 @@
 # kbox zygote (docs/warm.md): import the data stack once, then fork one kernel per request.
-# It never runs user code and holds no zmq context, socket (but its listening one), thread or
-# stray file while waiting; each fork turns into a sandboxed kernel through libkbox-warm.so
+# It never runs user code and holds no zmq context, socket (but its line to its server, which
+# accepts and checks the callers and passes their connections here), thread or stray file while
+# waiting; each fork turns into a sandboxed kernel through libkbox-warm.so
 # (src/warm/child.c) and only then starts the kernel app.
 import ctypes
 import os
@@ -174,7 +175,18 @@ def run_kernel(envbuf):
     return code
 
 
-def serve(lib, lsock):
+def next_connection(ctl):
+    """The next caller's connection, which our server (kbox warm serve, on the host) accepted and
+    checked (SO_PEERCRED) before passing it here; None when the server is gone."""
+    msg, fds, _, _ = socket.recv_fds(ctl, 16, 1)
+    if not msg or not fds:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return socket.socket(fileno=fds[0])
+
+
+def serve(lib, ctl):
     last = time.monotonic()
     children = 0
     while True:
@@ -188,13 +200,16 @@ def serve(lib, lsock):
                 break
         if children > 0:
             last = time.monotonic()
-        r, _, _ = select.select([lsock], [], [], 1.0)
+        r, _, _ = select.select([ctl], [], [], 1.0)
         if not r:
             if children == 0 and time.monotonic() - last > IDLE:
                 log("idle for %d s: exiting" % IDLE)
                 return
             continue
-        conn, _ = lsock.accept()
+        conn = next_connection(ctl)
+        if conn is None:
+            log("the server is gone: exiting")
+            return
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_REQ, MAX_FDS)
         except OSError as e:
@@ -210,7 +225,7 @@ def serve(lib, lsock):
         pid = os.fork()
         if pid == 0:
             try:
-                os.close(lsock.detach())
+                os.close(ctl.detach())
                 os.close(conn.detach())
                 envbuf = ctypes.create_string_buffer(1 << 16)
                 arr = (ctypes.c_int * len(fds))(*fds)
@@ -238,18 +253,11 @@ def main():
     IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
     check_pristine()
     freeze_heap()
-    path = os.path.join(INNER_DIR, "zygote.sock")
-    tmp = path + ".tmp"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    lsock.bind(tmp)
-    lsock.listen(64)
-    os.rename(tmp, path)  # clients see the socket only once we accept
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ctl.connect(os.path.join(INNER_DIR, "serve.sock"))
+    ctl.send(b"ready")  # the server then opens the callers' socket
     log("ready after %.2f s" % (time.monotonic() - t0))
-    serve(lib, lsock)
+    serve(lib, ctl)
 
 
 if __name__ == "__main__":
