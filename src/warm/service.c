@@ -241,7 +241,9 @@ static void path_in(const struct server *sv, const char *name, char *out, size_t
 
 /* The zygote connects to serve.sock: keep the first connection from its uid, refuse others. */
 static void on_zygote_connect(struct server *sv) {
-  int fd = accept4(sv->ctl_listen, NULL, NULL, SOCK_CLOEXEC);
+  /* Non-blocking: a wedged zygote that reads nothing must not wedge its server (a connection that
+     does not fit in its queue is closed, and its caller starts cold). */
+  int fd = accept4(sv->ctl_listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return;
   struct ucred uc;
   if (sv->ctl >= 0 || peer_of(fd, &uc) < 0 || uc.uid != sv->zygote_uid) {
