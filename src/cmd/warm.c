@@ -56,20 +56,6 @@ static long long now_ms(void) {
   return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
 
-/* The server of keydir runs (its KEY.pid names a live process). */
-static bool server_alive(const char *keydir) {
-  char path[PATH_MAX + 8], *text = NULL;
-  snprintf(path, sizeof(path), "%s.pid", keydir);
-  kbox_error_t err = NULL;
-  if (kbox_read_file(path, 64, &text, NULL, &err) < 0) {
-    kbox_error_free(&err);
-    return false;
-  }
-  int pid = atoi(text);
-  free(text);
-  return pid > 0 && kill(pid, 0) == 0;
-}
-
 /* `start --pool N [--pool-memory MIB]`: the pool's size and budget, read by the zygote's server on
    its next tick (src/warm/pool_fill.c). */
 static int set_pool(const char *keydir, const char *size, const char *memory, kbox_error_t *err) {
@@ -112,9 +98,14 @@ static int warm_start(int argc, char **argv) {
   } else if (wait) {
     long long until = now_ms() + START_WAIT_MS;
     long long spawned = now_ms();
+    int spawns = 1;
     while (!kbox_warm_ready(keydir) && now_ms() < until) {
-      usleep(50 * 1000);
-      if (now_ms() - spawned > 3000 && !server_alive(keydir)) break; /* it failed: its log says why */
+      usleep(20 * 1000);
+      if (now_ms() - spawned < 1000 || kbox_warm_serving(keydir)) continue;
+      /* No server: ours lost a race to one that has ended since (a `kbox warm stop` a moment
+         ago), or it failed (its log says why). Start another, a few times at most. */
+      if (spawns++ == 3 || kbox_warm_spawn(&spec, &err) < 0) break;
+      spawned = now_ms();
     }
     if (!kbox_warm_ready(keydir)) {
       fprintf(stderr, "kbox: the zygote did not become ready within %d s (see %s.log)\n", START_WAIT_MS / 1000, keydir);
@@ -153,18 +144,23 @@ static int each_zygote(void (*fn)(const char *base, const char *key, int pid, vo
 }
 
 static void stop_one(const char *base, const char *key, int pid, void *arg) {
-  (void)base;
   (void)arg;
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s/%s", base, key);
+  if (!kbox_warm_serving(dir)) return; /* a dead server's pid file: the pid may be another process's now */
   if (pid > 0 && kill(pid, SIGTERM) == 0) fprintf(stderr, "kbox: stopping zygote %s (pid %d)\n", key, pid);
 }
 
+/* One zygote's entry: its server runs (it holds the key's lock) and the zygote is "starting"
+   (importing) or "ready" (its socket accepts); a pid file no live server holds is "dead". */
 static void status_one(const char *base, const char *key, int pid, void *arg) {
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s/%s", base, key);
   int pool_ready = 0, pool_size = 0;
   kbox_warm_pool_count(dir, &pool_ready, &pool_size);
-  json_t *z = json_pack("{s:s,s:i,s:b,s:b,s:{s:i,s:i}}", "key", key, "pid", pid, "alive", pid > 0 && kill(pid, 0) == 0, "ready",
-                        kbox_warm_ready(dir), "pool", "size", pool_size, "ready", pool_ready);
+  bool alive = kbox_warm_serving(dir), ready = alive && kbox_warm_ready(dir);
+  json_t *z = json_pack("{s:s,s:i,s:b,s:b,s:s,s:{s:i,s:i}}", "key", key, "pid", pid, "alive", alive, "ready", ready, "state",
+                        ready ? "ready" : alive ? "starting" : "dead", "pool", "size", pool_size, "ready", pool_ready);
   json_array_append_new(arg, z);
 }
 
@@ -196,8 +192,7 @@ int kbox_cmd_warm(int argc, char **argv) {
       json_t *z;
       json_array_foreach(list, i, z)
         printf("%s pid %lld %s, pool %lld/%lld\n", json_string_value(json_object_get(z, "key")),
-               (long long)json_integer_value(json_object_get(z, "pid")),
-               json_is_true(json_object_get(z, "ready")) ? "ready" : "starting",
+               (long long)json_integer_value(json_object_get(z, "pid")), json_string_value(json_object_get(z, "state")),
                (long long)json_integer_value(json_object_get(json_object_get(z, "pool"), "ready")),
                (long long)json_integer_value(json_object_get(json_object_get(z, "pool"), "size")));
     }

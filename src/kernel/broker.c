@@ -27,6 +27,7 @@
 #define SHELL_WINDOW KBOX_SHELL_WINDOW
 #define WINDOW_STALL_MS 1000     /* a full window with the kernel idle and silent this long is reset */
 #define WINDOW_STALL_BUSY_MS 10000 /* ... or with the kernel said busy and silent this long */
+#define KERN_RECONNECT_MS 5      /* retry interval of the connections to the kernel's sockets */
 #define HOST_RCVHWM 32           /* requests libzmq reads ahead per client connection */
 #define HOST_SNDHWM 4096         /* replies queued per client connection */
 #define IOPUB_HWM 64             /* messages queued per iopub subscriber */
@@ -167,6 +168,9 @@ static int open_kernel(struct kbox_broker *b, const struct kbox_conn *kern, kbox
     set_int(s, ZMQ_RCVHWM, ch == KBOX_CH_IOPUB ? KERN_IOPUB_RCVHWM : 1000);
     int64_t maxmsg = ch == KBOX_CH_HB ? HB_MAX_BYTES : (int64_t)(b->max_message * KERN_MAX_FACTOR);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    /* The kernel binds after we connect: retry its endpoint every few ms, not libzmq's 100-200 ms,
+       which a warm kernel would otherwise wait for (docs/warm.md). */
+    set_int(s, ZMQ_RECONNECT_IVL, KERN_RECONNECT_MS);
     char ep[400];
     kbox_conn_endpoint(kern, (enum kbox_channel)ch, ep, sizeof(ep));
     if (zmq_connect(s, ep) < 0) return kbox_error_make(err, errno, "cannot connect to the kernel's %s socket %s", kbox_channel_names[ch], ep);

@@ -19,6 +19,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "util/proc.h"
+#include "util/trace.h"
 
 #define STARTUP_MS 60000       /* the kernel must answer kernel_info_request by then */
 #define INFO_RETRY_MS 1000
@@ -75,6 +76,7 @@ static void announce(struct loop *l, long long now) {
   l->announced = true;
   k->ready_ms = now;
   kbox_info("kernel ready after %lld ms", now - k->started_ms);
+  kbox_trace_step("kernel_info_reply through the broker: ready");
   if (k->conn_given) return;
   if (k->spec->connection_file != NULL) {
     kbox_error_t err = NULL;

@@ -337,7 +337,7 @@ static int parse_net(struct pctx *c, json_t *o, struct kbox_profile *p) {
 }
 
 static int parse_root(struct pctx *c, json_t *root, struct kbox_profile *p) {
-  static const char *const keys[] = {"description", "seccomp", "capabilities", "limits", "net", "audit", NULL};
+  static const char *const keys[] = {"description", "seccomp", "capabilities", "limits", "net", "audit", "warm", NULL};
   if (!json_is_object(root)) return bad(c, "", "a profile must be a JSON object");
   if (check_keys(c, "", root, keys) < 0) return -1;
   json_t *v = json_object_get(root, "description");
@@ -354,6 +354,10 @@ static int parse_root(struct pctx *c, json_t *root, struct kbox_profile *p) {
   if ((v = json_object_get(root, "audit")) != NULL) {
     if (!json_is_string(v) || json_string_length(v) == 0) return bad(c, "audit", "must be a file name");
     p->audit = xstrdup(json_string_value(v));
+  }
+  if ((v = json_object_get(root, "warm")) != NULL) {
+    if (!json_is_boolean(v)) return bad(c, "warm", "must be true or false (false: kernels always start cold)");
+    p->no_warm = json_is_false(v);
   }
   return 0;
 }

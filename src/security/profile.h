@@ -54,6 +54,7 @@ struct kbox_profile {
   struct kbox_strv net_allow; /* "net": {"allow": [RULE...]} (rules are checked when a run uses them) */
   uint64_t net_max_bytes;     /* "net": {"max_bytes": SIZE}, 0: not set */
   char *audit;                /* "audit": FILE */
+  bool no_warm;               /* "warm": false: kernels never start from a zygote (docs/warm.md) */
 };
 
 /* Parse and validate PATH. Errors name the file, the JSON path (e.g. seccomp.syscalls[3].names[1])

@@ -63,6 +63,12 @@ static bool from_cache(const char *dir, const char *pkey, struct kbox_security *
   return true;
 }
 
+/* The cache's record carries a profile's limits and filter only: a profile with anything more
+   (network rules, an audit log, "warm": false, capabilities kept) is parsed every time. */
+static bool record_holds(const struct kbox_profile *p) {
+  return p->net_allow.n == 0 && p->net_max_bytes == 0 && p->audit == NULL && !p->no_warm && p->caps_keep == 0;
+}
+
 /* Parse and compile the profile (from its bytes when they were read), caching the outcome. */
 static int load_and_compile(const char *dir, const char *pkey, const char *text, size_t len, struct kbox_security *s,
                             kbox_error_t *err) {
@@ -71,7 +77,7 @@ static int load_and_compile(const char *dir, const char *pkey, const char *text,
                         : kbox_profile_load(s->path, &s->profile, err);
   if (rc < 0) return -1;
   if (compile_cached(dir, &s->profile->seccomp, &s->filter, skey, err) < 0) return kbox_error_prefix(err, "profile %s", s->path);
-  if (dir != NULL && text != NULL) kbox_profile_cache_store(dir, pkey, &s->profile->limits, skey);
+  if (dir != NULL && text != NULL && record_holds(s->profile)) kbox_profile_cache_store(dir, pkey, &s->profile->limits, skey);
   return 0;
 }
 

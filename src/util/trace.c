@@ -21,6 +21,14 @@ void kbox_trace_init(void) {
 
 void kbox_trace_enable(void) { enabled = true; }
 
+long long kbox_trace_origin_ns(void) { return origin.tv_sec * 1000000000LL + origin.tv_nsec; }
+
+void kbox_trace_set_origin_ns(long long ns) {
+  origin.tv_sec = (time_t)(ns / 1000000000LL);
+  origin.tv_nsec = (long)(ns % 1000000000LL);
+  last = origin;
+}
+
 bool kbox_trace_enabled(void) { return enabled; }
 
 void kbox_trace_process(const char *name) {

@@ -9,6 +9,10 @@
 /* Take kbox's time origin (first thing in main). */
 void kbox_trace_init(void);
 void kbox_trace_enable(void);
+/* The origin as nanoseconds of CLOCK_MONOTONIC, and setting it (a warm kernel's fork traces against
+   its kbox's origin, src/warm). */
+long long kbox_trace_origin_ns(void);
+void kbox_trace_set_origin_ns(long long ns);
 bool kbox_trace_enabled(void);
 /* Name the process whose steps follow ("host", "pid1", "workload"); resets the step clock. */
 void kbox_trace_process(const char *name);

@@ -8,11 +8,13 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -28,6 +30,7 @@
 #include "security/security.h"
 #include "util/log.h"
 #include "util/proc.h"
+#include "util/trace.h"
 #include "warm/child.h"
 #include "warm/proto.h"
 
@@ -78,13 +81,14 @@ static int *take_fds(const int *fds, size_t n) {
   return out;
 }
 
-/* pid 2: become the kernel's process and return to Python. */
-static void become_kernel(const struct kbox_spec *spec, struct kbox_mounts *m, int stdio, int errpipe, char *envbuf,
+/* pid 2: become the kernel's process and return to Python. Its outcome goes to pid 1 on errpipe:
+   STARTED with its pid, or the error. */
+static void become_kernel(const struct kbox_spec *spec, const char *home, int stdio, int errpipe, char *envbuf,
                           size_t envcap) {
   kbox_error_t err = NULL;
   struct kbox_strv env = {0};
-  struct kbox_msg fail = {.type = KBOX_MSG_ERROR};
-  if (kbox_workload_prepare(spec, m->home, &env, &err) < 0) goto failed;
+  struct kbox_msg msg = {.type = KBOX_MSG_ERROR};
+  if (kbox_workload_prepare(spec, home, &env, &err) < 0) goto failed;
   int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null < 0 || dup2(null, 0) < 0 || dup2(stdio, 1) < 0 || dup2(stdio, 2) < 0) {
     kbox_error_make(&err, errno, "setting up the kernel's stdio");
@@ -102,36 +106,64 @@ static void become_kernel(const struct kbox_spec *spec, struct kbox_mounts *m, i
   }
   envbuf[at] = '\0';
   kbox_strv_free(&env);
-  close(errpipe); /* success: pid 1 reads EOF */
+  msg.type = KBOX_MSG_STARTED;
+  msg.status = getpid();
+  if (write(errpipe, &msg, sizeof(msg)) != (ssize_t)sizeof(msg)) _exit(KBOX_EXIT_RUNTIME);
+  close(errpipe);
+  kbox_trace_step("identity, capabilities, seccomp: returning to Python");
   return;
 failed:
-  fail.exit_code = err->exit_code;
-  fail.errno_ = err->errno_;
-  snprintf(fail.text, sizeof(fail.text), "%s", err->msg);
-  if (write(errpipe, &fail, sizeof(fail)) < 0) _exit(KBOX_EXIT_RUNTIME);
+  msg.exit_code = err->exit_code;
+  msg.errno_ = err->errno_;
+  snprintf(msg.text, sizeof(msg.text), "%s", err->msg);
+  if (write(errpipe, &msg, sizeof(msg)) < 0) _exit(KBOX_EXIT_RUNTIME);
   _exit(KBOX_EXIT_RUNTIME);
 }
 
-/* pid 1 of the new pid namespace: build the root, fork pid 2 (which returns), supervise. */
-static void be_pid1(struct kbox_spec *spec, int chan, int stdio, const int *trees, size_t n_trees, char *envbuf,
-                    size_t envcap) {
+/* Pid 1 is a clone(CLONE_VM) of the middle: no copy of the zygote's 150-200 MB address space
+   (each fork of it costs 10-25 ms of page tables), so of the three processes a warm start makes
+   only the zygote's fork (the middle) and pid 2 copy it. The middle exits right after the clone
+   without touching memory, so pid 1 is the only user of the libc state (heap, TLS) they share.
+   Pid 2, forked by pid 1, returns to Python through the middle's stack, where kbox_warm_child's
+   frame still stands (the middle never returned from it): see resume_python. */
+struct pid1_args {
+  struct kbox_spec *spec;
+  int chan, stdio;
+  const int *trees;
+  size_t n_trees;
+  char *envbuf;
+  size_t envcap;
+};
+
+#define PID1_STACK (256 * 1024)
+
+static jmp_buf resume_python; /* set by kbox_warm_child on the middle's stack, taken by pid 2 */
+
+/* pid 1 of the new pid namespace: build the root, fork pid 2 (which returns to Python), supervise. */
+static int pid1_main(void *arg) {
+  struct pid1_args *a = arg;
   kbox_error_t err = NULL;
+  kbox_trace_process("pid1");
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   int sfd = kbox_init_signalfd(&err);
-  if (sfd < 0) child_fail(chan, &err);
-  if (send_self(chan, KBOX_WARM_MSG_PID1, &err) < 0) _exit(KBOX_EXIT_RUNTIME);
+  if (sfd < 0) child_fail(a->chan, &err);
+  if (send_self(a->chan, KBOX_WARM_MSG_PID1, &err) < 0) _exit(KBOX_EXIT_RUNTIME);
+  kbox_trace_step("pid 1 cloned (CLONE_VM), its pidfd sent");
+  struct kbox_spec *spec = a->spec;
+  int chan = a->chan;
   size_t nl = spec->rootfs.n, nb = spec->n_binds, nw = spec->workdir != NULL ? 1 : 0;
-  if (n_trees != nl + nb + nw) {
-    kbox_error_make(&err, 0, "warm start: %zu mount trees for %zu layers, %zu binds, %zu workdir", n_trees, nl, nb, nw);
+  if (a->n_trees != nl + nb + nw) {
+    kbox_error_make(&err, 0, "warm start: %zu mount trees for %zu layers, %zu binds, %zu workdir", a->n_trees, nl, nb, nw);
     child_fail(chan, &err);
   }
   struct kbox_mounts m;
-  kbox_mounts_init(&m, spec, nw ? trees[nl + nb] : -1);
-  m.lower_fds = take_fds(trees, nl);
-  m.bind_fds = take_fds(trees + nl, nb);
-  struct kbox_init_args a = {.spec = spec, .chan = chan, .mounts = &m};
-  if (kbox_init_setup(&a, &err) < 0) child_fail(chan, &err);
+  kbox_mounts_init(&m, spec, nw ? a->trees[nl + nb] : -1);
+  m.lower_fds = take_fds(a->trees, nl);
+  m.bind_fds = take_fds(a->trees + nl, nb);
+  struct kbox_init_args ia = {.spec = spec, .chan = chan, .mounts = &m};
+  if (kbox_init_setup(&ia, &err) < 0) child_fail(chan, &err);
   kbox_mounts_free(&m);
+  kbox_trace_step("sandbox built (kbox_init_setup)");
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
     kbox_error_make(&err, errno, "pipe");
@@ -143,23 +175,31 @@ static void be_pid1(struct kbox_spec *spec, int chan, int stdio, const int *tree
     child_fail(chan, &err);
   }
   if (pid == 0) {
+    kbox_trace_process("workload");
+    kbox_trace_step("forked");
     close(pipefd[0]);
-    become_kernel(spec, &m, stdio, pipefd[1], envbuf, envcap);
-    return;
+    become_kernel(spec, m.home, a->stdio, pipefd[1], a->envbuf, a->envcap);
+    longjmp(resume_python, 1);
   }
   close(pipefd[1]);
-  close(stdio);
+  close(a->stdio);
   struct kbox_msg msg;
   ssize_t r;
   do r = read(pipefd[0], &msg, sizeof(msg)); while (r < 0 && errno == EINTR);
   close(pipefd[0]);
-  if (r == (ssize_t)sizeof(msg)) {
+  if (r != (ssize_t)sizeof(msg)) {
+    kbox_error_make(&err, 0, "warm start: the kernel's process ended before it was set up");
+    child_fail(chan, &err);
+  }
+  if (msg.type != KBOX_MSG_STARTED) {
     msg.text[sizeof(msg.text) - 1] = '\0';
     send(chan, &msg, sizeof(msg), MSG_NOSIGNAL);
     _exit(msg.exit_code);
   }
   kbox_msg_send(chan, KBOX_MSG_STARTED, pid, &err);
+  kbox_trace_step("STARTED sent");
   kbox_init_supervise(chan, sfd, pid);
+  _exit(0);
 }
 
 int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char *envbuf, size_t envcap) {
@@ -169,6 +209,8 @@ int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char
   static struct kbox_spec spec; /* lives as long as the process */
   kbox_spec_init(&spec);
   if (kbox_warm_decode(req, len, &spec, &warm_filter, &err) < 0) child_fail(chan, &err);
+  kbox_trace_process("fork");
+  kbox_trace_step("request decoded in the zygote's fork");
   kbox_log_set_id(spec.id);
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   /* The middle process: a nested user namespace; the host writes its maps and cgroups. */
@@ -177,7 +219,9 @@ int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char
     child_fail(chan, &err);
   }
   if (send_self(chan, KBOX_WARM_MSG_MIDDLE, &err) < 0) _exit(KBOX_EXIT_RUNTIME);
+  kbox_trace_step("user namespace unshared, pidfd sent");
   int stdio = wait_go(chan);
+  kbox_trace_step("GO received (id maps written, in the cgroups)");
   struct kbox_init_args a = {.spec = &spec, .chan = chan};
   if (kbox_init_become_root(&a, &err) < 0) child_fail(chan, &err);
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
@@ -185,12 +229,29 @@ int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char
     kbox_error_make(&err, errno, "warm start: unshare of the kernel's namespaces");
     child_fail(chan, &err);
   }
-  pid_t pid = fork(); /* the first child in the new pid namespace is its pid 1 */
-  if (pid < 0) {
-    kbox_error_make(&err, errno, "warm start: fork of pid 1");
+  kbox_trace_step("root in the user namespace; mount, pid, net, ipc, uts, cgroup namespaces unshared");
+  if (setjmp(resume_python) != 0) return 0; /* pid 2, back from pid1_main's fork */
+  static struct pid1_args p1; /* read by pid 1 (same address space) */
+  p1 = (struct pid1_args){.spec = &spec, .chan = chan, .stdio = stdio, .trees = fds + KBOX_WARM_FD_TREES,
+                          .n_trees = (size_t)(n_fds - KBOX_WARM_FD_TREES), .envbuf = envbuf, .envcap = envcap};
+  char *stack = mmap(NULL, PID1_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    kbox_error_make(&err, errno, "warm start: pid 1's stack");
     child_fail(chan, &err);
   }
-  if (pid > 0) _exit(0); /* the zygote (a subreaper) adopts pid 1 */
-  be_pid1(&spec, chan, stdio, fds + KBOX_WARM_FD_TREES, (size_t)(n_fds - KBOX_WARM_FD_TREES), envbuf, envcap);
-  return 0; /* pid 2 */
+  /* The first child in the new pid namespace is its pid 1; the zygote (a subreaper) adopts it. */
+  if (clone(pid1_main, stack + PID1_STACK, CLONE_VM | SIGCHLD, &p1) < 0) {
+    kbox_error_make(&err, errno, "warm start: clone of pid 1");
+    child_fail(chan, &err);
+  }
+  /* At once: from here pid 1 alone uses the address space (and our exit must not clear the tid
+     word of the thread descriptor it shares with us). */
+  syscall(SYS_set_tid_address, NULL);
+  _exit(0);
 }
+
+/* --trace-setup from Python (zygote.py): the kernel's own steps, in the same format. */
+void kbox_warm_trace(const char *what) { kbox_trace_step("%s", what); }
+
+/* Whether this kernel traces (zygote.py then times the kernel app's steps too). */
+int kbox_warm_tracing(void) { return kbox_trace_enabled(); }

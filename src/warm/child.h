@@ -12,4 +12,8 @@ enum { KBOX_WARM_MSG_MIDDLE = 100, KBOX_WARM_MSG_PID1 = 101 };
    Every other process it makes, and every failure, ends in _exit. */
 int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char *envbuf, size_t envcap);
 
+/* One --trace-setup line (a no-op unless the request asked for tracing). */
+void kbox_warm_trace(const char *what);
+int kbox_warm_tracing(void);
+
 #endif

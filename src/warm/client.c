@@ -21,9 +21,11 @@
 #include "sandbox/channel.h"
 #include "sandbox/idmap.h"
 #include "sandbox/mounts.h"
+#include "security/security.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "warm/child.h"
 #include "warm/pool.h"
 #include "warm/proto.h"
@@ -40,6 +42,8 @@ static const char *not_eligible(const struct kbox_spec *s) {
   if (s->cold) return NULL; /* asked for: no log line */
   if (getenv("KBOX_COLD") != NULL) return "KBOX_COLD is set";
   if (s->rootless || geteuid() != 0) return "warm starts need kbox to run as root";
+  if (s->security != NULL && s->security->profile != NULL && s->security->profile->no_warm)
+    return "the security profile forbids warm starts (\"warm\": false)";
   if (s->kernel_cmd != NULL) return "--kernel-cmd is given (the zygote runs the default kernel)";
   if (s->ns_flags != 0) return "not every namespace is available (kbox entrypoint)";
   for (size_t i = 0; i < s->env.n; i++)
@@ -93,6 +97,7 @@ static pid_t pidfd_pid(int pidfd) {
 static int write_nested_maps(pid_t pid, kbox_error_t *err) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+  kbox_trace_step("warm: nested id maps: start");
   cleanup_close int ns = open(path, O_RDONLY | O_CLOEXEC);
   if (ns < 0) return kbox_error_make(err, errno, "opening %s", path);
   cleanup_close int parent = ioctl(ns, NS_GET_PARENT);
@@ -110,6 +115,7 @@ static int write_nested_maps(pid_t pid, kbox_error_t *err) {
   while (waitpid(helper, &st, 0) < 0 && errno == EINTR) {
   }
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return kbox_error_make(err, 0, "writing the warm kernel's id maps");
+  kbox_trace_step("warm: nested id maps written (helper joined the zygote's user namespace)");
   return 0;
 }
 
@@ -155,8 +161,11 @@ static bool limits_in_cgroups(const struct kbox_cgroup *cg) {
 
 /* The fork itself: host steps, request, maps, cgroups, go; sb holds the kernel's pid 1 after. */
 static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir, kbox_error_t *err) {
+  kbox_trace_step("warm: a zygote is ready for this key");
   if (kbox_sandbox_reserve(sb, spec, err) < 0) return -1;
+  kbox_trace_step("warm: id reserved");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
+  kbox_trace_step("warm: cgroups made");
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
@@ -167,18 +176,21 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   int sp[2] = {-1, -1}, zfd = -1, middle = -1, rc = -1;
   if ((m.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0 || kbox_mounts_open_sources(&m, err) < 0)
     goto out;
+  kbox_trace_step("warm: layers and binds taken (open_tree, idmapped)");
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
     kbox_error_make(err, errno, "socketpair");
     goto out;
   }
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
   if ((zfd = connect_zygote(keydir, err)) < 0 || send_request(zfd, spec, &m, sp[1], err) < 0) goto out;
+  kbox_trace_step("warm: request sent to the zygote");
   close(sp[1]);
   sp[1] = -1;
   kbox_mounts_free(&m);
   sb->chan = sp[0];
   sp[0] = -1;
   if (recv_step(sb->chan, KBOX_WARM_MSG_MIDDLE, &middle, err) < 0) goto out;
+  kbox_trace_step("warm: the fork's pidfd received");
   pid_t mid = pidfd_pid(middle);
   if (mid <= 0) {
     kbox_error_make(err, 0, "the zygote's fork has no pid here");
@@ -189,12 +201,15 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
     kill(mid, SIGKILL);
     goto out;
   }
+  kbox_trace_step("warm: GO sent");
   if (recv_step(sb->chan, KBOX_WARM_MSG_PID1, &sb->pidfd, err) < 0) goto out;
+  kbox_trace_step("warm: pid 1's pidfd received");
   sb->pid = pidfd_pid(sb->pidfd);
   sb->foreign = true;
   int workload = recv_step(sb->chan, KBOX_MSG_STARTED, NULL, err);
   if (workload < 0) goto out;
   sb->workload_pid = workload;
+  kbox_trace_step("warm: STARTED received");
   kbox_debug("warm: the kernel's sandbox was forked and built in %lld ms", kbox_sandbox_elapsed_ms(sb));
   rc = 0;
 out:
@@ -213,6 +228,7 @@ int kbox_warm_try(struct kbox_sandbox *sb, struct kbox_spec *spec) {
     kbox_info("warm start not possible (%s): starting cold", why);
     return 0;
   }
+  kbox_trace_step("warm: run dir and broker sockets made, eligible");
   char keydir[PATH_MAX];
   kbox_error_t err = NULL;
   if (kbox_warm_key_dir(spec, keydir, sizeof(keydir), &err) < 0) {

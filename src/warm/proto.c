@@ -9,6 +9,7 @@
 
 #include "security/security.h"
 #include "util/cleanup.h"
+#include "util/trace.h"
 
 /* A growing buffer of NUL-terminated "key=value" fields. */
 struct fields {
@@ -43,6 +44,7 @@ int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox
   add_u(&f, "layers", spec->rootfs.n);
   add_u(&f, "unconfined", spec->seccomp_unconfined);
   add_u(&f, "verbosity", (unsigned)spec->verbosity);
+  if (kbox_trace_enabled()) add_u(&f, "trace", (unsigned long long)kbox_trace_origin_ns());
   if (spec->workdir != NULL) add(&f, "workdir", spec->workdir);
   for (size_t i = 0; i < spec->n_binds; i++) add(&f, spec->binds[i].ro ? "bind_ro" : "bind_rw", spec->binds[i].dst);
   for (size_t i = 0; i < spec->env.n; i++) add(&f, "env", spec->env.v[i]);
@@ -90,6 +92,10 @@ static int decode_field(struct kbox_spec *spec, const char *kv, kbox_error_t *er
   else if (IS("nofile")) spec->nofile = strtoull(v, NULL, 10);
   else if (IS("unconfined")) spec->seccomp_unconfined = strcmp(v, "1") == 0;
   else if (IS("verbosity")) spec->verbosity = (int)strtol(v, NULL, 10);
+  else if (IS("trace")) {
+    kbox_trace_enable(); /* --trace-setup: the fork's steps against kbox's origin */
+    kbox_trace_set_origin_ns(strtoll(v, NULL, 10));
+  }
   else if (IS("layers")) {
     unsigned long n = strtoul(v, NULL, 10);
     for (unsigned long i = 0; i < n; i++) kbox_strv_add(&spec->rootfs, "(warm)");

@@ -100,10 +100,20 @@ int kbox_warm_key_dir(const struct kbox_spec *spec, char *out, size_t n, kbox_er
   return 0;
 }
 
+bool kbox_warm_serving(const char *keydir) {
+  char path[PATH_MAX + 8];
+  snprintf(path, sizeof(path), "%s.lock", keydir);
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0) return false; /* nobody holds it (closing releases ours) */
+  return errno == EWOULDBLOCK;
+}
+
 bool kbox_warm_ready(const char *keydir) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/zygote.sock", keydir) >= (int)sizeof(a.sun_path)) return false;
-  return access(a.sun_path, F_OK) == 0;
+  /* A socket left by a server that was killed is no zygote: the lock says whether one runs. */
+  return access(a.sun_path, F_OK) == 0 && kbox_warm_serving(keydir);
 }
 
 int kbox_warm_spawn(const struct kbox_spec *spec, kbox_error_t *err) {
@@ -172,21 +182,137 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
   return 0;
 }
 
-/* The key directory, owned by the zygote's user (it creates its socket there), 0700. */
-static int make_keydir(const struct kbox_spec *spec, const char *keydir, kbox_error_t *err) {
+/* The key directory, owned by the zygote's user (it reaches its server's socket there), 0700;
+   *zuid receives that user's host uid. */
+static int make_keydir(const struct kbox_spec *spec, const char *keydir, uid_t *zuid, kbox_error_t *err) {
   if (mkdir(keydir, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", keydir);
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
-  if (chown(keydir, map.base + spec->uid, map.base + spec->gid) < 0) return kbox_error_make(err, errno, "chown %s", keydir);
+  *zuid = map.base + spec->uid;
+  if (chown(keydir, *zuid, map.base + spec->gid) < 0) return kbox_error_make(err, errno, "chown %s", keydir);
   return 0;
 }
 
-static void serve_loop(struct kbox_sandbox *sb, int sigfd, struct kbox_warm_pool *pool) {
+/* The server's lock on KEYDIR.lock: the fd, -2 when another server holds it. Probes
+   (kbox_warm_serving) hold it for microseconds, so a busy lock is retried for a moment first. */
+static int take_lock(const char *keydir, kbox_error_t *err) {
+  char path[PATH_MAX + 8];
+  snprintf(path, sizeof(path), "%s.lock", keydir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return kbox_error_make(err, errno, "opening %s", path);
+  for (int i = 0; i < 20; i++) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    if (errno != EWOULDBLOCK) break;
+    usleep(5000);
+  }
+  close(fd);
+  return -2;
+}
+
+/* A listening SOCK_SEQPACKET socket at path (replacing a stale one), or -1. */
+static int listen_at(const char *path, kbox_error_t *err) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s", path) >= (int)sizeof(a.sun_path))
+    return kbox_error_make(err, 0, "%s is too long for a socket path", path);
+  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return kbox_error_make(err, errno, "socket");
+  unlink(path);
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 128) < 0) return kbox_error_make(err, errno, "listening at %s", path);
+  return steal_fd(fd);
+}
+
+/* The peer's credentials of a connected unix socket. */
+static int peer_of(int fd, struct ucred *uc) {
+  socklen_t n = sizeof(*uc);
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, uc, &n);
+}
+
+/* The server's sockets: serve.sock, which only the zygote (its host uid) may connect to once, and
+   zygote.sock, the callers' socket, made once the zygote said it is ready. Every caller is checked
+   (SO_PEERCRED: root or the server's own uid) before its connection is handed to the zygote. */
+struct server {
+  char keydir[PATH_MAX];
+  uid_t zygote_uid;
+  int ctl_listen, ctl, pub;
+};
+
+static void path_in(const struct server *sv, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s/%s", sv->keydir, name);
+}
+
+/* The zygote connects to serve.sock: keep the first connection from its uid, refuse others. */
+static void on_zygote_connect(struct server *sv) {
+  /* Non-blocking: a wedged zygote that reads nothing must not wedge its server (a connection that
+     does not fit in its queue is closed, and its caller starts cold). */
+  int fd = accept4(sv->ctl_listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) return;
+  struct ucred uc;
+  if (sv->ctl >= 0 || peer_of(fd, &uc) < 0 || uc.uid != sv->zygote_uid) {
+    kbox_warn("warm: refused a connection to the zygote's control socket (not the zygote)");
+    close(fd);
+    return;
+  }
+  sv->ctl = fd;
+  char path[PATH_MAX + 32];
+  path_in(sv, "serve.sock", path, sizeof(path));
+  unlink(path);
+  close(sv->ctl_listen);
+  sv->ctl_listen = -1;
+}
+
+/* The zygote said it is ready: make the callers' socket (bound under a temporary name, then
+   renamed: callers see it only once it accepts). */
+static void on_zygote_message(struct server *sv) {
+  char buf[16];
+  ssize_t r = recv(sv->ctl, buf, sizeof(buf), MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
+  path_in(sv, "zygote.sock", path, sizeof(path));
+  if (r <= 0) { /* the zygote is gone: no more kernels from this server */
+    unlink(path);
+    close(sv->ctl);
+    sv->ctl = -1;
+    if (sv->pub >= 0) close(sv->pub);
+    sv->pub = -1;
+    return;
+  }
+  if (sv->pub >= 0 || r != 5 || memcmp(buf, "ready", 5) != 0) return;
+  path_in(sv, "zygote.sock.tmp", tmp, sizeof(tmp));
+  kbox_error_t err = NULL;
+  sv->pub = listen_at(tmp, &err);
+  if (sv->pub < 0 || rename(tmp, path) < 0) {
+    kbox_warn("warm: cannot make the zygote's socket: %s", err != NULL ? err->msg : strerror(errno));
+    kbox_error_free(&err);
+    return;
+  }
+  kbox_info("warm: zygote %s ready", sv->keydir);
+}
+
+/* A caller: hand its connection to the zygote if it is root or our own uid. */
+static void on_caller(struct server *sv) {
+  int fd = accept4(sv->pub, NULL, NULL, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  struct ucred uc = {.pid = 0, .uid = (uid_t)-1};
+  if (peer_of(fd, &uc) < 0 || (uc.uid != 0 && uc.uid != geteuid())) {
+    kbox_warn("warm: refused a caller with uid %d (pid %d): only root and uid %d may ask this zygote for kernels",
+              (int)uc.uid, (int)uc.pid, (int)geteuid());
+    close(fd);
+    return;
+  }
+  kbox_error_t err = NULL;
+  if (kbox_warm_send(sv->ctl, "k", 1, &fd, 1, &err) < 0) kbox_error_free(&err); /* the caller sees EOF, starts cold */
+  close(fd);
+}
+
+static void serve_loop(struct kbox_sandbox *sb, int sigfd, struct server *sv, struct kbox_warm_pool *pool) {
   long long kill_at = 0;
   while (!sb->reaped) {
-    struct pollfd p[3] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}, {.fd = sb->chan, .events = POLLIN}};
+    enum { P_PID, P_SIG, P_CHAN, P_CTL_LISTEN, P_CTL, P_PUB, P_N };
+    struct pollfd p[P_N] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN},
+                            {.fd = sb->chan, .events = POLLIN}, {.fd = sv->ctl_listen, .events = POLLIN},
+                            {.fd = sv->ctl, .events = POLLIN}, {.fd = sv->pub, .events = POLLIN}};
     int wait = kill_at ? 200 : kbox_warm_pool_tick(pool); /* the pool's refills (pool_fill.c) */
-    int r = poll(p, sb->chan >= 0 ? 3 : 2, wait);
+    int r = poll(p, P_N, wait); /* fds of -1 are ignored */
     if (r < 0 && errno != EINTR) break;
     struct signalfd_siginfo si;
     while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
@@ -203,52 +329,75 @@ static void serve_loop(struct kbox_sandbox *sb, int sigfd, struct kbox_warm_pool
       clock_gettime(CLOCK_MONOTONIC, &now);
       if (now.tv_sec * 1000LL + now.tv_nsec / 1000000 >= kill_at) kbox_sandbox_kill(sb);
     }
-    if (sb->chan >= 0 && (p[2].revents & (POLLIN | POLLHUP))) {
+    if (sb->chan >= 0 && (p[P_CHAN].revents & (POLLIN | POLLHUP))) {
       kbox_error_t ignored = NULL;
       kbox_sandbox_on_message(sb, &ignored);
       kbox_error_free(&ignored);
     }
-    if (p[0].revents & POLLIN) kbox_sandbox_reap(sb);
+    if (p[P_CTL_LISTEN].revents & POLLIN) on_zygote_connect(sv);
+    if (p[P_CTL].revents & (POLLIN | POLLHUP | POLLERR)) on_zygote_message(sv);
+    if (sv->pub >= 0 && (p[P_PUB].revents & POLLIN)) on_caller(sv);
+    if (p[P_PID].revents & POLLIN) kbox_sandbox_reap(sb);
   }
 }
 
+/* Remove what this server made in its key directory (it holds the lock: they are its own). */
+static void serve_cleanup(const struct server *sv) {
+  char path[PATH_MAX + 32];
+  static const char *const names[] = {"zygote.sock", "zygote.sock.tmp", "serve.sock", NULL};
+  for (size_t i = 0; names[i] != NULL; i++) {
+    path_in(sv, names[i], path, sizeof(path));
+    unlink(path);
+  }
+  snprintf(path, sizeof(path), "%s.pid", sv->keydir);
+  unlink(path);
+  rmdir(sv->keydir);
+}
+
 int kbox_warm_serve(struct kbox_spec *spec, kbox_error_t *err) {
-  char keydir[PATH_MAX], path[PATH_MAX + 32];
-  if (kbox_warm_key_dir(spec, keydir, sizeof(keydir), err) < 0 || make_keydir(spec, keydir, err) < 0) return -1;
-  snprintf(path, sizeof(path), "%s.lock", keydir);
-  cleanup_close int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lock < 0) return kbox_error_make(err, errno, "opening %s", path);
-  if (flock(lock, LOCK_EX | LOCK_NB) < 0) return 0; /* another server has this key */
-  snprintf(path, sizeof(path), "%s.log", keydir);
+  struct server sv = {.ctl_listen = -1, .ctl = -1, .pub = -1};
+  char path[PATH_MAX + 32];
+  if (kbox_warm_key_dir(spec, sv.keydir, sizeof(sv.keydir), err) < 0) return -1;
+  /* Nothing of the key is touched before the lock: a second server (a `kbox warm start` racing a
+     kernel that spawned one) leaves the first one's files alone. */
+  cleanup_close int lock = take_lock(sv.keydir, err);
+  if (lock == -2) {
+    kbox_info("warm: a server for %s is already running", sv.keydir);
+    return 0;
+  }
+  if (lock < 0) return -1;
+  snprintf(path, sizeof(path), "%s.log", sv.keydir);
   int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (log >= 0 && log != 2) {
     dup2(log, 2);
     close(log);
   }
-  snprintf(path, sizeof(path), "%s/zygote.sock", keydir);
-  unlink(path);
-  snprintf(path, sizeof(path), "%s.pid", keydir);
+  serve_cleanup(&sv); /* a killed server's leftovers */
+  if (make_keydir(spec, sv.keydir, &sv.zygote_uid, err) < 0) return -1;
+  path_in(&sv, "serve.sock", path, sizeof(path));
+  if ((sv.ctl_listen = listen_at(path, err)) < 0) return -1;
+  if (chown(path, sv.zygote_uid, (gid_t)-1) < 0) return kbox_error_make(err, errno, "chown %s", path);
+  snprintf(path, sizeof(path), "%s.pid", sv.keydir);
   char pid[32];
   snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
   cleanup_close int pfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (pfd < 0 || write(pfd, pid, strlen(pid)) < 0) return kbox_error_make(err, errno, "writing %s", path);
-  if (zygote_spec(spec, keydir, err) < 0) return -1;
-  cleanup_close int sigfd = kbox_sandbox_signalfd(err);
-  if (sigfd < 0) return -1;
+  int rc = -1;
   struct kbox_sandbox sb;
+  cleanup_close int sigfd = -1;
   static struct kbox_warm_pool pool;
-  kbox_warm_pool_init(&pool, spec, keydir);
-  int rc = kbox_sandbox_start(&sb, spec, err);
-  if (rc == 0) {
-    kbox_info("warm: zygote %s started (sandbox pid %d)", keydir, (int)sb.pid);
-    serve_loop(&sb, sigfd, &pool);
+  if (zygote_spec(spec, sv.keydir, err) == 0 && (sigfd = kbox_sandbox_signalfd(err)) >= 0) {
+    kbox_warm_pool_init(&pool, spec, sv.keydir);
+    if ((rc = kbox_sandbox_start(&sb, spec, err)) == 0) {
+      kbox_info("warm: zygote %s started (sandbox pid %d)", sv.keydir, (int)sb.pid);
+      serve_loop(&sb, sigfd, &sv, &pool);
+    }
+    kbox_warm_pool_stop(&pool);
+    kbox_sandbox_destroy(&sb);
   }
-  kbox_warm_pool_stop(&pool);
-  kbox_sandbox_destroy(&sb);
-  snprintf(path, sizeof(path), "%s/zygote.sock", keydir);
-  unlink(path);
-  snprintf(path, sizeof(path), "%s.pid", keydir);
-  unlink(path);
-  rmdir(keydir);
+  if (sv.ctl_listen >= 0) close(sv.ctl_listen);
+  if (sv.ctl >= 0) close(sv.ctl);
+  if (sv.pub >= 0) close(sv.pub);
+  serve_cleanup(&sv);
   return rc;
 }

@@ -19,8 +19,10 @@ int kbox_warm_key_dir(const struct kbox_spec *spec, char *out, size_t n, kbox_er
 int kbox_warm_lib_path(char *out, size_t n, kbox_error_t *err);
 /* Start `kbox warm serve` for spec's layers in the background (its own session; survives us). */
 int kbox_warm_spawn(const struct kbox_spec *spec, kbox_error_t *err);
-/* True when the zygote of KEYDIR accepts connections. */
+/* True when the zygote of KEYDIR accepts connections (its socket exists and its server runs). */
 bool kbox_warm_ready(const char *keydir);
+/* True while a `kbox warm serve` for KEYDIR runs (it holds KEYDIR.lock), starting or ready. */
+bool kbox_warm_serving(const char *keydir);
 /* `kbox warm serve`: run the zygote sandbox for spec until it exits (idle) or SIGTERM. */
 int kbox_warm_serve(struct kbox_spec *spec, kbox_error_t *err);
 

@@ -125,6 +125,22 @@ Test(profile, limits_and_capabilities) {
   kbox_profile_free(p);
 }
 
+/* "warm": false forbids warm starts (docs/warm.md); absent means allowed; anything else is refused. */
+Test(profile, warm_switch) {
+  ASSERT_HAS(parse_error("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}, \"warm\": \"no\"}"),
+             "warm: must be true or false");
+  const char *texts[] = {"{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}, \"warm\": false}",
+                         "{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}, \"warm\": true}",
+                         "{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}}"};
+  for (int i = 0; i < 3; i++) {
+    struct kbox_profile *p = NULL;
+    kbox_error_t err = NULL;
+    cr_assert_eq(kbox_profile_parse("t", texts[i], &p, &err), 0, "%s", texts[i]);
+    cr_assert_eq(p->no_warm, i == 0, "%s", texts[i]);
+    kbox_profile_free(p);
+  }
+}
+
 Test(profile, json_syntax_duplicates_and_missing_sections) {
   ASSERT_HAS(parse_error("{\"seccomp\": {"), "line 1");
   ASSERT_HAS(parse_error("{\"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}, \"seccomp\": {}}"), "duplicate");

@@ -33,7 +33,8 @@ def wedged(z):
         rep = k.end()
     finally:
         os.kill(zpid, signal.SIGCONT)
-    w.check(w.start_of(rep) == "cold", "a wedged zygote gave %s" % w.start_of(rep))
+    w.check(w.start_of(rep) == "cold", "a wedged zygote gave %s (report %s, kbox's stderr: %s)"
+            % (w.start_of(rep), rep, k.stderr[-1500:]))
     w.check("warm start failed" in k.stderr, "no log line for the fallback: %s" % k.stderr)
     k2 = w.Kernel(binds=False)
     works(k2)

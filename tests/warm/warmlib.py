@@ -111,12 +111,16 @@ class Zygotes:
             text += open(f).read()
         return text
 
-    def stop(self):
+    def stop_keep_dir(self):
+        """Stop every zygote of the directory and wait until their servers are gone."""
         subprocess.run([KBOX, "warm", "stop"], capture_output=True, timeout=60)
         for _ in range(100):
             if not [z for z in self.status() if z["alive"]]:
                 break
             time.sleep(0.1)
+
+    def stop(self):
+        self.stop_keep_dir()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,6 +1,7 @@
 # kbox zygote (docs/warm.md): import the data stack once, then fork one kernel per request.
-# It never runs user code and holds no zmq context, socket (but its listening one), thread or
-# stray file while waiting; each fork turns into a sandboxed kernel through libkbox-warm.so
+# It never runs user code and holds no zmq context, socket (but its line to its server, which
+# accepts and checks the callers and passes their connections here), thread or stray file while
+# waiting; each fork turns into a sandboxed kernel through libkbox-warm.so
 # (src/warm/child.c) and only then starts the kernel app.
 import ctypes
 import os
@@ -16,12 +17,39 @@ CONNECTION_FILE = "/run/kbox/kernel.json"
 MAX_REQ = 1 << 20
 MAX_FDS = 64
 IDLE = float(os.environ.get("KBOX_WARM_IDLE", "900"))
+LIBRARY = []  # [the loaded libkbox-warm.so], for trace() in a kernel
 IMPORT_ENV = {}  # variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL...): a cold kernel has them too
 
 
 def log(msg):
     sys.__stderr__.write("kbox-zygote: %s\n" % msg)
     sys.__stderr__.flush()
+
+
+def trace(what):
+    """One --trace-setup line from the kernel (a no-op unless kbox traces)."""
+    if LIBRARY:
+        LIBRARY[0].kbox_warm_trace(what.encode())
+
+
+APP_STEPS = ("parse_command_line", "init_crash_handler", "init_profile_dir", "init_config_files", "load_config_file",
+             "init_pdb", "init_blackhole", "init_connection_file", "init_poller", "init_sockets", "init_heartbeat",
+             "write_connection_file", "log_connection_info", "init_io", "init_signal", "init_kernel", "init_path",
+             "init_shell", "init_gui_pylab", "init_extensions", "init_code")
+
+
+def trace_app_steps(app):
+    """--trace-setup: one line per step of the kernel app's initialize()."""
+    for name in APP_STEPS:
+        method = getattr(app, name, None)
+        if method is None:
+            continue
+
+        def timed(*a, _method=method, _name=name, **kw):
+            r = _method(*a, **kw)
+            trace("python: app." + _name)
+            return r
+        setattr(app, name, timed)
 
 
 def warm_imports():
@@ -73,6 +101,15 @@ def check_pristine():
         raise SystemExit("kbox-zygote: open files after the imports: %s" % ", ".join(left))
 
 
+def freeze_heap():
+    """Move every object made by the imports into the collector's permanent generation: a
+    collection in a kernel then never writes their headers, so their pages stay shared with the
+    zygote (and the kernel's collections do not walk them)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+
+
 def kernel_main(envbuf):
     """In the kernel process (pid 2 of its own sandbox): fresh state, then the kernel app."""
     env = {}
@@ -93,6 +130,7 @@ def kernel_main(envbuf):
     import numpy
     numpy.random.seed()
     tempfile.tempdir = None
+    trace("python: environment set, re-seeded")
     sys.argv = ["ipykernel_launcher", "-f", CONNECTION_FILE]
     sys.path[:] = [p for p in sys.path if p not in ("", "/usr/share/kbox")]
     from ipykernel import kernelapp
@@ -113,7 +151,12 @@ def kernel_main(envbuf):
     if os.environ.pop(POOL_KERNEL_ENV, None) is not None:  # the pool, below
         pool_kernel_main(kernelapp)
         return
-    kernelapp.launch_new_instance()
+    app = kernelapp.IPKernelApp.instance()
+    if LIBRARY and LIBRARY[0].kbox_warm_tracing():
+        trace_app_steps(app)
+    app.initialize()
+    trace("python: IPKernelApp.initialize done")
+    app.start()
 
 
 def run_kernel(envbuf):
@@ -135,7 +178,18 @@ def run_kernel(envbuf):
     return code
 
 
-def serve(lib, lsock):
+def next_connection(ctl):
+    """The next caller's connection, which our server (kbox warm serve, on the host) accepted and
+    checked (SO_PEERCRED) before passing it here; None when the server is gone."""
+    msg, fds, _, _ = socket.recv_fds(ctl, 16, 1)
+    if not msg or not fds:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return socket.socket(fileno=fds[0])
+
+
+def serve(lib, ctl):
     last = time.monotonic()
     children = 0
     while True:
@@ -149,13 +203,16 @@ def serve(lib, lsock):
                 break
         if children > 0:
             last = time.monotonic()
-        r, _, _ = select.select([lsock], [], [], 1.0)
+        r, _, _ = select.select([ctl], [], [], 1.0)
         if not r:
             if children == 0 and time.monotonic() - last > IDLE:
                 log("idle for %d s: exiting" % IDLE)
                 return
             continue
-        conn, _ = lsock.accept()
+        conn = next_connection(ctl)
+        if conn is None:
+            log("the server is gone: exiting")
+            return
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_REQ, MAX_FDS)
         except OSError as e:
@@ -171,7 +228,7 @@ def serve(lib, lsock):
         pid = os.fork()
         if pid == 0:
             try:
-                os.close(lsock.detach())
+                os.close(ctl.detach())
                 os.close(conn.detach())
                 envbuf = ctypes.create_string_buffer(1 << 16)
                 arr = (ctypes.c_int * len(fds))(*fds)
@@ -192,23 +249,19 @@ def main():
                                     ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
     lib.kbox_warm_child.restype = ctypes.c_int
     pool_setup(lib)
+    lib.kbox_warm_trace.argtypes = [ctypes.c_char_p]
+    LIBRARY.append(lib)
     t0 = time.monotonic()
     before = dict(os.environ)
     warm_imports()
     IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
     check_pristine()
-    path = os.path.join(INNER_DIR, "zygote.sock")
-    tmp = path + ".tmp"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    lsock.bind(tmp)
-    lsock.listen(64)
-    os.rename(tmp, path)  # clients see the socket only once we accept
+    freeze_heap()
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ctl.connect(os.path.join(INNER_DIR, "serve.sock"))
+    ctl.send(b"ready")  # the server then opens the callers' socket
     log("ready after %.2f s" % (time.monotonic() - t0))
-    serve(lib, lsock)
+    serve(lib, ctl)
 
 
 # ---- The pool (docs/warm.md, "The pool"): a kernel started ahead, settled when it is claimed ----
