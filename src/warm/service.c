@@ -234,10 +234,20 @@ struct server {
   char keydir[PATH_MAX];
   uid_t zygote_uid;
   int ctl_listen, ctl, pub;
+  bool stopping; /* asked to stop: no new callers' socket */
 };
 
 static void path_in(const struct server *sv, const char *name, char *out, size_t n) {
   snprintf(out, n, "%s/%s", sv->keydir, name);
+}
+
+/* No more callers: remove the callers' socket. */
+static void stop_serving(struct server *sv) {
+  char path[PATH_MAX + 32];
+  path_in(sv, "zygote.sock", path, sizeof(path));
+  unlink(path);
+  if (sv->pub >= 0) close(sv->pub);
+  sv->pub = -1;
 }
 
 /* The zygote connects to serve.sock: keep the first connection from its uid, refuse others. */
@@ -269,14 +279,12 @@ static void on_zygote_message(struct server *sv) {
   char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
   path_in(sv, "zygote.sock", path, sizeof(path));
   if (r <= 0) { /* the zygote is gone: no more kernels from this server */
-    unlink(path);
+    stop_serving(sv);
     close(sv->ctl);
     sv->ctl = -1;
-    if (sv->pub >= 0) close(sv->pub);
-    sv->pub = -1;
     return;
   }
-  if (sv->pub >= 0 || r != 5 || memcmp(buf, "ready", 5) != 0) return;
+  if (sv->stopping || sv->pub >= 0 || r != 5 || memcmp(buf, "ready", 5) != 0) return;
   path_in(sv, "zygote.sock.tmp", tmp, sizeof(tmp));
   kbox_error_t err = NULL;
   sv->pub = listen_at(tmp, &err);
@@ -318,6 +326,8 @@ static void serve_loop(struct kbox_sandbox *sb, int sigfd, struct server *sv, st
     while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
       if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
         kbox_warm_pool_stop(pool);
+        sv->stopping = true;
+        stop_serving(sv); /* a `warm start` right after `warm stop` must not take us for ready */
         kbox_sandbox_signal(sb, SIGTERM);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
