@@ -163,7 +163,7 @@ def inner_info(kernel_id):
     except OSError:
         return None  # not readable here (e.g. another user's run dir)
     inner["ip"] = os.path.join(kdir, "kernel")
-    return inner, os.path.join(kdir, "kernel.json")
+    return inner
 
 
 def lean_kbox(pid, info, n):
@@ -186,11 +186,11 @@ def lean_kbox(pid, info, n):
     return (pctl(lat, 0.5), pctl(lat, 0.99), mbps, msgps, cpu_main, cpu_io, cpu_mb)
 
 
-def lean_added(info, inner, kjson, n):
+def lean_added(info, inner, n):
     """p50 through kbox, straight to the sandboxed kernel, and through a plain zmq_proxy in front of
     it (alternating blocks, same kernel), and the proxy's CPU per execute: returns (kbox - direct,
     proxy - direct, proxy CPU us, direct p50, direct MB/s, direct msg/s)."""
-    proxy = subprocess.Popen([PY, os.path.join(os.path.dirname(os.path.abspath(__file__)), "leanclient.py"), kjson],
+    proxy = subprocess.Popen([PY, os.path.join(os.path.dirname(os.path.abspath(__file__)), "leanclient.py"), json.dumps(inner)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     pinfo = json.loads(proxy.stdout.readline())
     clients = [Lean(info), Lean(inner), Lean(pinfo)]
@@ -239,7 +239,7 @@ def kbox(path, rootfs, n):
     kc.stop_channels()
     lean = lean_kbox(p.pid, info, n)
     got = inner_info(info["kernel_id"])
-    extra = lean_added(info, got[0], got[1], n) if got else (None,) * 6
+    extra = lean_added(info, got, n) if got else (None,) * 6
     kc.start_channels()
     kc.shutdown()
     p.wait(timeout=30)

@@ -72,42 +72,48 @@ class Lean:
         (msg_type, content bytes) of the request's other iopub messages."""
         mid = self.send("execute_request", {"code": code, "silent": False, "store_history": False,
                                             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
-        return self._wait(mid, on_output, timeout)
+        if self._wait({mid}, on_output, time.monotonic() + timeout) is None:
+            raise TimeoutError("no answer to %s within %.1f s" % (mid, timeout))
 
-    def _wait(self, mid, on_output, timeout):
-        replied = idle = False
-        deadline = time.monotonic() + timeout
-        while not (replied and idle):
+    def _wait(self, mids, on_output, deadline):
+        """Wait until one of the requests mids got both its reply and its idle status: that msg_id,
+        or None at the deadline."""
+        replied, idle = set(), set()
+        while True:
             left = deadline - time.monotonic()
             if left <= 0 or not self.poller.poll(int(left * 1000) + 1):
-                raise TimeoutError("no answer to %s within %.1f s" % (mid, timeout))
-            while not replied:
+                return None
+            while True:
                 m = self._recv(self.shell)
                 if m is None:
                     break
-                replied = m[1].get("msg_id") == mid
-            while not idle:
+                replied.add(m[1].get("msg_id"))
+            while True:
                 m = self._recv(self.iopub)
                 if m is None:
                     break
-                if m[1].get("msg_id") != mid:
+                pid = m[1].get("msg_id")
+                if pid not in mids:
                     continue
                 if m[0]["msg_type"] == "status":
-                    idle = json.loads(m[2]).get("execution_state") == "idle"
+                    if json.loads(m[2]).get("execution_state") == "idle":
+                        idle.add(pid)
                 elif on_output is not None:
                     on_output(m[0]["msg_type"], m[2])
-        return True
+            done = mids & replied & idle
+            if done:
+                return done.pop()
 
     def wait_ready(self, timeout=60.0):
-        """kernel_info_request until its reply and its idle status came (the iopub subscription is live)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            mid = self.send("kernel_info_request", {})
-            try:
-                return self._wait(mid, None, 0.5)
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
+        """kernel_info_request every 0.5 s until one got its reply and its idle status (the iopub
+        subscription is live)."""
+        end = time.monotonic() + timeout
+        mids = set()
+        while time.monotonic() < end:
+            mids.add(self.send("kernel_info_request", {}))
+            if self._wait(mids, None, min(end, time.monotonic() + 0.5)) is not None:
+                return
+        raise TimeoutError("no kernel_info_reply within %.0f s" % timeout)
 
     def round_trips(self, n):
         """n executes of `1`: the latencies in microseconds."""
@@ -160,14 +166,13 @@ def thread_cpu_ns(pid):
     return out
 
 
-def proxy_main(kernel_json):
+def proxy_main(inner):
     """The floor of any libzmq broker: plain zmq_proxy pass-throughs (shell ROUTER->DEALER, iopub
     XPUB->XSUB) in front of a kernel's sockets, no checks, no re-signing (clients use the kernel's
-    own key). Prints its connection info as one JSON line, then runs until killed."""
+    own key). inner: the kernel's connection info. Prints its own as one JSON line, then runs
+    until its stdin closes."""
     import sys
     import threading
-    with open(kernel_json) as f:
-        inner = json.load(f)
     tcp = inner.get("transport", "tcp") == "tcp"
 
     def ep(port):
@@ -190,4 +195,4 @@ def proxy_main(kernel_json):
 
 if __name__ == "__main__":
     import sys
-    proxy_main(sys.argv[1])
+    proxy_main(json.loads(sys.argv[1]))
