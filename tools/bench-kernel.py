@@ -240,6 +240,8 @@ def kbox(path, rootfs, n):
     lean = lean_kbox(p.pid, info, n)
     got = inner_info(info["kernel_id"])
     extra = lean_added(info, got, n) if got else (None,) * 6
+    kc = BlockingKernelClient()  # a stopped client's channel threads cannot start again
+    kc.load_connection_info(info)
     kc.start_channels()
     kc.shutdown()
     p.wait(timeout=30)
