@@ -12,6 +12,14 @@ through the broker with round trips straight to the kernel's ipc sockets: the br
 alone (native vs kbox also differ in cgroup CPU share and transport, which dominate on a loaded
 machine).
 
+The lean_* figures come from tools/leanclient.py (raw pyzmq + HMAC, no jupyter_client: its poll
+intervals and channel threads weigh more in a round trip than the broker): the same measurements
+on plain ipykernel, on the sandboxed kernel's own ipc sockets (direct) and through kbox, plus a
+libzmq pass-through (zmq_proxy, no checks, no signing) in front of the same sandboxed kernel, the
+floor any libzmq broker pays. Broker CPU comes from the kbox process's own threads (schedstat,
+ns; main thread and libzmq's I/O thread apart) over n lean executes, and per MB of one large
+print; the sandbox's processes are not counted.
+
 Usage: tools/bench-kernel.py [--kbox PATH] [--n 300] [--rootfs /] [--repeat 3]"""
 import argparse
 import json
@@ -22,6 +30,9 @@ import sys
 import time
 
 from jupyter_client import BlockingKernelClient, KernelManager
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from leanclient import Lean, thread_cpu_ns  # noqa: E402
 
 PY = "/usr/bin/python3"
 BIG = 50 << 20   # bytes printed in one cell
@@ -67,9 +78,13 @@ def native(n):
     kc.wait_for_ready(timeout=60)
     ready = time.perf_counter() - t
     r = measure(kc, n)
-    kc.stop_channels()
+    info = km.get_connection_info()
+    if isinstance(info.get("key"), bytes):
+        info["key"] = info["key"].decode()
+    kc.stop_channels()  # as for kbox: no unread subscriber while the lean client measures
+    lean = lean_measure(info, n)
     km.shutdown_kernel(now=True)
-    return (ready,) + r + (None, None, None, None, None)
+    return (ready,) + r + (None, None, None, None, None) + lean + (None,) * (len(NAMES) - 10 - len(lean))
 
 
 def memory_kib(pid):
@@ -122,6 +137,86 @@ def broker_added_us(kc, kernel_id, n):
     return statistics.median(lat[0]) - statistics.median(lat[1])
 
 
+def pctl(lat, q):
+    lat = sorted(lat)
+    return lat[min(len(lat) - 1, int(len(lat) * q))]
+
+
+def lean_measure(info, n):
+    """Round trip p50/p99, one large print (MB/s), small flushed prints (msg/s), with the lean client."""
+    c = Lean(info)
+    c.wait_ready()
+    c.round_trips(20)
+    lat = c.round_trips(n)
+    mbps = c.big_print(BIG)
+    msgps = c.small_prints(FLUSHES)
+    c.close()
+    return (pctl(lat, 0.5), pctl(lat, 0.99), mbps, msgps)
+
+
+def inner_info(kernel_id):
+    """Connection info of the sandboxed kernel's own ipc sockets (its kernel.json in the run dir)."""
+    kdir = os.path.join(run_dir_base(), kernel_id, "k")
+    try:
+        with open(os.path.join(kdir, "kernel.json")) as f:
+            inner = json.load(f)
+    except OSError:
+        return None  # not readable here (e.g. another user's run dir)
+    inner["ip"] = os.path.join(kdir, "kernel")
+    return inner
+
+
+def lean_kbox(pid, info, n):
+    """Through kbox with the lean client, and the broker's own CPU: per execute (main thread, I/O
+    thread) and per MB of one large print."""
+    c = Lean(info)
+    c.wait_ready()
+    c.round_trips(20)
+    a = thread_cpu_ns(pid)
+    lat = c.round_trips(n)
+    b = thread_cpu_ns(pid)
+    per = lambda k, div: (b.get(k, 0) - a.get(k, 0)) / div / 1e3
+    cpu_main, cpu_io = per("main", n), per("io", n)
+    a = thread_cpu_ns(pid)
+    mbps = c.big_print(BIG)
+    b = thread_cpu_ns(pid)
+    cpu_mb = (sum(b.values()) - sum(a.values())) / (BIG / 1e6) / 1e3
+    msgps = c.small_prints(FLUSHES)
+    c.close()
+    return (pctl(lat, 0.5), pctl(lat, 0.99), mbps, msgps, cpu_main, cpu_io, cpu_mb)
+
+
+def lean_added(info, inner, n):
+    """p50 through kbox, straight to the sandboxed kernel, and through a plain zmq_proxy in front of
+    it (alternating blocks, same kernel), and the proxy's CPU per execute: returns (kbox - direct,
+    proxy - direct, proxy CPU us, direct p50, direct MB/s, direct msg/s)."""
+    proxy = subprocess.Popen([PY, os.path.join(os.path.dirname(os.path.abspath(__file__)), "leanclient.py"), json.dumps(inner)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    pinfo = json.loads(proxy.stdout.readline())
+    clients = [Lean(info), Lean(inner), Lean(pinfo)]
+    for c in clients:
+        c.wait_ready()
+        c.round_trips(10)
+    lat = {0: [], 1: [], 2: []}
+    for block in range(10):
+        order = (0, 1, 2) if block % 2 == 0 else (2, 1, 0)
+        for which in order:
+            lat[which] += clients[which].round_trips(max(1, n // 10))
+    a = thread_cpu_ns(proxy.pid)
+    clients[2].round_trips(n)
+    b = thread_cpu_ns(proxy.pid)
+    proxy_cpu = (sum(b.values()) - sum(a.values())) / n / 1e3
+    d_mbps = clients[1].big_print(BIG)
+    d_msgps = clients[1].small_prints(FLUSHES)
+    for c in clients:
+        c.close()
+    proxy.stdin.close()
+    proxy.kill()
+    proxy.wait()
+    med = {k: statistics.median(v) for k, v in lat.items()}
+    return (med[0] - med[1], med[2] - med[1], proxy_cpu, med[1], d_mbps, d_msgps)
+
+
 def kbox(path, rootfs, n):
     t = time.perf_counter()
     p = subprocess.Popen([path, "run", "--rootfs", rootfs, "--kernel-cmd",
@@ -139,14 +234,27 @@ def kbox(path, rootfs, n):
         kc.execute_interactive("1", timeout=30, output_hook=quiet)
     cpu_us = (cpu_s(p.pid) - c0) / n * 1e6
     added = broker_added_us(kc, info["kernel_id"], n)
+    # A subscriber that does not read (kc's iopub, unread while the lean client works) would fill
+    # its queue and pause the kernel's iopub for everyone (the broker's slow-joiner policy).
+    kc.stop_channels()
+    lean = lean_kbox(p.pid, info, n)
+    got = inner_info(info["kernel_id"])
+    extra = lean_added(info, got, n) if got else (None,) * 6
+    kc = BlockingKernelClient()  # a stopped client's channel threads cannot start again
+    kc.load_connection_info(info)
+    kc.start_channels()
     kc.shutdown()
     p.wait(timeout=30)
     kc.stop_channels()
-    return (ready,) + r + (rss, pss, uss, cpu_us, added)
+    return (ready,) + r + (rss, pss, uss, cpu_us, added) + lean + extra
 
 
 NAMES = ["ready_s", "rt_p50_us", "rt_p99_us", "iopub_MBps", "iopub_msg_per_s", "kbox_rss_kib", "kbox_pss_kib",
-         "kbox_uss_kib", "kbox_cpu_us_per_exec", "broker_added_p50_us"]
+         "kbox_uss_kib", "kbox_cpu_us_per_exec", "broker_added_p50_us",
+         "lean_rt_p50_us", "lean_rt_p99_us", "lean_iopub_MBps", "lean_iopub_msg_per_s",
+         "lean_cpu_main_us_per_exec", "lean_cpu_io_us_per_exec", "lean_cpu_us_per_MB",
+         "lean_added_p50_us", "lean_proxy_added_p50_us", "lean_proxy_cpu_us_per_exec",
+         "lean_direct_rt_p50_us", "lean_direct_iopub_MBps", "lean_direct_iopub_msg_per_s"]
 
 
 def main():
@@ -175,8 +283,10 @@ def main():
 def summary(get):
     """The kernel-mode rows of issue 16's table, kbox against plain ipykernel, with ratio and target
     (the command-mode rows come from tools/bench-run.sh)."""
-    def row(what, name, target, scale=1.0):
+    def row(what, name, target, scale=1.0, peer=None):
         nv, kv = get(name)
+        if peer is not None:  # the peer is another kbox-side figure (the sandboxed kernel, direct)
+            nv = get(peer)[1]
         f = lambda v: "-" if v is None else "%.4g" % (v * scale)
         ratio = "-" if nv in (None, 0) or kv is None else "%.3f" % (kv / nv)
         print("%-44s %11s %11s %7s  %s" % (what, f(kv), f(nv), ratio, target))
@@ -193,6 +303,27 @@ def summary(get):
     row("kbox RSS, kernel mode (MB)", "kbox_rss_kib", "-", 1 / 1024)
     row("kbox PSS, kernel mode (MB)", "kbox_pss_kib", "-", 1 / 1024)
     row("kbox USS, kernel mode (MB)", "kbox_uss_kib", "-", 1 / 1024)
+    print()
+    print("%-44s %11s %11s %7s  %s" % ("lean client (raw zmq + HMAC)", "kbox", "peer", "ratio", "target"))
+    print("-" * 86)
+    row("execute round trip p50 (us), vs ipykernel", "lean_rt_p50_us", "ratio <= 1.05")
+    row("execute round trip p50 (us), vs direct", "lean_rt_p50_us", "-", peer="lean_direct_rt_p50_us")
+    row("execute round trip p99 (us), vs ipykernel", "lean_rt_p99_us", "-")
+    row("broker alone: added round trip p50 (us)", "lean_added_p50_us", "<= 50 us")
+    row("  zmq_proxy pass-through: added p50 (us)", "lean_proxy_added_p50_us", "floor")
+    k = get("lean_cpu_main_us_per_exec")[1], get("lean_cpu_io_us_per_exec")[1]
+    total = None if None in k else k[0] + k[1]
+    print("%-44s %11s %11s %7s  %s" % ("broker CPU per execute (us)", "-" if total is None else "%.4g" % total,
+                                       "-", "-", "<= 50 us"))
+    row("  main thread (us)", "lean_cpu_main_us_per_exec", "-")
+    row("  libzmq I/O thread (us)", "lean_cpu_io_us_per_exec", "-")
+    row("  zmq_proxy pass-through CPU per execute (us)", "lean_proxy_cpu_us_per_exec", "floor")
+    row("broker CPU per MB of iopub (us)", "lean_cpu_us_per_MB", "-")
+    row("iopub one 50 MB print (MB/s), vs ipykernel", "lean_iopub_MBps", "ratio >= 0.95")
+    row("iopub one 50 MB print (MB/s), vs direct", "lean_iopub_MBps", "ratio >= 0.95", peer="lean_direct_iopub_MBps")
+    row("iopub small prints (msg/s), vs ipykernel", "lean_iopub_msg_per_s", "ratio >= 0.95")
+    row("iopub small prints (msg/s), vs direct", "lean_iopub_msg_per_s", "ratio >= 0.95", peer="lean_direct_iopub_msg_per_s")
+    print("(direct: the same sandboxed kernel's own ipc sockets, no broker; peer of the zmq_proxy rows: direct)")
 
 
 if __name__ == "__main__":

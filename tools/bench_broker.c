@@ -4,7 +4,7 @@
    busy status, execute_reply, idle status (the shape of an execute round trip); then iopub
    throughput of large stream messages. Prints broker CPU (this thread, kbox_broker_service only)
    per round and per message, and wall time per round (one thread plays all three parts).
-     ninja -C build && cc -O2 -D_GNU_SOURCE -Isrc -Ibuild tools/bench_broker.c build/src/libkboxcore.a \
+     ninja -C build && cc -O2 -D_GNU_SOURCE -Isrc -Ibuild tools/bench_broker.c build/src/libkboxkernel.a build/src/libkboxcore.a \
         $(pkg-config --libs libzmq jansson libcrypto libseccomp libcap) -lm -o /tmp/bench_broker && /tmp/bench_broker 20000
    For an instruction profile: valgrind --tool=callgrind /tmp/bench_broker 2000; callgrind_annotate. */
 #include <stdio.h>

@@ -19,6 +19,13 @@
 #define LOG_FIRST_DROPS 20  /* then one line every LOG_EVERY drops */
 #define LOG_EVERY 1000
 #define TRIM_AFTER_BYTES (1 << 20) /* hand freed heap back after this much traffic, once idle */
+#define TRIM_IDLE_MS 200           /* "idle": nothing received for this long (not a momentarily empty queue) */
+/* Message buffers up to this size come from the heap, not from a fresh mmap each, and freed heap
+   stays until trim() (below) finds the broker idle: a stream of large iopub messages otherwise
+   pays a page fault and a page clear for every 4 KB of every message (1 MB flushed prints: ~130
+   faults per MB, a third of the broker's CPU per MB; now ~15). */
+#define MSG_HEAP_MAX (32 << 20)
+#define MSG_TRIM_AT (64 << 20)     /* free heap kept at the top during a burst; trim() returns it once idle */
 
 /* Flow control and memory bounds (docs/kernel-broker.md). libzmq bounds its queues in messages;
    the broker adds byte accounting of what it hands to host iopub, and back-pressure: a source is
@@ -195,6 +202,8 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
   /* One malloc arena: libzmq's I/O thread would otherwise get its own, which keeps the pages of
      every burst of messages it ever buffered (see also trim() below). */
   mallopt(M_ARENA_MAX, 1);
+  mallopt(M_MMAP_THRESHOLD, MSG_HEAP_MAX);
+  mallopt(M_TRIM_THRESHOLD, MSG_TRIM_AT);
   b->ctx = zmq_ctx_new();
   if (b->ctx == NULL) return kbox_error_make(err, errno, "zmq_ctx_new");
   if (open_host(b, host, port_lo, port_hi, err) < 0 || open_kernel(b, kern, err) < 0) return -1;
@@ -711,6 +720,7 @@ static void pump(struct kbox_broker *b, int idx, long long now) {
     int r = kbox_frames_recv(s, &b->buf, max, MAX_FRAMES, &too_big);
     if (r <= 0) return; /* EAGAIN: the socket re-arms its ZMQ_FD for the next message */
     b->since_trim += b->buf.bytes + 256;
+    b->last_rx_ms = now;
     if (too_big) {
       drop(b, ch, client, "message larger than --max-message (or too many frames)");
       if (client) refuse_too_big(b, ch);
@@ -748,8 +758,10 @@ int kbox_broker_request(struct kbox_broker *b, enum kbox_channel ch, const char 
 
 /* After a burst of traffic, once idle: return the freed heap (message buffers, queue chunks)
    to the system, so kbox's resident size goes back down instead of staying at its peak. */
-static void trim(struct kbox_broker *b) {
-  if (b->since_trim < TRIM_AFTER_BYTES) return;
+static void trim(struct kbox_broker *b, long long now) {
+  /* Not between two messages of a stream: the next one would fault in (and clear) every page of
+     its buffer again, which cost more CPU than the HMAC on large iopub output. */
+  if (b->since_trim < TRIM_AFTER_BYTES || now - b->last_rx_ms < TRIM_IDLE_MS) return;
   malloc_trim(0);
   b->since_trim = 0;
 }
@@ -791,13 +803,14 @@ static void retry_into(struct kbox_broker *b, int i, long long now) {
 }
 
 long long kbox_broker_next_ms(const struct kbox_broker *b) {
-  if (b->blocked == 0) return 0;
+  long long trim_at = b->since_trim >= TRIM_AFTER_BYTES ? b->last_rx_ms + TRIM_IDLE_MS : 0; /* trim() once idle */
+  if (b->blocked == 0) return trim_at;
   long long at = b->last_service_ms + RETRY_MS;
   if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW) {
     long long w = b->kernel_heard_ms + (b->busy ? WINDOW_STALL_BUSY_MS : WINDOW_STALL_MS);
     if (b->blocked == BIT(KBOX_CH_SHELL)) at = w; /* replies wake the window: no need to poll */
   }
-  return at;
+  return trim_at != 0 && trim_at < at ? trim_at : at;
 }
 
 json_t *kbox_broker_stats(const struct kbox_broker *b) {
@@ -831,6 +844,6 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
   }
   kbox_frames_clear(&b->buf);
   b->recheck = check;
-  if (check == 0) trim(b);
+  if (check == 0) trim(b, now_ms);
   return check != 0;
 }

@@ -32,6 +32,7 @@ struct kbox_broker {
   unsigned touched;          /* sockets used since their ZMQ_EVENTS was last read (bit = index) */
   unsigned recheck;          /* sockets to look at again before sleeping */
   size_t since_trim;         /* bytes received since the heap was last trimmed */
+  long long last_rx_ms;      /* when a message was last received (any socket) */
 
   /* what the supervisor acts on */
   bool ready;                 /* the kernel answered our kernel_info_request */

@@ -46,7 +46,8 @@ void kbox_frames_move(struct kbox_frames *dst, struct kbox_frames *src);
 
 /* Signing state for one key. */
 struct kbox_auth {
-  void *mac_ctx;   /* EVP_MAC_CTX, keyed once */
+  void *mac_ctx;   /* EVP_MAC_CTX, keyed once (schemes other than hmac-sha256) */
+  struct kbox_hmac256 *sha256; /* hmac-sha256: the pre-keyed pads (kernel/hmac256.h) */
   size_t hexlen;   /* length of a hex signature, 0 when unsigned (empty key) */
 };
 

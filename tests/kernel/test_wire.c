@@ -26,6 +26,40 @@ Test(wire, hmac_sha256_rfc4231_over_four_parts) {
   kbox_auth_free(&a);
 }
 
+/* RFC 4231 test case 6: a key longer than the block is hashed first (the pre-keyed fast path). */
+Test(wire, hmac_sha256_rfc4231_long_key) {
+  char key[132];
+  memset(key, 0xaa, 131);
+  key[131] = '\0';
+  struct kbox_auth a;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "hmac-sha256", key, &err), 0);
+  const char *data = "Test Using Larger Than Block-Size Key - Hash Key First";
+  const void *part[4] = {data, data + 10, "", data + 10};
+  size_t len[4] = {10, 0, 0, strlen(data) - 10};
+  char hex[129];
+  kbox_auth_sign(&a, part, len, hex);
+  cr_assert_str_eq(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  kbox_auth_sign(&a, part, len, hex); /* the pads are reused, not consumed */
+  cr_assert_str_eq(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  kbox_auth_free(&a);
+}
+
+/* The other schemes keep going through EVP_MAC: RFC 4231 test case 2 with HMAC-SHA512. */
+Test(wire, hmac_sha512_rfc4231) {
+  struct kbox_auth a;
+  kbox_error_t err = NULL;
+  cr_assert_eq(kbox_auth_init(&a, "hmac-sha512", "Jefe", &err), 0);
+  const char *data = "what do ya want for nothing?";
+  const void *part[4] = {data, "", "", ""};
+  size_t len[4] = {strlen(data), 0, 0, 0};
+  char hex[129];
+  kbox_auth_sign(&a, part, len, hex);
+  cr_assert_str_eq(hex, "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
+                        "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737");
+  kbox_auth_free(&a);
+}
+
 Test(wire, unknown_scheme_is_refused) {
   struct kbox_auth a;
   kbox_error_t err = NULL;
