@@ -2,14 +2,21 @@
 """bench-pod: start-up time of the kbox image in podman (root), as jupyter-kernel-controller runs it.
 
   tools/bench-pod.py [--image localhost/kbox-kernel:latest] [--runs 5] [--opts '--security-opt ...']
-  tools/bench-pod.py --eg [--image ...] [--runs 5]
+  tools/bench-pod.py --eg [--log] [--image ...] [--runs 5]
 
-For each run: `podman run -d` of a controller-style container, then kernel_info requests from a
-host jupyter_client until one is answered. Prints, per run and as medians: podman's own part (until
-`podman run -d` returns), until kbox wrote "running" (sandbox built), until the first kernel_info
-reply. With --eg: the real Enterprise Gateway (vendored, as the pods suite runs it) creates kernels
-through podman's API; per run, POST /api/kernels until 201, split by EG's own log lines (launcher
-started, container seen running, connection info received). Load the image first (tools/mkoci build --archive X && podman load -i X). Benchmarks are not
+For each run: `podman run -d` of a controller-style container (kbox with -v), then kernel_info
+requests from a host jupyter_client until one is answered, then `1+1`. Prints, per run and as
+medians: podman's own part (from `podman run` until the container's process starts, podman's
+State.StartedAt), then from that start: kbox's first log line, the sandbox running (kbox's
+"protections active" line), ipykernel's banner (its imports done), the first kernel_info reply,
+and the first `1+1` after it (it waits for the startup scripts the kernel runs after readiness).
+Log times are podman's (`podman logs -t`); no `podman exec` polls during a run (they cost CPU).
+With --eg: the real Enterprise Gateway (vendored, as the pods suite runs it) creates kernels
+through podman's API; per run, from POST /api/kernels: until the container starts, then from that
+start: sandbox running, banner, EG's 201, kernel_info over EG's websocket, then the first `1+1`;
+EG's own log lines (launcher started, container seen running, connection info received);
+--log prints each kernel container's log and environment names. Load the image first
+(tools/mkoci build --archive X --tag T && podman load -i X). Benchmarks are not
 tests: numbers depend on the machine and its load."""
 
 import argparse
@@ -110,11 +117,14 @@ def eg_runs(p, work, image, runs, show_log=False):
                 t3 = time.time()
             finally:
                 ws.close()
-            rows.append((start - t0, t1 - start, t2 - start, t3 - t2))
+            clines = log_times(p, cid[0]) if cid else []
+            running = next((t - start for t, x in clines if "protections active" in x), float("nan"))
+            banner = next((t - start for t, x in clines if "NOTE: When using the" in x), float("nan"))
+            rows.append((start - t0, running, banner, t1 - start, t2 - start, t3 - t2))
             if show_log and cid:
                 env = json.loads(p.run("inspect", cid[0], "--format", "{{json .Config.Env}}").stdout)
                 print("  environment (names): " + " ".join(sorted(e.split("=", 1)[0] for e in env)))
-                for when, text in log_times(p, cid[0]):
+                for when, text in clines:
                     print("  +%.3f %s" % (when - start, text[:150]))
             print(("eg run %d: " % i) + EG_FMT % rows[-1] + " (EG log, from POST: launcher %.2f, container seen running "
                   "%.2f, connection info %.2f)" % (at("kernel launched"), at("Using assigned_ip"), at("Received connection info")))
@@ -127,7 +137,8 @@ def eg_runs(p, work, image, runs, show_log=False):
         p.cleanup()
 
 
-EG_FMT = ("POST until the container starts %.2f s; from the container's start: 201 %.2f s, "
+EG_FMT = ("POST until the container starts %.2f s; from the container's start: sandbox running %.2f s, "
+          "ipykernel's banner %.2f s, 201 %.2f s, "
           "kernel_info reply over the websocket %.2f s; then first `1+1` %.2f s")
 
 
