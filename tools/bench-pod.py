@@ -56,18 +56,20 @@ def one_run(p, image, opts, i):
     name = "kbox-bench-%d-%d" % (os.getpid(), i)
     t0 = time.time()
     p.run("run", "-d", "--name", name, *opts, *podlib.controller_env("bench-key"), image, "-v")
-    ip = p.ip_of(name)
-    kc = podlib.kernel_client(ip, "bench-key")
-    answered = podlib.wait_kernel_info(kc, 120)  # no podman exec meanwhile: it costs CPU the kernel needs
-    t_ready = time.time()
-    t_first = float("nan")
-    if answered:  # the first cell waits for the start-up scripts deferred past readiness
-        content, _ = podlib.execute(kc, "1+1", timeout=120)
-        t_first = time.time() - t_ready if content["status"] == "ok" else float("nan")
-    kc.stop_channels()
-    start = started_at(p, name)
-    lines = log_times(p, name)
-    p.run("rm", "-f", "-t", "0", name, check=False)
+    try:
+        ip = p.ip_of(name)
+        kc = podlib.kernel_client(ip, "bench-key")
+        answered = podlib.wait_kernel_info(kc, 120)  # no podman exec meanwhile: it costs CPU the kernel needs
+        t_ready = time.time()
+        t_first = float("nan")
+        if answered:  # the first cell waits for the start-up scripts deferred past readiness
+            content, _ = podlib.execute(kc, "1+1", timeout=120)
+            t_first = time.time() - t_ready if content["status"] == "ok" else float("nan")
+        kc.stop_channels()
+        start = started_at(p, name)
+        lines = log_times(p, name)
+    finally:
+        p.run("rm", "-f", "-t", "0", name, check=False)
     if not answered:
         raise SystemExit("run %d: no kernel_info reply within 120 s" % i)
     first_line = lines[0][0] - start if lines else float("nan")
