@@ -3,6 +3,7 @@
    sandbox exactly as with `kbox run`; this file adds PID 1 duties, the pod configuration, the
    protections the pod permits, EG's encrypted response and its comm port. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include "remote/eg.h"
 #include "remote/podstatus.h"
 #include "remote/protections.h"
+#include "sandbox/caps.h"
 #include "sandbox/init.h"
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
@@ -265,7 +267,12 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
   kbox_strv_free(&a);
   if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
-  e->spec.rootless = geteuid() != 0;
+  /* uid 0 without CAP_SYS_ADMIN (a default-secured container run as root) cannot take the root
+     path (open_tree, idmapped layers in the container's own mount namespace): build the sandbox
+     as an unprivileged user would, inside a user namespace of its own */
+  e->spec.rootless = geteuid() != 0 || !kbox_caps_effective(CAP_SYS_ADMIN);
+  if (geteuid() == 0 && e->spec.rootless)
+    kbox_info("running as uid 0 without CAP_SYS_ADMIN: the sandbox is built as for an unprivileged user");
   return 0;
 }
 

@@ -36,3 +36,9 @@ int kbox_caps_finish(uint64_t keep, kbox_error_t *err) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return kbox_error_make(err, errno, "setting no_new_privs");
   return 0;
 }
+
+bool kbox_caps_effective(int cap) {
+  __attribute__((cleanup(free_caps))) cap_t caps = cap_get_proc();
+  cap_flag_value_t v = CAP_CLEAR;
+  return caps != NULL && cap_get_flag(caps, (cap_value_t)cap, CAP_EFFECTIVE, &v) == 0 && v == CAP_SET;
+}

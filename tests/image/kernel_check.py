@@ -4,7 +4,7 @@
 scripts, --startup-dir scripts), executes one check's code in it and verifies the outputs.
 Prints "CHECK <name>: ok" on success; exits 1 with the reason otherwise.
 
-Usage: kernel_check.py imports|read_df|plot|pandas_options|startup_dir|font_cache
+Usage: kernel_check.py imports|read_df|plot|pandas_options|startup_dir|font_cache|deferred_startup
 """
 import base64
 import json
@@ -184,7 +184,37 @@ print(json.dumps({"cachedir": cache, "env": os.environ.get("MPLCONFIGDIR"), "fil
         fail(f"matplotlib rebuilt its font cache: {res['stderr']}")
 
 
-CHECKS = {"imports": check_imports, "read_df": check_read_df, "plot": check_plot,
+DEFERRED = """
+import json, types
+ip = get_ipython()
+print(json.dumps({"kernel": type(ip.kernel).__name__, "deferred": ip.kernel._kbox_thread is not None,
+                  "modules": [isinstance(globals().get(n), types.ModuleType) for n in ("pd", "plt", "sns")],
+                  "read_df": callable(globals().get("read_df")), "max_rows": pd.get_option("display.max_rows"),
+                  "backend": plt.get_backend(), "family": plt.rcParams["font.family"][0],
+                  "hidden": sorted(n for n in ("pd", "plt", "sns", "read_df") if n in ip.user_ns_hidden)}))
+del ip, json, types
+"""
+
+
+def check_deferred_startup(kc):
+    """The first cell, sent as soon as the kernel is up, sees everything the startup scripts set,
+    although the kernel ran them only after answering kernel_info; %who does not list their names."""
+    res = run(kc, DEFERRED)
+    expect_ok(res, "the first cell reading the startup scripts' names")
+    st = json.loads(res["stdout"].strip().splitlines()[-1])
+    want = {"kernel": "KboxKernel", "deferred": True, "modules": [True, True, True], "read_df": True, "max_rows": 8,
+            "backend": "inline", "family": "Noto Serif CJK SC",
+            "hidden": ["pd", "plt", "read_df", "sns"]}
+    for k, v in want.items():
+        if st[k] != v:
+            fail(f"first cell after a deferred start-up: {k} is {st[k]!r}, expected {v!r}")
+    res = run(kc, "%who")
+    expect_ok(res, "%who")
+    if "Interactive namespace is empty" not in res["stdout"]:
+        fail(f"%who lists start-up names: {res['stdout']!r}")
+
+
+CHECKS = {"deferred_startup": check_deferred_startup, "imports": check_imports, "read_df": check_read_df, "plot": check_plot,
           "pandas_options": check_pandas_options, "startup_dir": check_startup_dir, "font_cache": check_font_cache}
 
 

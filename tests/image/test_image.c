@@ -129,6 +129,15 @@ Test(image, first_plot_uses_prebuilt_font_caches, .timeout = 300) {
   kt_result_free(&r);
 }
 
+/* The startup scripts run after the kernel answered kernel_info; the first cell still sees them all. */
+Test(image, deferred_startup_scripts_complete_before_first_cell, .timeout = 300) {
+  need_image();
+  struct kt_result r;
+  kernel_check("deferred_startup", NULL, NULL, &r);
+  assert_check_ok("deferred_startup", &r);
+  kt_result_free(&r);
+}
+
 Test(image, startup_dir_is_read_only_inside, .timeout = 120) {
   need_image();
   char *dir = kt_tmpdir();

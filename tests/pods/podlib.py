@@ -34,8 +34,10 @@ def vendor_dir():
 
 VENDOR = vendor_dir()
 ROOTFS = os.environ.get("KBOX_TEST_ROOTFS", "/var/lib/kbox/rootfs/default")
-IMAGE = "localhost/kbox-pods-test:latest"
-BROKEN = "localhost/kbox-pods-test-broken:latest"
+# per run: suites of several checkouts may run at once on one podman store (and each removes its
+# images at the end)
+IMAGE = "localhost/kbox-pods-test-%d:latest" % os.getpid()
+BROKEN = "localhost/kbox-pods-test-broken-%d:latest" % os.getpid()
 PORTS = {"shell": 52317, "iopub": 52318, "hb": 52319, "control": 52320, "stdin": 52321}
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernel"))
 from kboxkernel import skip_or_fail as skip  # noqa: E402  (one skip rule for every suite)

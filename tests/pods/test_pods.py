@@ -141,6 +141,23 @@ class KubeMode(unittest.TestCase):
         P.run("kill", "-s", "TERM", name)
         self.assertEqual(wait_exit(name, 60), 0, logs(name))
 
+    def test_root_user_under_default_security(self):
+        """As uid 0 without CAP_SYS_ADMIN (EG with KERNEL_UID=0, `--user 0`) kbox builds the sandbox
+        as an unprivileged user would, instead of failing on the root path's open_tree."""
+        name = TAG + "-kroot"
+        ip = start_controller_pod(name, "root-secret", opts=("--user", "0"))
+        kc = connect(ip, "root-secret")
+        self.assertIsNotNone(kc, "no kernel_info reply:\n" + logs(name))
+        reply, msgs = podlib.execute(kc, "import os; print(os.getuid(), os.access(os.environ['HOME'], os.W_OK))")
+        kc.stop_channels()
+        self.assertEqual(reply["status"], "ok", logs(name))
+        self.assertEqual(podlib.stream_text(msgs).split(), ["1000", "True"])
+        st = status_of(name)["protections"]
+        self.assertEqual(set(st["missing"]), {"cgroup"}, st)
+        for p in ("userns", "mountns", "seccomp", "caps", "overlay"):
+            self.assertIn(p, st["active"], st)
+        P.run("rm", "-f", "-t", "0", name, check=False)
+
     def test_idle_cull_exits_0(self):
         name = TAG + "-kidle"
         ip = start_controller_pod(name, "idle-secret", idle=3)

@@ -5,3 +5,6 @@
 c.InteractiveShellApp.exec_files = ["/usr/share/kbox/ipython/run_startup.py"]
 # Inline figures as PNG (used when running in a kernel).
 c.InlineBackend.figure_formats = {"png"}
+# The kernel answers kernel_info before the start-up scripts have run (they import pandas and
+# matplotlib); requests that read the namespace wait for them (kbox_ipykernel.py, docs/pods.md).
+c.IPKernelApp.kernel_class = "kbox_ipykernel.KboxKernel"
