@@ -194,6 +194,7 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
   b->ctx = zmq_ctx_new();
   if (b->ctx == NULL) return kbox_error_make(err, errno, "zmq_ctx_new");
   if (open_host(b, host, port_lo, port_hi, err) < 0 || open_kernel(b, kern, err) < 0) return -1;
+  if (kbox_peers_open(&b->peers, b->ctx, b->host, host, err) < 0) return -1; /* connections per port */
   for (int i = 0; i < KBOX_BROKER_NPOLL; i++) {
     size_t n = sizeof(b->fd[i]);
     if (zmq_getsockopt(sock_at(b, i), ZMQ_FD, &b->fd[i], &n) < 0) return kbox_error_make(err, errno, "ZMQ_FD");
@@ -203,6 +204,7 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
 }
 
 void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
+  kbox_peers_close(&b->peers);
   for (int ch = 0; ch < KBOX_CH_N; ch++) {
     if (b->host[ch] != NULL) {
       set_int(b->host[ch], ZMQ_LINGER, linger_ms);
@@ -366,6 +368,7 @@ static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long n
   struct kbox_jspan type;
   const char *why = kbox_wire_check_type(&b->host_auth, f, &delim, &type);
   if (why != NULL) return drop(b, ch, true, why);
+  kbox_peers_spoke(&b->peers, ch, zmq_msg_get(&f->v[0], ZMQ_SRCFD)); /* a real client: never cut for room */
   b->last_activity_ms = now;
   /* A SIGINT (ipykernel's answer to interrupt_request) outside a cell can only hurt the kernel
      (start-up, shutdown, between handlers): then there is nothing to interrupt and we say so. */
@@ -521,6 +524,7 @@ static void subscription(struct kbox_broker *b) {
   if (f->n != 1 || kbox_frame_size(f, 0) < 1 || kbox_frame_size(f, 0) > 257) return;
   const unsigned char *p = kbox_frame_data(f, 0);
   if (p[0] != 1) return;
+  kbox_peers_spoke(&b->peers, KBOX_CH_IOPUB, zmq_msg_get(&f->v[0], ZMQ_SRCFD));
   char topic[256];
   size_t n = kbox_frame_size(f, 0) - 1;
   memcpy(topic, p + 1, n);
@@ -656,6 +660,7 @@ static void from_iopub(struct kbox_broker *b, long long now) {
 /* Heartbeat frames go through untouched (they are not Jupyter messages). */
 static void hb(struct kbox_broker *b, bool from_client) {
   if (b->buf.n > 8) return drop(b, KBOX_CH_HB, from_client, "too many heartbeat frames");
+  if (from_client) kbox_peers_spoke(&b->peers, KBOX_CH_HB, zmq_msg_get(&b->buf.v[0], ZMQ_SRCFD));
   send_at(b, from_client ? KBOX_CH_N + KBOX_CH_HB : KBOX_CH_HB, &b->buf);
 }
 
@@ -797,11 +802,12 @@ long long kbox_broker_next_ms(const struct kbox_broker *b) {
 }
 
 json_t *kbox_broker_stats(const struct kbox_broker *b) {
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
                    "messages_dropped", (json_int_t)b->dropped, "iopub_slow_subscribers", (json_int_t)b->slow_subscribers,
                    "iopub_dropped_for_all", (json_int_t)b->dropped_slow,
                    "interrupts_answered_by_broker", (json_int_t)b->interrupts_answered,
-                   "backpressure_pauses", (json_int_t)b->backpressure, "iopub_queued_peak_bytes", (json_int_t)b->iopub_peak);
+                   "backpressure_pauses", (json_int_t)b->backpressure, "iopub_queued_peak_bytes", (json_int_t)b->iopub_peak,
+                   "connections_cut", (json_int_t)b->peers.cut);
 }
 
 bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long long now_ms) {

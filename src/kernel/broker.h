@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "kernel/connection.h"
+#include "kernel/peers.h"
 #include "kernel/pending.h"
 #include "kernel/wire.h"
 
@@ -52,6 +53,7 @@ struct kbox_broker {
   bool kernel_welcomes;       /* the kernel sent iopub_welcome (protocol 5.5): greet clients too */
   bool welcome_owed;          /* a client subscribed before we knew */
   struct kbox_pending pending; /* shell requests not finished yet (answered if the kernel dies) */
+  struct kbox_peers peers;    /* connections per host port, capped (kernel/peers.h) */
 
   /* flow control (docs/kernel-broker.md) */
   struct kbox_frames pend[KBOX_CH_N]; /* a message waiting for its destination socket to take it */
