@@ -70,7 +70,7 @@ int kbox_peers_open(struct kbox_peers *p, void *ctx, void *const host[KBOX_CH_N]
     if (monitor(p, ctx, host[ch], (enum kbox_channel)ch, err) < 0) return -1;
   }
   /* ZMQ_FD only signals once a reader found its queue empty: read it empty now */
-  kbox_peers_service(p, 0);
+  kbox_peers_service(p);
   return 0;
 }
 
@@ -105,16 +105,12 @@ static void forget(struct kbox_peer_port *pp, struct kbox_peer *e) {
   pp->n--;
 }
 
-/* The connection to drop to make room: the oldest that never spoke, else the newest (refused). */
+/* The connection to drop to make room: the oldest that never spoke (entries are in accept order;
+   a connection just accepted has not spoken, so when every other one has, it is the one). */
 static struct kbox_peer *victim(struct kbox_peer_port *pp) {
-  struct kbox_peer *newest = NULL;
-  for (size_t i = 0; i < pp->n; i++) { /* entries are in accept order */
-    struct kbox_peer *e = &pp->v[i];
-    if (e->cut) continue;
-    if (!e->spoke) return e;
-    newest = e;
-  }
-  return newest;
+  for (size_t i = 0; i < pp->n; i++)
+    if (!pp->v[i].cut && !pp->v[i].spoke) return &pp->v[i];
+  return NULL;
 }
 
 /* Cut connections until the port is at its cap again. */
@@ -131,12 +127,12 @@ static void make_room(struct kbox_peers *p, enum kbox_channel ch) {
     if (p->cut <= LOG_FIRST_CUTS || p->cut % LOG_EVERY_CUTS == 0)
       kbox_log(KBOX_LOG_WARN, "%s port %u: %zu connections open (the cap per port): closed %s (%llu closed so far)",
                kbox_channel_names[ch], pp->port, p->max,
-               e->spoke ? "the newest connection (all the others are clients that spoke)"
-                        : "the oldest connection that never sent a valid message", p->cut);
+               e == &pp->v[pp->n - 1] ? "the new connection (every other one has sent a valid message)"
+                                      : "the oldest connection that never sent a valid message", p->cut);
   }
 }
 
-static void accepted(struct kbox_peers *p, enum kbox_channel ch, int fd, long long now) {
+static void accepted(struct kbox_peers *p, enum kbox_channel ch, int fd) {
   struct kbox_peer_port *pp = &p->ch[ch];
   struct kbox_peer *old = find(pp, fd);
   if (old != NULL) forget(pp, old); /* a disconnect we did not see (the event queue is unbounded: should not happen) */
@@ -145,7 +141,7 @@ static void accepted(struct kbox_peers *p, enum kbox_channel ch, int fd, long lo
     pp->v = realloc(pp->v, pp->cap * sizeof(pp->v[0]));
     if (pp->v == NULL) abort();
   }
-  pp->v[pp->n++] = (struct kbox_peer){.fd = fd, .since_ms = now};
+  pp->v[pp->n++] = (struct kbox_peer){.fd = fd};
   pp->open++;
   make_room(p, ch);
 }
@@ -157,7 +153,7 @@ static void disconnected(struct kbox_peer_port *pp, int fd) {
 
 /* Read every event waiting on one monitor: frame 1 is u16 event + u32 value (the fd), frame 2
    the endpoint. */
-static void drain(struct kbox_peers *p, enum kbox_channel ch, long long now) {
+static void drain(struct kbox_peers *p, enum kbox_channel ch) {
   struct kbox_peer_port *pp = &p->ch[ch];
   for (;;) {
     zmq_msg_t m;
@@ -178,16 +174,16 @@ static void drain(struct kbox_peers *p, enum kbox_channel ch, long long now) {
       if (zmq_msg_recv(&m, pp->mon, ZMQ_DONTWAIT) < 0) break;
     }
     zmq_msg_close(&m);
-    if (event == ZMQ_EVENT_ACCEPTED) accepted(p, ch, (int)value, now);
+    if (event == ZMQ_EVENT_ACCEPTED) accepted(p, ch, (int)value);
     else if (event == ZMQ_EVENT_DISCONNECTED) disconnected(pp, (int)value);
   }
 }
 
-void kbox_peers_service(struct kbox_peers *p, long long now_ms) {
+void kbox_peers_service(struct kbox_peers *p) {
   if (!p->on) return;
   /* every monitor is read to the end, which also clears its ZMQ_FD (and so the epoll fd) */
   for (int ch = 0; ch < KBOX_CH_N; ch++)
-    if (p->ch[ch].mon != NULL) drain(p, (enum kbox_channel)ch, now_ms);
+    if (p->ch[ch].mon != NULL) drain(p, (enum kbox_channel)ch);
 }
 
 void kbox_peers_spoke(struct kbox_peers *p, enum kbox_channel ch, int fd) {

@@ -3,7 +3,8 @@
    accepting, locking every client out). A socket monitor per host socket follows each connection
    (by its file descriptor); past the cap, the oldest connection that never spoke (no validly
    signed message on shell/control/stdin, no subscription on iopub, no ping on hb) is cut with
-   shutdown(2), so idle or silent peers cannot push out the clients that work
+   shutdown(2) (the new one itself when every other one has spoken), so idle or silent peers
+   cannot push out the clients that work
    (docs/kernel-broker.md, "Keys, connections, file descriptors"). */
 #ifndef KBOX_KERNEL_PEERS_H
 #define KBOX_KERNEL_PEERS_H
@@ -18,7 +19,6 @@
 
 struct kbox_peer {
   int fd;
-  long long since_ms;
   bool spoke; /* sent something the broker accepted: never cut to make room */
   bool cut;   /* shutdown(2) done, waiting for libzmq to say it closed */
 };
@@ -48,7 +48,7 @@ int kbox_peers_open(struct kbox_peers *p, void *ctx, void *const host[KBOX_CH_N]
 /* The fd to poll for POLLIN (-1: none); then call kbox_peers_service. */
 int kbox_peers_fd(const struct kbox_peers *p);
 /* Read the monitors' events; cut connections past the cap. */
-void kbox_peers_service(struct kbox_peers *p, long long now_ms);
+void kbox_peers_service(struct kbox_peers *p);
 /* The connection with file descriptor fd (ZMQ_SRCFD of a message) on channel ch spoke. */
 void kbox_peers_spoke(struct kbox_peers *p, enum kbox_channel ch, int fd);
 /* Close the monitors (before the context is terminated). */

@@ -350,7 +350,7 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
       for (int i = 0; i < n; i++) pfd[i].revents = 0;
     }
     now = kbox_now_ms();
-    if (peers_at >= 0 && (pfd[peers_at].revents & POLLIN)) kbox_peers_service(&b->peers, now);
+    if (peers_at >= 0 && (pfd[peers_at].revents & POLLIN)) kbox_peers_service(&b->peers);
     pending = kbox_broker_service(b, pfd, now);
     /* --net notices (a cell that just started or ended got its own from the broker: exec_hook) */
     if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
