@@ -217,7 +217,7 @@ class Fuzz(unittest.TestCase):
         print("fuzz seed %d (KBOX_FUZZ_SEED=%d to replay), %g s (KBOX_FUZZ_SECONDS)" % (SEED, SEED, SECONDS))
         report = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kbox-fuzz-%d.json" % os.getpid())
         import faulthandler
-        faulthandler.dump_traceback_later(SECONDS + 300, exit=True)  # a hang shows where
+        faulthandler.dump_traceback_later(SECONDS + 600, exit=True)  # a hang shows where (meson allows 900 s)
         k = Direct(report=report, drain_stderr=True)
         rng = random.Random(SEED)
         fz = Fuzzer(k.info, k.kc.session, rng)
