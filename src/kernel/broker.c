@@ -38,6 +38,7 @@
 #define RETRY_MS 20              /* look at a full destination again at least this often */
 #define HANDSHAKE_MS 10000       /* ZMTP greeting deadline of a new connection */
 #define INTERRUPT_EVERY_MS 1000  /* at most one interrupt forwarded per cell per second */
+#define INTERRUPT_MIN_RUN_MS 200 /* a cell younger than this is left to end by itself (see kbox_broker_may_interrupt) */
 #define KERN_MAX_FACTOR 4        /* kernel frames up to this many --max-message are read (and dropped, said);
                                     larger ones cut the connection inside libzmq before any allocation */
 
@@ -180,6 +181,7 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
   b->max_message = max_message;
   kbox_frames_init(&b->buf);
   for (int ch = 0; ch < KBOX_CH_N; ch++) kbox_frames_init(&b->pend[ch]);
+  kbox_frames_init(&b->held_int);
   atomic_init(&b->iopub_queued, 0);
   kbox_wire_new_id(b->session);
   char rnd[33];
@@ -219,6 +221,7 @@ void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
   kbox_auth_free(&b->host_auth);
   kbox_auth_free(&b->kern_auth);
   kbox_frames_free(&b->buf);
+  kbox_frames_free(&b->held_int);
   kbox_pending_free(&b->pending);
   free(b->exec_parent);
   b->exec_parent = NULL;
@@ -309,8 +312,7 @@ static void flush_to_kernel(struct kbox_broker *b, enum kbox_channel ch) {
 
 /* The reply part of the interrupt decision: answer interrupt_request ourselves with status ok
    (to the client in frame 0, parent = the request's header). */
-static void answer_interrupt(struct kbox_broker *b, enum kbox_channel ch, size_t delim) {
-  struct kbox_frames *f = &b->buf;
+static void answer_interrupt(struct kbox_broker *b, struct kbox_frames *f, enum kbox_channel ch, size_t delim) {
   json_t *parent = json_loadb(kbox_frame_data(f, delim + 2), kbox_frame_size(f, delim + 2), 0, NULL);
   json_t *c = json_pack("{s:s}", "status", "ok");
   struct kbox_frames out;
@@ -330,6 +332,42 @@ bool kbox_broker_may_interrupt(struct kbox_broker *b, long long now_ms) {
   snprintf(b->interrupted_id, sizeof(b->interrupted_id), "%s", b->exec_id);
   b->interrupted_ms = now_ms;
   return true;
+}
+
+/* An interrupt_request for a cell younger than INTERRUPT_MIN_RUN_MS is held until the cell is that
+   old, then forwarded if it still runs, else answered by the broker. Why: the busy status reaches
+   the broker as the cell starts, the kernel's SIGINT lands as much later as the request takes, so
+   for a short cell it lands after the cell, at the end of ipykernel's handler, where a
+   KeyboardInterrupt between its signal-handler swaps ends the kernel (exit status 0). Plain
+   ipykernel's interrupts arrive at random moments; gated on "a cell runs" they would cluster
+   there. Returns true when the request was taken (held, or answered because one is held). */
+static bool hold_interrupt(struct kbox_broker *b, enum kbox_channel ch, size_t delim, long long now) {
+  if (!b->ready || b->shutting_down || !b->busy || b->exec_id[0] == '\0' || now - b->exec_started_ms >= INTERRUPT_MIN_RUN_MS)
+    return false;
+  if (b->held_int.n > 0) { /* one interrupt per cell is enough */
+    answer_interrupt(b, &b->buf, ch, delim);
+    return true;
+  }
+  kbox_frames_move(&b->held_int, &b->buf);
+  b->held_int_ch = ch;
+  b->held_int_delim = delim;
+  snprintf(b->held_int_exec, sizeof(b->held_int_exec), "%s", b->exec_id);
+  return true;
+}
+
+/* The held interrupt's cell ended (answer it) or is old enough (forward it). */
+static void release_interrupt(struct kbox_broker *b, long long now) {
+  if (b->held_int.n == 0) return;
+  bool same = b->busy && strcmp(b->exec_id, b->held_int_exec) == 0;
+  if (same && now - b->exec_started_ms < INTERRUPT_MIN_RUN_MS) return;
+  enum kbox_channel ch = b->held_int_ch;
+  if (same && kbox_broker_may_interrupt(b, now)) {
+    kbox_wire_resign(&b->kern_auth, &b->held_int, b->held_int_delim);
+    if (send_at(b, KBOX_CH_N + ch, &b->held_int) == 0) b->forwarded++;
+  } else {
+    answer_interrupt(b, &b->held_int, ch, b->held_int_delim);
+  }
+  kbox_frames_clear(&b->held_int);
 }
 
 /* A client message too large to forward: the sender learns why (an error reply naming
@@ -372,7 +410,8 @@ static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long n
   b->last_activity_ms = now;
   /* A SIGINT (ipykernel's answer to interrupt_request) outside a cell can only hurt the kernel
      (start-up, shutdown, between handlers): then there is nothing to interrupt and we say so. */
-  if (kbox_jspan_eq(&type, "interrupt_request") && !kbox_broker_may_interrupt(b, now)) return answer_interrupt(b, ch, delim);
+  if (kbox_jspan_eq(&type, "interrupt_request") && hold_interrupt(b, ch, delim, now)) return;
+  if (kbox_jspan_eq(&type, "interrupt_request") && !kbox_broker_may_interrupt(b, now)) return answer_interrupt(b, f, ch, delim);
   if (kbox_jspan_eq(&type, "shutdown_request")) b->shutting_down = true;
   /* The first frame is the client identity the ROUTER added: keep it as the prefix the kernel
      will echo back, so the reply can be routed to this client. */
@@ -768,6 +807,7 @@ void kbox_broker_pollfds(struct kbox_broker *b, struct pollfd *pfd) {
    kernel never answers: unknown types, handlers that raised) once the kernel is idle and silent. */
 static void unblock(struct kbox_broker *b, long long now) {
   b->last_service_ms = now;
+  release_interrupt(b, now);
   if (b->blocked == 0) return;
   /* busy may be stale (an idle status the kernel's own PUB dropped): a much longer silence
      resets the window too; a long cell then merely gets a few more requests queued behind it */
@@ -791,12 +831,22 @@ static void retry_into(struct kbox_broker *b, int i, long long now) {
     flush_to_kernel(b, (enum kbox_channel)(i - KBOX_CH_N));
 }
 
-long long kbox_broker_next_ms(const struct kbox_broker *b) {
+/* When a source waiting for a full destination should be looked at again (0: none waits). */
+static long long retry_at(const struct kbox_broker *b) {
   if (b->blocked == 0) return 0;
   long long at = b->last_service_ms + RETRY_MS;
   if ((b->blocked & BIT(KBOX_CH_SHELL)) && b->shell_inflight >= SHELL_WINDOW) {
     long long w = b->kernel_heard_ms + (b->busy ? WINDOW_STALL_BUSY_MS : WINDOW_STALL_MS);
     if (b->blocked == BIT(KBOX_CH_SHELL)) at = w; /* replies wake the window: no need to poll */
+  }
+  return at;
+}
+
+long long kbox_broker_next_ms(const struct kbox_broker *b) {
+  long long at = retry_at(b);
+  if (b->held_int.n > 0) { /* the held interrupt's cell is old enough then (its idle wakes us earlier) */
+    long long h = b->exec_started_ms + INTERRUPT_MIN_RUN_MS;
+    if (at == 0 || h < at) at = h;
   }
   return at;
 }

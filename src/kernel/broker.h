@@ -72,6 +72,10 @@ struct kbox_broker {
   bool shutting_down;         /* a shutdown_request went to the kernel */
   char interrupted_id[64];    /* execute_request an interrupt_request was forwarded for */
   long long interrupted_ms;
+  struct kbox_frames held_int; /* an interrupt_request held until its cell ran INTERRUPT_MIN_RUN_MS */
+  enum kbox_channel held_int_ch;
+  size_t held_int_delim;
+  char held_int_exec[64];     /* the execute_request it was for */
 
   /* statistics */
   unsigned long long forwarded, dropped;
