@@ -167,8 +167,10 @@ class Fuzzer:
     def probe(self, alive, timeout_s=180):
         """A signed kernel_info_request on one fuzz connection, waited for: the connection's backlog
         (served in order) is gone, so the fuzzer never runs far ahead of the kernel (on a loaded
-        machine an open-loop fuzzer leaves minutes of queued work). False: no reply in time, or
-        alive() said the kernel (kbox) ended meanwhile."""
+        machine an open-loop fuzzer leaves minutes of queued work). The kernel works through that
+        backlog in order, answering the earlier requests on this connection first: each answer
+        restarts the clock, so a slow (CPU-starved) kernel passes and a stuck one fails. False:
+        timeout_s without any answer, or alive() said the kernel (kbox) ended meanwhile."""
         key = ("shell_port", 0)
         if key not in self.socks:
             self.socks[key] = raw_socket(self.ctx, zmq.DEALER, self.info, "shell_port", hwm=1000)
@@ -180,6 +182,7 @@ class Fuzzer:
             if not s.poll(1000):
                 continue
             frames = s.recv_multipart()
+            deadline = time.monotonic() + timeout_s  # progress
             try:
                 _, msg = self.session.feed_identities(frames, copy=True)
                 reply = self.session.deserialize(msg, content=False)
@@ -237,7 +240,7 @@ class Fuzz(unittest.TestCase):
                 if steps % 2000 == 0:
                     answered = fz.probe(lambda: k.proc.poll() is None)
                     self.assertIsNone(k.proc.poll(), "seed %d: kbox ended during the fuzz (the kernel died?)" % SEED)
-                    self.assertTrue(answered, "seed %d: the kernel did not answer for 180 s during the fuzz" % SEED)
+                    self.assertTrue(answered, "seed %d: the kernel answered nothing for 180 s during the fuzz" % SEED)
                 if RATE > 0:
                     ahead = fz.sent / RATE - (time.monotonic() - start)
                     if ahead > 0:
