@@ -36,6 +36,7 @@
 #define IOPUB_SMALL (64u << 10)  /* still delivered while stuck subscribers hold IOPUB_HARD */
 #define SLOW_JOINER_MS 2000      /* a subscriber that takes nothing this long is dropped for */
 #define RETRY_MS 20              /* look at a full destination again at least this often */
+#define SWEEP_MS 1000            /* look at every socket at least this often (a lost ZMQ_FD wake-up, see service) */
 #define HANDSHAKE_MS 10000       /* ZMTP greeting deadline of a new connection */
 #define INTERRUPT_EVERY_MS 1000  /* at most one interrupt forwarded per cell per second */
 #define INTERRUPT_MIN_RUN_MS 200 /* a cell younger than this is left to end by itself (see kbox_broker_may_interrupt) */
@@ -737,14 +738,21 @@ static void tell_too_big(struct kbox_broker *b, enum kbox_channel ch) {
   kbox_frames_free(&out);
 }
 
+/* The blocked bits that stop reading socket idx: the source whose message waits for its
+   destination is not read (back-pressure). */
+static unsigned stop_bits(int idx) {
+  enum kbox_channel ch = (enum kbox_channel)(idx % KBOX_CH_N);
+  if (idx < KBOX_CH_N) return ch != KBOX_CH_IOPUB && ch != KBOX_CH_HB ? BIT(ch) : 0;
+  return ch == KBOX_CH_IOPUB ? BIT(ch) : 0;
+}
+
 /* Read up to BATCH messages from one socket and route them. */
 static void pump(struct kbox_broker *b, int idx, long long now) {
   bool client = idx < KBOX_CH_N;
   enum kbox_channel ch = (enum kbox_channel)(idx % KBOX_CH_N);
   void *s = sock_at(b, idx);
   size_t max = ch == KBOX_CH_HB ? HB_MAX_BYTES : b->max_message;
-  /* the source whose message waits for its destination is not read (back-pressure) */
-  unsigned stop = client ? (ch != KBOX_CH_IOPUB && ch != KBOX_CH_HB ? BIT(ch) : 0) : (ch == KBOX_CH_IOPUB ? BIT(ch) : 0);
+  unsigned stop = stop_bits(idx);
   for (int i = 0; i < BATCH; i++) {
     if (b->blocked & stop) return;
     bool too_big = false;
@@ -843,7 +851,8 @@ static long long retry_at(const struct kbox_broker *b) {
 }
 
 long long kbox_broker_next_ms(const struct kbox_broker *b) {
-  long long at = retry_at(b);
+  long long at = retry_at(b), sweep = b->swept_ms + SWEEP_MS;
+  if (at == 0 || sweep < at) at = sweep;
   if (b->held_int.n > 0) { /* the held interrupt's cell is old enough then (its idle wakes us earlier) */
     long long h = b->exec_started_ms + INTERRUPT_MIN_RUN_MS;
     if (at == 0 || h < at) at = h;
@@ -852,12 +861,12 @@ long long kbox_broker_next_ms(const struct kbox_broker *b) {
 }
 
 json_t *kbox_broker_stats(const struct kbox_broker *b) {
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
                    "messages_dropped", (json_int_t)b->dropped, "iopub_slow_subscribers", (json_int_t)b->slow_subscribers,
                    "iopub_dropped_for_all", (json_int_t)b->dropped_slow,
                    "interrupts_answered_by_broker", (json_int_t)b->interrupts_answered,
                    "backpressure_pauses", (json_int_t)b->backpressure, "iopub_queued_peak_bytes", (json_int_t)b->iopub_peak,
-                   "connections_cut", (json_int_t)b->peers.cut);
+                   "connections_cut", (json_int_t)b->peers.cut, "lost_wakeups", (json_int_t)b->lost_wakeups);
 }
 
 bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long long now_ms) {
@@ -866,6 +875,16 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
   for (int i = 0; i < KBOX_BROKER_NPOLL; i++)
     if (pfd[i].revents != 0) check |= 1u << i;
   b->touched = 0;
+  /* Every SWEEP_MS, every socket is looked at even if its ZMQ_FD did not fire: a wake-up that some
+     operation consumed unnoticed would otherwise leave messages waiting until the next traffic
+     (a fuzzed kernel's probe once waited over a minute with the broker asleep and nothing held).
+     A sweep that finds a readable socket nobody woke us for is counted (lost_wakeups). */
+  unsigned swept = 0;
+  if (now_ms - b->swept_ms >= SWEEP_MS) {
+    b->swept_ms = now_ms;
+    swept = ((1u << KBOX_BROKER_NPOLL) - 1) & ~check;
+    check |= swept;
+  }
   /* A few rounds, each at most BATCH messages per socket, then back to the caller (signals,
      the pidfd and deadlines must not starve under a flood). */
   for (int round = 0; round < 4 && check != 0; round++) {
@@ -875,8 +894,14 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
       size_t n = sizeof(ev);
       if (zmq_getsockopt(sock_at(b, i), ZMQ_EVENTS, &ev, &n) < 0) continue;
       if (ev & ZMQ_POLLOUT) retry_into(b, i, now_ms);
+      if ((ev & ZMQ_POLLIN) && (swept & (1u << i)) && !(b->blocked & stop_bits(i))) {
+        b->lost_wakeups++;
+        kbox_log(KBOX_LOG_WARN, "broker: the %s %s socket held messages without waking the broker (%llu times so far)",
+                 i < KBOX_CH_N ? "client" : "kernel", kbox_channel_names[i % KBOX_CH_N], b->lost_wakeups);
+      }
       if (ev & ZMQ_POLLIN) pump(b, i, now_ms);
     }
+    swept = 0;
     /* Sockets just used must be read again: empty ones drop out after one ZMQ_EVENTS call. */
     check = b->touched;
     b->touched = 0;

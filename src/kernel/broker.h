@@ -83,6 +83,8 @@ struct kbox_broker {
   unsigned long long dropped_slow;     /* large iopub messages dropped for all: stuck subscribers held the hard budget */
   unsigned long long interrupts_answered; /* interrupt_requests answered by the broker (nothing to interrupt) */
   unsigned long long backpressure;   /* times a source was paused because its destination was full */
+  unsigned long long lost_wakeups;   /* sweeps that found a readable socket whose ZMQ_FD had not fired */
+  long long swept_ms;         /* last look at every socket (kbox_broker_service) */
 };
 
 /* Create the sockets: bind the host side per *host (ports 0 are chosen and written back; tcp ports
