@@ -285,7 +285,10 @@ class Fuzz(unittest.TestCase):
                     break
             print("legitimate executes after the fuzz (seconds, status): %s" % tries)
             self.assertEqual(reply["status"], "ok", "seed %d: %s" % (SEED, tries))
-            self.assertEqual(kboxkernel.text_of(out), "42")
+            # the result only: a fuzzed kernel may add a warning on stderr to the cell (IPython's
+            # history thread, broken by fuzzed history requests, says so)
+            results = [m for m in out if m["msg_type"] == "execute_result"]
+            self.assertEqual(kboxkernel.text_of(results), "42", "seed %d: %s" % (SEED, out))
             self.assertLess(tries[-1][0], 2.0, "seed %d: no execute within 2 s: %s" % (SEED, tries))
             below = descendants(k.proc.pid)
             self.assertTrue(below, "no sandbox processes under kbox?")
