@@ -44,8 +44,10 @@
 #define IOPUB_SMALL (64u << 10)  /* still delivered while stuck subscribers hold IOPUB_HARD */
 #define SLOW_JOINER_MS 2000      /* a subscriber that takes nothing this long is dropped for */
 #define RETRY_MS 20              /* look at a full destination again at least this often */
+#define SWEEP_MS 1000            /* look at every socket at least this often (a lost ZMQ_FD wake-up, see service) */
 #define HANDSHAKE_MS 10000       /* ZMTP greeting deadline of a new connection */
 #define INTERRUPT_EVERY_MS 1000  /* at most one interrupt forwarded per cell per second */
+#define INTERRUPT_MIN_RUN_MS 200 /* a cell younger than this is left to end by itself (see kbox_broker_may_interrupt) */
 #define KERN_MAX_FACTOR 4        /* kernel frames up to this many --max-message are read (and dropped, said);
                                     larger ones cut the connection inside libzmq before any allocation */
 
@@ -191,6 +193,7 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
   b->max_message = max_message;
   kbox_frames_init(&b->buf);
   for (int ch = 0; ch < KBOX_CH_N; ch++) kbox_frames_init(&b->pend[ch]);
+  kbox_frames_init(&b->held_int);
   atomic_init(&b->iopub_queued, 0);
   kbox_wire_new_id(b->session);
   char rnd[33];
@@ -207,6 +210,7 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
   b->ctx = zmq_ctx_new();
   if (b->ctx == NULL) return kbox_error_make(err, errno, "zmq_ctx_new");
   if (open_host(b, host, port_lo, port_hi, err) < 0 || open_kernel(b, kern, err) < 0) return -1;
+  if (kbox_peers_open(&b->peers, b->ctx, b->host, host, err) < 0) return -1; /* connections per port */
   for (int i = 0; i < KBOX_BROKER_NPOLL; i++) {
     size_t n = sizeof(b->fd[i]);
     if (zmq_getsockopt(sock_at(b, i), ZMQ_FD, &b->fd[i], &n) < 0) return kbox_error_make(err, errno, "ZMQ_FD");
@@ -216,6 +220,7 @@ int kbox_broker_open(struct kbox_broker *b, struct kbox_conn *host, const struct
 }
 
 void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
+  kbox_peers_close(&b->peers);
   for (int ch = 0; ch < KBOX_CH_N; ch++) {
     if (b->host[ch] != NULL) {
       set_int(b->host[ch], ZMQ_LINGER, linger_ms);
@@ -230,6 +235,7 @@ void kbox_broker_close(struct kbox_broker *b, int linger_ms) {
   kbox_auth_free(&b->host_auth);
   kbox_auth_free(&b->kern_auth);
   kbox_frames_free(&b->buf);
+  kbox_frames_free(&b->held_int);
   kbox_pending_free(&b->pending);
   free(b->exec_parent);
   b->exec_parent = NULL;
@@ -320,8 +326,7 @@ static void flush_to_kernel(struct kbox_broker *b, enum kbox_channel ch) {
 
 /* The reply part of the interrupt decision: answer interrupt_request ourselves with status ok
    (to the client in frame 0, parent = the request's header). */
-static void answer_interrupt(struct kbox_broker *b, enum kbox_channel ch, size_t delim) {
-  struct kbox_frames *f = &b->buf;
+static void answer_interrupt(struct kbox_broker *b, struct kbox_frames *f, enum kbox_channel ch, size_t delim) {
   json_t *parent = json_loadb(kbox_frame_data(f, delim + 2), kbox_frame_size(f, delim + 2), 0, NULL);
   json_t *c = json_pack("{s:s}", "status", "ok");
   struct kbox_frames out;
@@ -341,6 +346,42 @@ bool kbox_broker_may_interrupt(struct kbox_broker *b, long long now_ms) {
   snprintf(b->interrupted_id, sizeof(b->interrupted_id), "%s", b->exec_id);
   b->interrupted_ms = now_ms;
   return true;
+}
+
+/* An interrupt_request for a cell younger than INTERRUPT_MIN_RUN_MS is held until the cell is that
+   old, then forwarded if it still runs, else answered by the broker. Why: the busy status reaches
+   the broker as the cell starts, the kernel's SIGINT lands as much later as the request takes, so
+   for a short cell it lands after the cell, at the end of ipykernel's handler, where a
+   KeyboardInterrupt between its signal-handler swaps ends the kernel (exit status 0). Plain
+   ipykernel's interrupts arrive at random moments; gated on "a cell runs" they would cluster
+   there. Returns true when the request was taken (held, or answered because one is held). */
+static bool hold_interrupt(struct kbox_broker *b, enum kbox_channel ch, size_t delim, long long now) {
+  if (!b->ready || b->shutting_down || !b->busy || b->exec_id[0] == '\0' || now - b->exec_started_ms >= INTERRUPT_MIN_RUN_MS)
+    return false;
+  if (b->held_int.n > 0) { /* one interrupt per cell is enough */
+    answer_interrupt(b, &b->buf, ch, delim);
+    return true;
+  }
+  kbox_frames_move(&b->held_int, &b->buf);
+  b->held_int_ch = ch;
+  b->held_int_delim = delim;
+  snprintf(b->held_int_exec, sizeof(b->held_int_exec), "%s", b->exec_id);
+  return true;
+}
+
+/* The held interrupt's cell ended (answer it) or is old enough (forward it). */
+static void release_interrupt(struct kbox_broker *b, long long now) {
+  if (b->held_int.n == 0) return;
+  bool same = b->busy && strcmp(b->exec_id, b->held_int_exec) == 0;
+  if (same && now - b->exec_started_ms < INTERRUPT_MIN_RUN_MS) return;
+  enum kbox_channel ch = b->held_int_ch;
+  if (same && kbox_broker_may_interrupt(b, now)) {
+    kbox_wire_resign(&b->kern_auth, &b->held_int, b->held_int_delim);
+    if (send_at(b, KBOX_CH_N + ch, &b->held_int) == 0) b->forwarded++;
+  } else {
+    answer_interrupt(b, &b->held_int, ch, b->held_int_delim);
+  }
+  kbox_frames_clear(&b->held_int);
 }
 
 /* A client message too large to forward: the sender learns why (an error reply naming
@@ -379,10 +420,12 @@ static void from_client(struct kbox_broker *b, enum kbox_channel ch, long long n
   struct kbox_jspan type;
   const char *why = kbox_wire_check_type(&b->host_auth, f, &delim, &type);
   if (why != NULL) return drop(b, ch, true, why);
+  kbox_peers_spoke(&b->peers, ch, zmq_msg_get(&f->v[0], ZMQ_SRCFD)); /* a real client: never cut for room */
   b->last_activity_ms = now;
   /* A SIGINT (ipykernel's answer to interrupt_request) outside a cell can only hurt the kernel
      (start-up, shutdown, between handlers): then there is nothing to interrupt and we say so. */
-  if (kbox_jspan_eq(&type, "interrupt_request") && !kbox_broker_may_interrupt(b, now)) return answer_interrupt(b, ch, delim);
+  if (kbox_jspan_eq(&type, "interrupt_request") && hold_interrupt(b, ch, delim, now)) return;
+  if (kbox_jspan_eq(&type, "interrupt_request") && !kbox_broker_may_interrupt(b, now)) return answer_interrupt(b, f, ch, delim);
   if (kbox_jspan_eq(&type, "shutdown_request")) b->shutting_down = true;
   /* The first frame is the client identity the ROUTER added: keep it as the prefix the kernel
      will echo back, so the reply can be routed to this client. */
@@ -534,6 +577,7 @@ static void subscription(struct kbox_broker *b) {
   if (f->n != 1 || kbox_frame_size(f, 0) < 1 || kbox_frame_size(f, 0) > 257) return;
   const unsigned char *p = kbox_frame_data(f, 0);
   if (p[0] != 1) return;
+  kbox_peers_spoke(&b->peers, KBOX_CH_IOPUB, zmq_msg_get(&f->v[0], ZMQ_SRCFD));
   char topic[256];
   size_t n = kbox_frame_size(f, 0) - 1;
   memcpy(topic, p + 1, n);
@@ -669,6 +713,7 @@ static void from_iopub(struct kbox_broker *b, long long now) {
 /* Heartbeat frames go through untouched (they are not Jupyter messages). */
 static void hb(struct kbox_broker *b, bool from_client) {
   if (b->buf.n > 8) return drop(b, KBOX_CH_HB, from_client, "too many heartbeat frames");
+  if (from_client) kbox_peers_spoke(&b->peers, KBOX_CH_HB, zmq_msg_get(&b->buf.v[0], ZMQ_SRCFD));
   send_at(b, from_client ? KBOX_CH_N + KBOX_CH_HB : KBOX_CH_HB, &b->buf);
 }
 
@@ -706,14 +751,21 @@ static void tell_too_big(struct kbox_broker *b, enum kbox_channel ch) {
   kbox_frames_free(&out);
 }
 
+/* The blocked bits that stop reading socket idx: the source whose message waits for its
+   destination is not read (back-pressure). */
+static unsigned stop_bits(int idx) {
+  enum kbox_channel ch = (enum kbox_channel)(idx % KBOX_CH_N);
+  if (idx < KBOX_CH_N) return ch != KBOX_CH_IOPUB && ch != KBOX_CH_HB ? BIT(ch) : 0;
+  return ch == KBOX_CH_IOPUB ? BIT(ch) : 0;
+}
+
 /* Read up to BATCH messages from one socket and route them. */
 static void pump(struct kbox_broker *b, int idx, long long now) {
   bool client = idx < KBOX_CH_N;
   enum kbox_channel ch = (enum kbox_channel)(idx % KBOX_CH_N);
   void *s = sock_at(b, idx);
   size_t max = ch == KBOX_CH_HB ? HB_MAX_BYTES : b->max_message;
-  /* the source whose message waits for its destination is not read (back-pressure) */
-  unsigned stop = client ? (ch != KBOX_CH_IOPUB && ch != KBOX_CH_HB ? BIT(ch) : 0) : (ch == KBOX_CH_IOPUB ? BIT(ch) : 0);
+  unsigned stop = stop_bits(idx);
   for (int i = 0; i < BATCH; i++) {
     if (b->blocked & stop) return;
     bool too_big = false;
@@ -779,6 +831,7 @@ void kbox_broker_pollfds(struct kbox_broker *b, struct pollfd *pfd) {
    kernel never answers: unknown types, handlers that raised) once the kernel is idle and silent. */
 static void unblock(struct kbox_broker *b, long long now) {
   b->last_service_ms = now;
+  release_interrupt(b, now);
   if (b->blocked == 0) return;
   /* busy may be stale (an idle status the kernel's own PUB dropped): a much longer silence
      resets the window too; a long cell then merely gets a few more requests queued behind it */
@@ -802,7 +855,8 @@ static void retry_into(struct kbox_broker *b, int i, long long now) {
     flush_to_kernel(b, (enum kbox_channel)(i - KBOX_CH_N));
 }
 
-long long kbox_broker_next_ms(const struct kbox_broker *b) {
+/* When a source waiting for a full destination, or the heap's trim once idle, is due (0: none). */
+static long long retry_at(const struct kbox_broker *b) {
   long long trim_at = b->since_trim >= TRIM_AFTER_BYTES ? b->last_rx_ms + TRIM_IDLE_MS : 0; /* trim() once idle */
   if (b->blocked == 0) return trim_at;
   long long at = b->last_service_ms + RETRY_MS;
@@ -813,12 +867,23 @@ long long kbox_broker_next_ms(const struct kbox_broker *b) {
   return trim_at != 0 && trim_at < at ? trim_at : at;
 }
 
+long long kbox_broker_next_ms(const struct kbox_broker *b) {
+  long long at = retry_at(b), sweep = b->swept_ms + SWEEP_MS;
+  if (at == 0 || sweep < at) at = sweep;
+  if (b->held_int.n > 0) { /* the held interrupt's cell is old enough then (its idle wakes us earlier) */
+    long long h = b->exec_started_ms + INTERRUPT_MIN_RUN_MS;
+    if (at == 0 || h < at) at = h;
+  }
+  return at;
+}
+
 json_t *kbox_broker_stats(const struct kbox_broker *b) {
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "messages_forwarded", (json_int_t)b->forwarded,
                    "messages_dropped", (json_int_t)b->dropped, "iopub_slow_subscribers", (json_int_t)b->slow_subscribers,
                    "iopub_dropped_for_all", (json_int_t)b->dropped_slow,
                    "interrupts_answered_by_broker", (json_int_t)b->interrupts_answered,
-                   "backpressure_pauses", (json_int_t)b->backpressure, "iopub_queued_peak_bytes", (json_int_t)b->iopub_peak);
+                   "backpressure_pauses", (json_int_t)b->backpressure, "iopub_queued_peak_bytes", (json_int_t)b->iopub_peak,
+                   "connections_cut", (json_int_t)b->peers.cut, "lost_wakeups", (json_int_t)b->lost_wakeups);
 }
 
 bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long long now_ms) {
@@ -827,6 +892,16 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
   for (int i = 0; i < KBOX_BROKER_NPOLL; i++)
     if (pfd[i].revents != 0) check |= 1u << i;
   b->touched = 0;
+  /* Every SWEEP_MS, every socket is looked at even if its ZMQ_FD did not fire: a wake-up that some
+     operation consumed unnoticed would otherwise leave messages waiting until the next traffic
+     (a fuzzed kernel's probe once waited over a minute with the broker asleep and nothing held).
+     A sweep that finds a readable socket nobody woke us for is counted (lost_wakeups). */
+  unsigned swept = 0;
+  if (now_ms - b->swept_ms >= SWEEP_MS) {
+    b->swept_ms = now_ms;
+    swept = ((1u << KBOX_BROKER_NPOLL) - 1) & ~check;
+    check |= swept;
+  }
   /* A few rounds, each at most BATCH messages per socket, then back to the caller (signals,
      the pidfd and deadlines must not starve under a flood). */
   for (int round = 0; round < 4 && check != 0; round++) {
@@ -836,8 +911,14 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
       size_t n = sizeof(ev);
       if (zmq_getsockopt(sock_at(b, i), ZMQ_EVENTS, &ev, &n) < 0) continue;
       if (ev & ZMQ_POLLOUT) retry_into(b, i, now_ms);
+      if ((ev & ZMQ_POLLIN) && (swept & (1u << i)) && !(b->blocked & stop_bits(i))) {
+        b->lost_wakeups++;
+        kbox_log(KBOX_LOG_WARN, "broker: the %s %s socket held messages without waking the broker (%llu times so far)",
+                 i < KBOX_CH_N ? "client" : "kernel", kbox_channel_names[i % KBOX_CH_N], b->lost_wakeups);
+      }
       if (ev & ZMQ_POLLIN) pump(b, i, now_ms);
     }
+    swept = 0;
     /* Sockets just used must be read again: empty ones drop out after one ZMQ_EVENTS call. */
     check = b->touched;
     b->touched = 0;

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "kernel/connection.h"
+#include "kernel/peers.h"
 #include "kernel/pending.h"
 #include "kernel/wire.h"
 
@@ -53,6 +54,7 @@ struct kbox_broker {
   bool kernel_welcomes;       /* the kernel sent iopub_welcome (protocol 5.5): greet clients too */
   bool welcome_owed;          /* a client subscribed before we knew */
   struct kbox_pending pending; /* shell requests not finished yet (answered if the kernel dies) */
+  struct kbox_peers peers;    /* connections per host port, capped (kernel/peers.h) */
 
   /* flow control (docs/kernel-broker.md) */
   struct kbox_frames pend[KBOX_CH_N]; /* a message waiting for its destination socket to take it */
@@ -71,6 +73,10 @@ struct kbox_broker {
   bool shutting_down;         /* a shutdown_request went to the kernel */
   char interrupted_id[64];    /* execute_request an interrupt_request was forwarded for */
   long long interrupted_ms;
+  struct kbox_frames held_int; /* an interrupt_request held until its cell ran INTERRUPT_MIN_RUN_MS */
+  enum kbox_channel held_int_ch;
+  size_t held_int_delim;
+  char held_int_exec[64];     /* the execute_request it was for */
 
   /* statistics */
   unsigned long long forwarded, dropped;
@@ -78,6 +84,8 @@ struct kbox_broker {
   unsigned long long dropped_slow;     /* large iopub messages dropped for all: stuck subscribers held the hard budget */
   unsigned long long interrupts_answered; /* interrupt_requests answered by the broker (nothing to interrupt) */
   unsigned long long backpressure;   /* times a source was paused because its destination was full */
+  unsigned long long lost_wakeups;   /* sweeps that found a readable socket whose ZMQ_FD had not fired */
+  long long swept_ms;         /* last look at every socket (kbox_broker_service) */
 };
 
 /* Create the sockets: bind the host side per *host (ports 0 are chosen and written back; tcp ports

@@ -322,7 +322,7 @@ static void answer_pending(struct kbox_kernel *k, const struct kbox_sandbox *sb)
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
   struct loop l = {.k = k, .sb = sb, .parent_fd = open_parent(k->spec)};
   struct kbox_broker *b = &k->broker;
-  struct pollfd pfd[KBOX_BROKER_NPOLL + 5]; /* pidfd, signals, channel, parent, proxy notices */
+  struct pollfd pfd[KBOX_BROKER_NPOLL + 6]; /* pidfd, signals, channel, parent, proxy notices, peers */
   signal(SIGPIPE, SIG_IGN); /* a dead client's stderr pipe must not kill the supervisor */
   bool pending = true; /* the broker may hold messages already: do not sleep before looking */
   while (!sb->reaped) {
@@ -338,6 +338,8 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
     if (l.parent_fd >= 0) pfd[parent_at = n++] = (struct pollfd){.fd = l.parent_fd, .events = POLLIN};
     int net_at = kbox_netpolicy_fd(&k->net) >= 0 ? n : -1;
     if (net_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_netpolicy_fd(&k->net), .events = POLLIN};
+    int peers_at = kbox_peers_fd(&b->peers) >= 0 ? n : -1; /* connections opened and closed (the per-port cap) */
+    if (peers_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_peers_fd(&b->peers), .events = POLLIN};
     if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
     if (k->net.pending_len > 0 && wait > 1000) wait = 1000; /* notices held for a cell that may not come */
     int ready = poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait);
@@ -350,6 +352,7 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
       for (int i = 0; i < n; i++) pfd[i].revents = 0;
     }
     now = kbox_now_ms();
+    if (peers_at >= 0 && (pfd[peers_at].revents & POLLIN)) kbox_peers_service(&b->peers);
     pending = kbox_broker_service(b, pfd, now);
     /* --net notices (a cell that just started or ended got its own from the broker: exec_hook) */
     if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);

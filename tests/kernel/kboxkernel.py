@@ -86,7 +86,18 @@ class Direct:
         self.kc = BlockingKernelClient()
         self.kc.load_connection_info(self.info)
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        # jupyter_client takes a heartbeat not yet answered (a loaded machine) for a dead kernel:
+        # retry while kbox runs, as Plain does
+        import time
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.kc.wait_for_ready(timeout=60)
+                break
+            except RuntimeError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def run(self, code, timeout=60):
         """Execute code; returns (reply content, list of iopub messages of this request)."""

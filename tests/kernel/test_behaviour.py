@@ -103,6 +103,36 @@ class ThroughKernelspec(unittest.TestCase):
         reply, out = execute(self.kc, "1+1")
         self.assertEqual(text_of(out), "2", (reply, out))
 
+    def test_interrupt_right_after_the_cell_starts(self):
+        """The broker holds an interrupt_request for a cell younger than 200 ms (docs/kernel-broker.md,
+        Interrupts): a long cell is still interrupted; a short one ends by itself, the interrupt is
+        answered, the kernel lives."""
+        msg_id = self.kc.execute("import time\ntime.sleep(20)", stop_on_error=False)
+        while True:  # its busy status: the broker has seen the cell start
+            m = self.kc.get_iopub_msg(timeout=30)
+            if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status":
+                break
+        t0 = time.monotonic()
+        self.kc.control_channel.send(self.kc.session.msg("interrupt_request", {}))
+        reply = self.kc.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.kc.get_shell_msg(timeout=30)
+        self.assertEqual(reply["content"].get("ename"), "KeyboardInterrupt", reply["content"])
+        self.assertLess(time.monotonic() - t0, 15, "the held interrupt was not forwarded")
+        answered = 0
+        for _ in range(20):
+            self.kc.execute("x = 1", stop_on_error=False)
+            req = self.kc.session.msg("interrupt_request", {})
+            self.kc.control_channel.send(req)
+            while True:
+                m = self.kc.get_control_msg(timeout=30)
+                if m["parent_header"].get("msg_id") == req["header"]["msg_id"]:
+                    answered += 1
+                    break
+        self.assertEqual(answered, 20)
+        reply, out = execute(self.kc, "6 * 7")
+        self.assertEqual(text_of(out), "42", (reply, out))
+
     def test_stdin_input(self):
         msg_id = self.kc.execute("x = input('name? ')\nprint('hello', x)", allow_stdin=True)
         req = self.kc.get_stdin_msg(timeout=30)
