@@ -31,6 +31,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/pid1.h"
 #include "util/proc.h"
 
 /* Namespaces the nested sandbox cannot do without (init mounts, sets the hostname, brings lo up). */
@@ -52,50 +53,28 @@ static void usage(FILE *out) {
           "(missing or bad variable, unreachable gateway, missing required protection).\n");
 }
 
-/* ---- PID 1: reap everything, forward termination signals to the worker, exit with its status ---- */
+/* ---- PID 1: forward every asynchronous signal to the worker, reap everything, exit with its status ---- */
 
-static const int pid1_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, 0};
-
-__attribute__((noreturn)) static void pid1_loop(pid_t worker) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (sig != SIGCHLD) {
-      kill(worker, sig);
-      continue;
-    }
-    for (;;) {
-      int st = 0;
-      pid_t p = waitpid(-1, &st, WNOHANG);
-      if (p <= 0) break;
-      if (p == worker) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-    }
-  }
-}
-
-/* As PID 1 of a container: fork the real work and stay behind as a minimal init. Returns in the
-   worker (or when not PID 1). */
+/* As PID 1 of a container: fork the real work and stay behind as a minimal init (util/pid1.h).
+   Returns in the worker (or when not PID 1). */
 static void become_init_if_pid1(void) {
   if (getpid() != 1) return;
-  sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
-  sigprocmask(SIG_BLOCK, &set, &old);
+  sigset_t old;
+  sigprocmask(SIG_SETMASK, NULL, &old);
+  kbox_error_t err = NULL;
+  int sfd = kbox_pid1_signalfd(&err);
+  if (sfd < 0) _exit(kbox_error_report(&err));
   fflush(NULL);
   pid_t worker = fork();
   if (worker < 0) {
-    perror("kbox: fork");
+    kbox_log(KBOX_LOG_ERROR, "fork: %s", strerror(errno));
     _exit(KBOX_EXIT_RUNTIME);
   }
   if (worker > 0) {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* its environ (keys) stays unreadable to the sandbox */
-    pid1_loop(worker);
+    _exit(kbox_pid1_wait(sfd, worker));
   }
+  close(sfd);
   sigprocmask(SIG_SETMASK, &old, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 }
@@ -351,7 +330,8 @@ static void report_failure_to_eg(struct entry *e, const char *reason) {
            e->cfg.response_address, EG_FAILURE_LINGER_S);
   sigset_t set;
   sigemptyset(&set);
-  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
+  for (int i = 0; kbox_forwarded_signals[i]; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigdelset(&set, SIGWINCH); /* a resized terminal is no reason to stop waiting */
   sigprocmask(SIG_BLOCK, &set, NULL);
   struct timespec ts = {EG_FAILURE_LINGER_S, 0};
   sigtimedwait(&set, NULL, &ts);
