@@ -287,6 +287,7 @@ static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_erro
   if (*help) return 0;
   kbox_log_set_level(e->cfg.verbosity >= 2 ? KBOX_LOG_DEBUG : e->cfg.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   if (kbox_remote_config_finish(&e->cfg, err) < 0) return -1;
+  kbox_log_set_id(e->cfg.kernel_id); /* log lines as kbox run's: kbox[ID]: */
   if (e->cfg.mode == KBOX_REMOTE_EG &&
       (kbox_eg_check_public_key(e->cfg.public_key, err) < 0 || kbox_eg_resolve(e->cfg.response_address, err) < 0))
     return -1;
@@ -370,7 +371,8 @@ static int serve(struct entry *e, int sigfd) {
     pthread_join(comm_t, NULL);
   }
   kbox_sandbox_kill(&e->sb);
-  kbox_kernel_explain_end(&e->kernel, &e->sb);
+  char why[256];
+  if (kbox_kernel_explain_end(&e->kernel, &e->sb, why, sizeof(why))) kbox_warn("%s", why);
   if (kbox_guard_active(&e->kernel)) { /* the verdict ends the audit log */
     json_t *v = kbox_report_build(&e->sb, NULL);
     json_object_set_new(v, "kernel", kbox_kernel_report(&e->kernel));

@@ -16,6 +16,7 @@
 #include "util/cleanup.h"
 #include "util/paths.h"
 #include "util/parse.h"
+#include "util/log.h"
 
 void kbox_images_dir(char *out, size_t n) {
   const char *env = getenv("KBOX_IMAGES_DIR");
@@ -101,6 +102,6 @@ int kbox_cmd_image(int argc, char **argv) {
   memcpy(args, fixed, sizeof(fixed));
   for (int i = 1; i < argc; i++) args[nfixed + (size_t)i - 1] = argv[i];
   execv(tool, args);
-  fprintf(stderr, "kbox: cannot run the image builder %s: %s (reinstall kbox)\n", tool, strerror(errno));
+  kbox_log(KBOX_LOG_ERROR, "cannot run the image builder %s: %s (reinstall kbox)", tool, strerror(errno));
   return KBOX_EXIT_RUNTIME;
 }

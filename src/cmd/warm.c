@@ -86,7 +86,7 @@ static int warm_start(int argc, char **argv) {
       if (now_ms() - spawned > 3000 && !server_alive(keydir)) break; /* it failed: its log says why */
     }
     if (!kbox_warm_ready(keydir)) {
-      fprintf(stderr, "kbox: the zygote did not become ready within %d s (see %s.log)\n", START_WAIT_MS / 1000, keydir);
+      kbox_log(KBOX_LOG_ERROR, "the zygote did not become ready within %d s (see %s.log)", START_WAIT_MS / 1000, keydir);
       rc = 125;
     } else {
       printf("%s\n", keydir);
@@ -124,7 +124,7 @@ static int each_zygote(void (*fn)(const char *base, const char *key, int pid, vo
 static void stop_one(const char *base, const char *key, int pid, void *arg) {
   (void)base;
   (void)arg;
-  if (pid > 0 && kill(pid, SIGTERM) == 0) fprintf(stderr, "kbox: stopping zygote %s (pid %d)\n", key, pid);
+  if (pid > 0 && kill(pid, SIGTERM) == 0) kbox_warn("stopping zygote %s (pid %d)", key, pid);
 }
 
 static void status_one(const char *base, const char *key, int pid, void *arg) {
@@ -169,6 +169,6 @@ int kbox_cmd_warm(int argc, char **argv) {
     json_decref(list);
     return rc;
   }
-  fprintf(stderr, "kbox: unknown 'kbox warm %s' (see 'kbox warm --help')\n", sub);
+  kbox_log(KBOX_LOG_ERROR, "unknown 'kbox warm %s' (see 'kbox warm --help')", sub);
   return 125;
 }

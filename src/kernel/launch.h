@@ -45,10 +45,11 @@ struct kbox_kernel {
 int kbox_kernel_rundir_only(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
 /* Everything before the sandbox starts: run dir, connection files, kernel argv. */
 int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
-/* The event loop: broker, signals, deadlines; returns once the sandbox's pid 1 is reaped. */
+/* The event loop (sandbox/supervise.c's, with the broker, its deadlines and signal handling as
+   hooks); returns once the sandbox's pid 1 is reaped. */
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd);
-/* One line on stderr when the kernel did not end cleanly. */
-void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb);
+/* The sentence saying how the kernel ended when it did not end cleanly; false: nothing to say. */
+bool kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb, char *buf, size_t n);
 /* The "kernel" object of the --report verdict. */
 json_t *kbox_kernel_report(const struct kbox_kernel *k);
 /* kbox's exit code: the sandbox's, but 0 for a graceful shutdown whose stragglers kbox killed. */
