@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +28,7 @@
 #include "remote/protections.h"
 #include "sandbox/init.h"
 #include "sandbox/sandbox.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -93,6 +94,7 @@ struct entry {
   char dir[64];            /* private temp dir for the connection file */
   char conn_path[128];
   volatile int stop;       /* threads: leave */
+  int ready_fd;            /* eventfd: the kernel is ready (on_kernel_ready), or stop */
   volatile int eg_failed;  /* the response could not be delivered: exit non-zero */
   volatile int responded;  /* the connection info reached EG */
 };
@@ -117,16 +119,18 @@ static void *comm_thread(void *arg) {
   return NULL;
 }
 
-/* Wait for the broker to write the connection file (it does once the kernel answered). */
+/* Wait for the kernel to be ready (the broker wrote the connection file by then) or the run to
+   end; returns the connection info, NULL when the run ended first. */
 static json_t *wait_connection_file(struct entry *e) {
-  while (!e->stop) {
-    json_error_t jerr;
-    json_t *j = access(e->conn_path, R_OK) == 0 ? json_load_file(e->conn_path, 0, &jerr) : NULL;
-    if (j != NULL) return j;
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+  uint64_t n;
+  struct pollfd p = {.fd = e->ready_fd, .events = POLLIN};
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {
   }
-  return NULL;
+  if (e->stop || read(e->ready_fd, &n, sizeof(n)) != sizeof(n)) return NULL;
+  json_error_t jerr;
+  json_t *j = json_load_file(e->conn_path, 0, &jerr);
+  if (j == NULL) kbox_log(KBOX_LOG_ERROR, "reading the connection file %s: %s", e->conn_path, jerr.text);
+  return j;
 }
 
 /* Encrypt and deliver the connection info to RESPONSE_ADDRESS. */
@@ -146,19 +150,19 @@ static int send_response(struct entry *e, json_t *info, kbox_error_t *err) {
 
 static void write_status(struct entry *e, const char *state);
 
-/* Readiness: state "ready" in the status file once the kernel answered kernel_info (the broker
-   binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply). */
-static void *ready_thread(void *arg) {
-  struct entry *e = arg;
-  while (!e->stop) {
-    if (__atomic_load_n(&e->kernel.ready_ms, __ATOMIC_RELAXED) != 0) {
-      write_status(e, "ready");
-      return NULL;
-    }
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  return NULL;
+/* Wake the response thread (kernel ready, or the run is over: e->stop). */
+static void wake_response(struct entry *e) {
+  uint64_t one = 1;
+  if (e->ready_fd >= 0 && write(e->ready_fd, &one, sizeof(one)) < 0) kbox_log(KBOX_LOG_WARN, "eventfd: %s", strerror(errno));
+}
+
+/* The kernel's on_ready hook (called by the supervise loop once it answered kernel_info; the broker
+   binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply):
+   state "ready" in the status file, and the connection info can go to EG. */
+static void on_kernel_ready(void *data) {
+  struct entry *e = data;
+  write_status(e, "ready");
+  wake_response(e);
 }
 
 static void *response_thread(void *arg) {
@@ -203,49 +207,23 @@ static int write_fixed_connection(struct entry *e, kbox_error_t *err) {
   return kbox_conn_write(e->conn_path, &conn, e->cfg.kernel_id, true, err);
 }
 
-/* Turn the pod configuration into `kbox run` kernel-mode options and resolve them into a spec. */
+/* The pod configuration as a kernel-mode spec (what `kbox run --ip 0.0.0.0 --id KERNEL_ID
+   --connection-file FILE ...` would make of it), finished as kbox run finishes its own. */
 static int build_spec(struct entry *e, kbox_error_t *err) {
   const struct kbox_remote_config *c = &e->cfg;
-  struct kbox_strv a = {0};
-  char range[32], idle[32];
-  kbox_strv_add(&a, "entrypoint");
-  kbox_strv_add(&a, "--ip");
-  kbox_strv_add(&a, "0.0.0.0");
-  kbox_strv_add(&a, "--id");
-  kbox_strv_add(&a, c->kernel_id);
-  if (c->port_lo != 0) {
-    snprintf(range, sizeof(range), "%u..%u", c->port_lo, c->port_hi);
-    kbox_strv_add(&a, "--port-range");
-    kbox_strv_add(&a, range);
-  }
-  if (c->idle_timeout_s != 0) {
-    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)c->idle_timeout_s);
-    kbox_strv_add(&a, "--idle-timeout");
-    kbox_strv_add(&a, idle);
-  }
-  if (c->working_dir != NULL) {
-    kbox_strv_add(&a, "--workdir");
-    kbox_strv_add(&a, c->working_dir);
-  }
-  if (c->rootfs != NULL) {
-    kbox_strv_add(&a, "--rootfs");
-    kbox_strv_add(&a, c->rootfs);
-  }
-  if (c->profile != NULL) {
-    kbox_strv_add(&a, "--profile");
-    kbox_strv_add(&a, c->profile);
-  }
-  for (int i = 0; i < c->verbosity; i++) kbox_strv_add(&a, "--verbose");
-  /* last: what follows --connection-file is the kernel's arguments, where kbox run options are refused */
-  kbox_strv_add(&a, "--connection-file");
-  kbox_strv_add(&a, e->conn_path);
-  bool help = false;
-  kbox_spec_init(&e->spec);
-  int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
-  kbox_strv_free(&a);
-  if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
-  e->spec.rootless = geteuid() != 0;
-  return 0;
+  struct kbox_spec *s = &e->spec;
+  kbox_spec_init(s);
+  if (kbox_run_opts_set_id(s, c->kernel_id, err) < 0) return -1; /* first: a spec with an id is freed at exit */
+  s->kernel_ip = xstrdup("0.0.0.0");
+  s->connection_file = xstrdup(e->conn_path);
+  s->port_lo = c->port_lo;
+  s->port_hi = c->port_hi;
+  s->idle_timeout_ms = c->idle_timeout_s * 1000;
+  s->verbosity = c->verbosity;
+  if (c->profile != NULL) s->profile = xstrdup(c->profile);
+  if (c->working_dir != NULL && kbox_run_opts_set_workdir(s, c->working_dir, err) < 0) return -1;
+  if (c->rootfs != NULL && kbox_run_opts_add_rootfs(s, c->rootfs, err) < 0) return -1;
+  return kbox_run_opts_finish(s, err);
 }
 
 /* Probe for the spec just built, enforce KBOX_REQUIRE on what the probe found missing, refuse when
@@ -282,6 +260,8 @@ static void write_status(struct entry *e, const char *state) {
 static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_error_t *err) {
   kbox_remote_config_init(&e->cfg);
   e->comm.fd = -1;
+  e->ready_fd = eventfd(0, EFD_CLOEXEC);
+  if (e->ready_fd < 0) return kbox_error_make(err, errno, "eventfd");
   if (kbox_remote_config_from_env(&e->cfg, err) < 0 || kbox_remote_config_parse_args(&e->cfg, argc, argv, help, err) < 0)
     return -1;
   if (*help) return 0;
@@ -356,16 +336,17 @@ static int serve(struct entry *e, int sigfd) {
     return fail(e, &err);
   }
   write_status(e, "running");
-  pthread_t comm_t, resp_t, ready_t;
+  pthread_t comm_t, resp_t;
   bool eg = e->cfg.mode == KBOX_REMOTE_EG;
-  pthread_create(&ready_t, NULL, ready_thread, e);
+  e->kernel.on_ready = on_kernel_ready;
+  e->kernel.on_ready_data = e;
   if (eg) {
     pthread_create(&comm_t, NULL, comm_thread, e);
     pthread_create(&resp_t, NULL, response_thread, e);
   }
   kbox_kernel_supervise(&e->kernel, &e->sb, sigfd);
   e->stop = 1;
-  pthread_join(ready_t, NULL);
+  wake_response(e);
   if (eg) {
     pthread_join(resp_t, NULL);
     pthread_join(comm_t, NULL);
@@ -418,6 +399,7 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
   if (e->kernel.spec != NULL) kbox_kernel_cleanup(&e->kernel);
   kbox_comm_close(&e->comm);
   if (sigfd >= 0) close(sigfd);
+  if (e->ready_fd >= 0) close(e->ready_fd);
   if (e->conn_path[0] != '\0') unlink(e->conn_path);
   if (e->dir[0] != '\0') rmdir(e->dir);
   if (e->spec.id != NULL) kbox_spec_free(&e->spec);

@@ -82,7 +82,6 @@ int kbox_cmd_run(int argc, char **argv) {
   }
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   kbox_log_set_id(spec.id);
-  spec.rootless = geteuid() != 0;
   if (spec.kernel_mode || spec.detach || spec.net == KBOX_NET_ALLOW || spec.audit_path != NULL) {
     /* Kernel mode, and the host-side proxy and audit log of --net allow and --audit (which need
        libcrypto and threads), live in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */

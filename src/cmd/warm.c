@@ -16,6 +16,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "warm/service.h"
+#include "util/clock.h"
 
 #define START_WAIT_MS 120000
 
@@ -40,14 +41,7 @@ static int image_spec(int argc, char **argv, struct kbox_spec *spec, kbox_error_
   bool help = false;
   kbox_spec_init(spec);
   if (kbox_run_opts_parse(argc, argv, spec, &help, err) < 0) return -1;
-  spec->rootless = geteuid() != 0;
   return kbox_run_opts_finish(spec, err);
-}
-
-static long long now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
 
 /* The server of keydir runs (its KEY.pid names a live process). */
@@ -79,11 +73,11 @@ static int warm_start(int argc, char **argv) {
       (!kbox_warm_ready(keydir) && kbox_warm_spawn(&spec, &err) < 0)) {
     rc = kbox_error_report(&err);
   } else if (wait) {
-    long long until = now_ms() + START_WAIT_MS;
-    long long spawned = now_ms();
-    while (!kbox_warm_ready(keydir) && now_ms() < until) {
+    long long until = kbox_now_ms() + START_WAIT_MS;
+    long long spawned = kbox_now_ms();
+    while (!kbox_warm_ready(keydir) && kbox_now_ms() < until) {
       usleep(50 * 1000);
-      if (now_ms() - spawned > 3000 && !server_alive(keydir)) break; /* it failed: its log says why */
+      if (kbox_now_ms() - spawned > 3000 && !server_alive(keydir)) break; /* it failed: its log says why */
     }
     if (!kbox_warm_ready(keydir)) {
       kbox_log(KBOX_LOG_ERROR, "the zygote did not become ready within %d s (see %s.log)", START_WAIT_MS / 1000, keydir);

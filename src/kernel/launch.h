@@ -32,6 +32,10 @@ struct kbox_kernel {
   struct kbox_netpolicy net;   /* --net allow (kernel/netpolicy.h) */
   struct kbox_audit *audit;    /* --audit, NULL: off (kernel/audit.h) */
   const char *how;             /* how it was started, for the audit (NULL: from the spec) */
+  /* Called once, in the supervise loop, when the kernel answered kernel_info and its connection
+     info is out (printed, or written to --connection-file): readiness as an event. */
+  void (*on_ready)(void *data);
+  void *on_ready_data;
 
   /* outcome, for the report */
   const char *ended_by;  /* NULL: the kernel ended on its own */

@@ -72,23 +72,20 @@ static void begin_shutdown(struct loop *l, const char *why, long long now) {
   l->kill_at = now + SHUTDOWN_GRACE_MS;
 }
 
-/* The kernel answered: tell the caller how to connect (stdout or --connection-file). */
-static void announce(struct loop *l, long long now) {
+/* Tell the caller how to connect (stdout or --connection-file); false when that failed. */
+static bool publish(struct loop *l) {
   struct kbox_kernel *k = l->k;
-  l->announced = true;
-  k->ready_ms = now;
-  kbox_info("kernel ready after %lld ms", now - k->started_ms);
-  if (k->conn_given) return;
+  if (k->conn_given) return true;
   if (k->spec->connection_file != NULL) {
     kbox_error_t err = NULL;
     if (kbox_conn_write(k->spec->connection_file, &k->host, k->spec->id, true, &err) < 0) {
       kbox_error_report(&err);
       k->ended_by = "connection_file_error";
       kbox_sandbox_kill(l->sb);
-      return;
+      return false;
     }
     k->conn_written = true;
-    return;
+    return true;
   }
   json_t *j = kbox_conn_to_json(&k->host, k->spec->id);
   char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
@@ -97,6 +94,16 @@ static void announce(struct loop *l, long long now) {
     dprintf(k->out_fd, "%s\n", s);
     free(s);
   }
+  return true;
+}
+
+/* The kernel answered: publish its connection info, then tell the on_ready hook. */
+static void announce(struct loop *l, long long now) {
+  struct kbox_kernel *k = l->k;
+  l->announced = true;
+  k->ready_ms = now;
+  kbox_info("kernel ready after %lld ms", now - k->started_ms);
+  if (publish(l) && k->on_ready != NULL) k->on_ready(k->on_ready_data);
 }
 
 /* A signal kbox received: SIGTERM/SIGHUP shut the kernel down, SIGINT interrupts a running cell,
