@@ -3,7 +3,7 @@
 #define KBOX_RUN_OPTS_H
 
 #include <stdio.h>
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Parse argv (argv[0] is the verb) into spec; stops at "--" or the first non-option and stores the
    rest as the workload command. Returns 0, or -1 with err set; *help_shown set when --help ran. */

@@ -11,7 +11,7 @@
 #include "kernel/connection.h"
 #include "kernel/netpolicy.h"
 #include "sandbox/sandbox.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Where the run directory appears inside the sandbox. */
 #define KBOX_KERNEL_INNER_DIR "/run/kbox"

@@ -3,7 +3,7 @@
 #define KBOX_INIT_H
 
 #include "sandbox/mounts.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 struct kbox_init_args {
   const struct kbox_spec *spec;

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "sandbox/achieved.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 struct kbox_cgroup;
 

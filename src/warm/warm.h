@@ -4,7 +4,7 @@
 #define KBOX_WARM_H
 
 #include "sandbox/sandbox.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Try to start spec's kernel from a zygote. Returns 1 when sb runs a warm kernel ("fork"), 0 when
    the caller must start it cold (one log line says why; a missing zygote is started in the

@@ -1,4 +1,4 @@
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 #include <errno.h>
 #include <stdlib.h>
