@@ -11,6 +11,7 @@
 #include "config.h"
 #include "util/parse.h"
 #include "util/trace.h"
+#include "util/log.h"
 
 struct verb {
   const char *name;
@@ -84,6 +85,6 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
     if (strcmp(argv[1], verbs[i].name) == 0) return verbs[i].fn(argc - 1, argv + 1);
   char q[256];
-  fprintf(stderr, "kbox: unknown verb '%s' (see 'kbox --help')\n", kbox_quote(argv[1], q, sizeof(q)));
+  kbox_log(KBOX_LOG_ERROR, "unknown verb '%s' (see 'kbox --help')", kbox_quote(argv[1], q, sizeof(q)));
   return 125;
 }

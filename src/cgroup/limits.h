@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "cgroup/cgroup.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Before clone3: the sandbox cgroup's v2 part, the names of its v1 directories, and its reaper. */
 int kbox_limits_setup(const struct kbox_spec *spec, struct kbox_cgroup **out, kbox_error_t *err);

@@ -10,6 +10,7 @@
 #include "cmd/commands.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "util/log.h"
 
 static void usage(FILE *out) {
   fprintf(out, "Usage: kbox audit show FILE [--id ID] [--since T] [--json]\n"
@@ -91,7 +92,7 @@ static void details(json_t *r, const char *ev, FILE *out) {
 static int show(const char *path, const char *id, const char *since, bool as_json) {
   cleanup_file FILE *f = fopen(path, "re");
   if (f == NULL) {
-    fprintf(stderr, "kbox: audit show: cannot open %s: %s\n", path, strerror(errno));
+    kbox_log(KBOX_LOG_ERROR, "audit show: cannot open %s: %s", path, strerror(errno));
     return 1;
   }
   cleanup_free char *line = NULL;
@@ -102,7 +103,7 @@ static int show(const char *path, const char *id, const char *since, bool as_jso
     lineno++;
     json_t *r = json_loadb(line, (size_t)n, 0, NULL);
     if (!json_is_object(r) || json_object_get(r, "event") == NULL) {
-      fprintf(stderr, "kbox: audit show: %s line %lu is not an audit record\n", path, lineno);
+      kbox_log(KBOX_LOG_ERROR, "audit show: %s line %lu is not an audit record", path, lineno);
       bad++;
       json_decref(r);
       continue;
@@ -124,7 +125,7 @@ int kbox_cmd_audit(int argc, char **argv) {
     return argc < 2 ? KBOX_EXIT_RUNTIME : 0;
   }
   if (strcmp(argv[1], "show") != 0) {
-    fprintf(stderr, "kbox: audit: unknown subcommand '%s' (see 'kbox audit --help')\n", argv[1]);
+    kbox_log(KBOX_LOG_ERROR, "audit: unknown subcommand '%s' (see 'kbox audit --help')", argv[1]);
     return KBOX_EXIT_RUNTIME;
   }
   const char *file = NULL, *id = NULL, *since = NULL;
@@ -142,7 +143,7 @@ int kbox_cmd_audit(int argc, char **argv) {
       return 0;
     } else if (argv[i][0] != '-' && file == NULL) file = argv[i];
     else {
-      fprintf(stderr, "kbox: audit show: unexpected argument '%s' (see 'kbox audit --help')\n", argv[i]);
+      kbox_log(KBOX_LOG_ERROR, "audit show: unexpected argument '%s' (see 'kbox audit --help')", argv[i]);
       return KBOX_EXIT_RUNTIME;
     }
   }

@@ -11,6 +11,7 @@
 #include "kernel/state.h"
 #include "util/cleanup.h"
 #include "util/proc.h"
+#include "util/log.h"
 
 #define SHUTDOWN_WAIT_MS 10000 /* the supervisor's own grace (shutdown_request -> kill) is 5 s */
 
@@ -49,7 +50,7 @@ int kbox_cmd_interrupt(int argc, char **argv) {
   if (rc == 0) rc = kbox_client_interrupt(&c, 5000, &err);
   kbox_client_close(&c);
   if (rc < 0) {
-    fprintf(stderr, "kbox: %s; sending SIGINT through the supervisor instead\n", err->msg);
+    kbox_warn("%s; sending SIGINT through the supervisor instead", err->msg);
     if (st.pid <= 0 || kill(st.pid, SIGINT) < 0) {
       kbox_error_free(&err);
       kbox_error_make(&err, errno, "interrupting kernel '%s'", st.id);
@@ -73,7 +74,7 @@ int kbox_cmd_kill(int argc, char **argv) {
     kill(st.pid, SIGTERM);
     kill(st.pid, SIGCONT); /* a stopped supervisor would only see the SIGTERM once resumed */
     if (!wait_exit(st.pid, SHUTDOWN_WAIT_MS)) {
-      fprintf(stderr, "kbox: kernel '%s' did not shut down within %d s: killing it\n", st.id, SHUTDOWN_WAIT_MS / 1000);
+      kbox_warn("kernel '%s' did not shut down within %d s: killing it", st.id, SHUTDOWN_WAIT_MS / 1000);
       kill(st.pid, SIGKILL); /* the sandbox's pid 1 dies with it (PDEATHSIG) */
       wait_exit(st.pid, 5000);
     }

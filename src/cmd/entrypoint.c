@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,9 +30,11 @@
 #include "sandbox/caps.h"
 #include "sandbox/init.h"
 #include "sandbox/sandbox.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/pid1.h"
 #include "util/proc.h"
 
 /* Namespaces the nested sandbox cannot do without (init mounts, sets the hostname, brings lo up). */
@@ -54,50 +56,28 @@ static void usage(FILE *out) {
           "(missing or bad variable, unreachable gateway, missing required protection).\n");
 }
 
-/* ---- PID 1: reap everything, forward termination signals to the worker, exit with its status ---- */
+/* ---- PID 1: forward every asynchronous signal to the worker, reap everything, exit with its status ---- */
 
-static const int pid1_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, 0};
-
-__attribute__((noreturn)) static void pid1_loop(pid_t worker) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (sig != SIGCHLD) {
-      kill(worker, sig);
-      continue;
-    }
-    for (;;) {
-      int st = 0;
-      pid_t p = waitpid(-1, &st, WNOHANG);
-      if (p <= 0) break;
-      if (p == worker) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-    }
-  }
-}
-
-/* As PID 1 of a container: fork the real work and stay behind as a minimal init. Returns in the
-   worker (or when not PID 1). */
+/* As PID 1 of a container: fork the real work and stay behind as a minimal init (util/pid1.h).
+   Returns in the worker (or when not PID 1). */
 static void become_init_if_pid1(void) {
   if (getpid() != 1) return;
-  sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
-  sigprocmask(SIG_BLOCK, &set, &old);
+  sigset_t old;
+  sigprocmask(SIG_SETMASK, NULL, &old);
+  kbox_error_t err = NULL;
+  int sfd = kbox_pid1_signalfd(&err);
+  if (sfd < 0) _exit(kbox_error_report(&err));
   fflush(NULL);
   pid_t worker = fork();
   if (worker < 0) {
-    perror("kbox: fork");
+    kbox_log(KBOX_LOG_ERROR, "fork: %s", strerror(errno));
     _exit(KBOX_EXIT_RUNTIME);
   }
   if (worker > 0) {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* its environ (keys) stays unreadable to the sandbox */
-    pid1_loop(worker);
+    _exit(kbox_pid1_wait(sfd, worker));
   }
+  close(sfd);
   sigprocmask(SIG_SETMASK, &old, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 }
@@ -116,6 +96,7 @@ struct entry {
   char dir[64];            /* private temp dir for the connection file */
   char conn_path[128];
   volatile int stop;       /* threads: leave */
+  int ready_fd;            /* eventfd: the kernel is ready (on_kernel_ready), or stop */
   volatile int eg_failed;  /* the response could not be delivered: exit non-zero */
   volatile int responded;  /* the connection info reached EG */
 };
@@ -140,16 +121,18 @@ static void *comm_thread(void *arg) {
   return NULL;
 }
 
-/* Wait for the broker to write the connection file (it does once the kernel answered). */
+/* Wait for the kernel to be ready (the broker wrote the connection file by then) or the run to
+   end; returns the connection info, NULL when the run ended first. */
 static json_t *wait_connection_file(struct entry *e) {
-  while (!e->stop) {
-    json_error_t jerr;
-    json_t *j = access(e->conn_path, R_OK) == 0 ? json_load_file(e->conn_path, 0, &jerr) : NULL;
-    if (j != NULL) return j;
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+  uint64_t n;
+  struct pollfd p = {.fd = e->ready_fd, .events = POLLIN};
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {
   }
-  return NULL;
+  if (e->stop || read(e->ready_fd, &n, sizeof(n)) != sizeof(n)) return NULL;
+  json_error_t jerr;
+  json_t *j = json_load_file(e->conn_path, 0, &jerr);
+  if (j == NULL) kbox_log(KBOX_LOG_ERROR, "reading the connection file %s: %s", e->conn_path, jerr.text);
+  return j;
 }
 
 /* Encrypt and deliver the connection info to RESPONSE_ADDRESS. */
@@ -169,19 +152,19 @@ static int send_response(struct entry *e, json_t *info, kbox_error_t *err) {
 
 static void write_status(struct entry *e, const char *state);
 
-/* Readiness: state "ready" in the status file once the kernel answered kernel_info (the broker
-   binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply). */
-static void *ready_thread(void *arg) {
-  struct entry *e = arg;
-  while (!e->stop) {
-    if (__atomic_load_n(&e->kernel.ready_ms, __ATOMIC_RELAXED) != 0) {
-      write_status(e, "ready");
-      return NULL;
-    }
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  return NULL;
+/* Wake the response thread (kernel ready, or the run is over: e->stop). */
+static void wake_response(struct entry *e) {
+  uint64_t one = 1;
+  if (e->ready_fd >= 0 && write(e->ready_fd, &one, sizeof(one)) < 0) kbox_log(KBOX_LOG_WARN, "eventfd: %s", strerror(errno));
+}
+
+/* The kernel's on_ready hook (called by the supervise loop once it answered kernel_info; the broker
+   binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply):
+   state "ready" in the status file, and the connection info can go to EG. */
+static void on_kernel_ready(void *data) {
+  struct entry *e = data;
+  write_status(e, "ready");
+  wake_response(e);
 }
 
 static void *response_thread(void *arg) {
@@ -226,53 +209,30 @@ static int write_fixed_connection(struct entry *e, kbox_error_t *err) {
   return kbox_conn_write(e->conn_path, &conn, e->cfg.kernel_id, true, err);
 }
 
-/* Turn the pod configuration into `kbox run` kernel-mode options and resolve them into a spec. */
+/* The pod configuration as a kernel-mode spec (what `kbox run --ip 0.0.0.0 --id KERNEL_ID
+   --connection-file FILE ...` would make of it), finished as kbox run finishes its own. */
 static int build_spec(struct entry *e, kbox_error_t *err) {
   const struct kbox_remote_config *c = &e->cfg;
-  struct kbox_strv a = {0};
-  char range[32], idle[32];
-  kbox_strv_add(&a, "entrypoint");
-  kbox_strv_add(&a, "--ip");
-  kbox_strv_add(&a, "0.0.0.0");
-  kbox_strv_add(&a, "--id");
-  kbox_strv_add(&a, c->kernel_id);
-  if (c->port_lo != 0) {
-    snprintf(range, sizeof(range), "%u..%u", c->port_lo, c->port_hi);
-    kbox_strv_add(&a, "--port-range");
-    kbox_strv_add(&a, range);
-  }
-  if (c->idle_timeout_s != 0) {
-    snprintf(idle, sizeof(idle), "%llu", (unsigned long long)c->idle_timeout_s);
-    kbox_strv_add(&a, "--idle-timeout");
-    kbox_strv_add(&a, idle);
-  }
-  if (c->working_dir != NULL) {
-    kbox_strv_add(&a, "--workdir");
-    kbox_strv_add(&a, c->working_dir);
-  }
-  if (c->rootfs != NULL) {
-    kbox_strv_add(&a, "--rootfs");
-    kbox_strv_add(&a, c->rootfs);
-  }
-  if (c->profile != NULL) {
-    kbox_strv_add(&a, "--profile");
-    kbox_strv_add(&a, c->profile);
-  }
-  for (int i = 0; i < c->verbosity; i++) kbox_strv_add(&a, "--verbose");
-  /* last: what follows --connection-file is the kernel's arguments, where kbox run options are refused */
-  kbox_strv_add(&a, "--connection-file");
-  kbox_strv_add(&a, e->conn_path);
-  bool help = false;
-  kbox_spec_init(&e->spec);
-  int r = kbox_run_opts_parse((int)a.n, a.v, &e->spec, &help, err);
-  kbox_strv_free(&a);
-  if (r < 0 || kbox_run_opts_finish(&e->spec, err) < 0) return -1;
+  struct kbox_spec *s = &e->spec;
+  kbox_spec_init(s);
+  if (kbox_run_opts_set_id(s, c->kernel_id, err) < 0) return -1; /* first: a spec with an id is freed at exit */
+  s->kernel_ip = xstrdup("0.0.0.0");
+  s->connection_file = xstrdup(e->conn_path);
+  s->port_lo = c->port_lo;
+  s->port_hi = c->port_hi;
+  s->idle_timeout_ms = c->idle_timeout_s * 1000;
+  s->verbosity = c->verbosity;
+  if (c->profile != NULL) s->profile = xstrdup(c->profile);
+  if (c->working_dir != NULL && kbox_run_opts_set_workdir(s, c->working_dir, err) < 0) return -1;
+  if (c->rootfs != NULL && kbox_run_opts_add_rootfs(s, c->rootfs, err) < 0) return -1;
+  if (kbox_run_opts_finish(s, err) < 0) return -1;
   /* uid 0 without CAP_SYS_ADMIN (a default-secured container run as root) cannot take the root
      path (open_tree, idmapped layers in the container's own mount namespace): build the sandbox
      as an unprivileged user would, inside a user namespace of its own */
-  e->spec.rootless = geteuid() != 0 || !kbox_caps_effective(CAP_SYS_ADMIN);
-  if (geteuid() == 0 && e->spec.rootless)
+  if (geteuid() == 0 && !kbox_caps_effective(CAP_SYS_ADMIN)) {
+    s->rootless = true;
     kbox_info("running as uid 0 without CAP_SYS_ADMIN: the sandbox is built as for an unprivileged user");
+  }
   return 0;
 }
 
@@ -310,11 +270,14 @@ static void write_status(struct entry *e, const char *state) {
 static int prepare(struct entry *e, int argc, char **argv, bool *help, kbox_error_t *err) {
   kbox_remote_config_init(&e->cfg);
   e->comm.fd = -1;
+  e->ready_fd = eventfd(0, EFD_CLOEXEC);
+  if (e->ready_fd < 0) return kbox_error_make(err, errno, "eventfd");
   if (kbox_remote_config_from_env(&e->cfg, err) < 0 || kbox_remote_config_parse_args(&e->cfg, argc, argv, help, err) < 0)
     return -1;
   if (*help) return 0;
   kbox_log_set_level(e->cfg.verbosity >= 2 ? KBOX_LOG_DEBUG : e->cfg.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   if (kbox_remote_config_finish(&e->cfg, err) < 0) return -1;
+  kbox_log_set_id(e->cfg.kernel_id); /* log lines as kbox run's: kbox[ID]: */
   if (e->cfg.mode == KBOX_REMOTE_EG &&
       (kbox_eg_check_public_key(e->cfg.public_key, err) < 0 || kbox_eg_resolve(e->cfg.response_address, err) < 0))
     return -1;
@@ -358,7 +321,8 @@ static void report_failure_to_eg(struct entry *e, const char *reason) {
            e->cfg.response_address, EG_FAILURE_LINGER_S);
   sigset_t set;
   sigemptyset(&set);
-  for (int i = 0; pid1_forwarded[i]; i++) sigaddset(&set, pid1_forwarded[i]);
+  for (int i = 0; kbox_forwarded_signals[i]; i++) sigaddset(&set, kbox_forwarded_signals[i]);
+  sigdelset(&set, SIGWINCH); /* a resized terminal is no reason to stop waiting */
   sigprocmask(SIG_BLOCK, &set, NULL);
   struct timespec ts = {EG_FAILURE_LINGER_S, 0};
   sigtimedwait(&set, NULL, &ts);
@@ -382,22 +346,24 @@ static int serve(struct entry *e, int sigfd) {
     return fail(e, &err);
   }
   write_status(e, "running");
-  pthread_t comm_t, resp_t, ready_t;
+  pthread_t comm_t, resp_t;
   bool eg = e->cfg.mode == KBOX_REMOTE_EG;
-  pthread_create(&ready_t, NULL, ready_thread, e);
+  e->kernel.on_ready = on_kernel_ready;
+  e->kernel.on_ready_data = e;
   if (eg) {
     pthread_create(&comm_t, NULL, comm_thread, e);
     pthread_create(&resp_t, NULL, response_thread, e);
   }
   kbox_kernel_supervise(&e->kernel, &e->sb, sigfd);
   e->stop = 1;
-  pthread_join(ready_t, NULL);
+  wake_response(e);
   if (eg) {
     pthread_join(resp_t, NULL);
     pthread_join(comm_t, NULL);
   }
   kbox_sandbox_kill(&e->sb);
-  kbox_kernel_explain_end(&e->kernel, &e->sb);
+  char why[256];
+  if (kbox_kernel_explain_end(&e->kernel, &e->sb, why, sizeof(why))) kbox_warn("%s", why);
   if (kbox_guard_active(&e->kernel)) { /* the verdict ends the audit log */
     json_t *v = kbox_report_build(&e->sb, NULL);
     json_object_set_new(v, "kernel", kbox_kernel_report(&e->kernel));
@@ -443,6 +409,7 @@ int kbox_cmd_entrypoint(int argc, char **argv) {
   if (e->kernel.spec != NULL) kbox_kernel_cleanup(&e->kernel);
   kbox_comm_close(&e->comm);
   if (sigfd >= 0) close(sigfd);
+  if (e->ready_fd >= 0) close(e->ready_fd);
   if (e->conn_path[0] != '\0') unlink(e->conn_path);
   if (e->dir[0] != '\0') rmdir(e->dir);
   if (e->spec.id != NULL) kbox_spec_free(&e->spec);

@@ -6,7 +6,7 @@
 #ifndef KBOX_CMD_KMOD_H
 #define KBOX_CMD_KMOD_H
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 #define KBOX_KMOD_NAME "kbox-kernel.so"
 #define KBOX_KMOD_SYMBOL "kbox_kmod_entry"

@@ -16,6 +16,7 @@
 #include "sandbox/probe.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/supervise.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/trace.h"
@@ -40,46 +41,15 @@ static void run_usage(FILE *out) {
           "  kbox run --rootfs / --idle-timeout 600 > kernel.json\n");
 }
 
-/* Poll timeout until --timeout, or -1. Marks the sandbox timed out when the time has come. */
-static int timeout_left(struct kbox_sandbox *sb) {
-  if (sb->spec->timeout_ms == 0) return -1;
-  long long left = (long long)sb->spec->timeout_ms - kbox_sandbox_elapsed_ms(sb);
-  return left > 0 ? (int)left : 0;
-}
-
-void kbox_run_supervise(struct kbox_sandbox *sb, int sigfd) {
-  while (!sb->reaped) {
-    struct pollfd fds[3] = {{.fd = sb->pidfd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN},
-                            {.fd = sb->chan, .events = POLLIN}};
-    int n = poll(fds, sb->chan >= 0 ? 3 : 2, timeout_left(sb));
-    if (n < 0 && errno != EINTR) break;
-    if (n == 0 && sb->spec->timeout_ms != 0) {
-      sb->timed_out = true;
-      kbox_sandbox_kill(sb);
-      break;
-    }
-    struct signalfd_siginfo si;
-    while (read(sigfd, &si, sizeof(si)) == sizeof(si)) kbox_sandbox_signal(sb, (int)si.ssi_signo);
-    if (sb->chan >= 0 && (fds[2].revents & (POLLIN | POLLHUP))) {
-      kbox_error_t ignored = NULL;
-      kbox_sandbox_on_message(sb, &ignored);
-      kbox_error_free(&ignored);
-    }
-    if (fds[0].revents & POLLIN) kbox_sandbox_reap(sb);
-  }
-}
-
 void kbox_run_explain_end(const struct kbox_sandbox *sb) {
   char why[256];
-  if (kbox_limits_explain(sb->cgroup, sb->spec, why, sizeof(why))) fprintf(stderr, "kbox: %s\n", why);
+  if (kbox_sandbox_explain_limits(sb, why, sizeof(why))) kbox_warn("%s", why);
 }
 
 void kbox_run_explain_command_end(const struct kbox_sandbox *sb) {
+  char why[256];
   kbox_run_explain_end(sb);
-  if (sb->timed_out)
-    fprintf(stderr, "kbox: the workload ran past --timeout %.3gs and was killed\n", (double)sb->spec->timeout_ms / 1000.0);
-  else if (!sb->have_status)
-    fprintf(stderr, "kbox: the sandbox's init process ended without reporting the workload's status\n");
+  if (kbox_sandbox_explain_end(sb, "workload", why, sizeof(why))) kbox_warn("%s", why);
 }
 
 json_t *kbox_run_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error) {
@@ -112,7 +82,6 @@ int kbox_cmd_run(int argc, char **argv) {
   }
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   kbox_log_set_id(spec.id);
-  spec.rootless = geteuid() != 0;
   if (spec.kernel_mode || spec.detach || spec.net == KBOX_NET_ALLOW || spec.audit_path != NULL) {
     /* Kernel mode, and the host-side proxy and audit log of --net allow and --audit (which need
        libcrypto and threads), live in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */
@@ -131,7 +100,7 @@ int kbox_cmd_run(int argc, char **argv) {
     }
     code = kbox_error_report(&err);
   } else {
-    kbox_run_supervise(&sb, sigfd);
+    kbox_sandbox_supervise(&sb, sigfd, NULL);
     kbox_trace_step("sandbox ended (pid 1 reaped)");
     kbox_sandbox_kill(&sb);
     kbox_run_explain_command_end(&sb);

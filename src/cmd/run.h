@@ -6,11 +6,9 @@
 
 #include "sandbox/sandbox.h"
 
-/* One line on stderr when a cgroup limit ended the sandbox (memory, pids). */
+/* One log line when a cgroup limit ended the sandbox (memory, pids). */
 void kbox_run_explain_end(const struct kbox_sandbox *sb);
-/* Supervise a command-mode sandbox until pid 1 is gone: forward signals, enforce --timeout. */
-void kbox_run_supervise(struct kbox_sandbox *sb, int sigfd);
-/* Say in one line why a command-mode sandbox ended, when it was not the workload's own doing. */
+/* Log in one line why a command-mode sandbox ended, when it was not the workload's own doing. */
 void kbox_run_explain_command_end(const struct kbox_sandbox *sb);
 /* The --report verdict of sb (NULL when no --report was asked for), to amend before writing. */
 json_t *kbox_run_report(struct kbox_sandbox *sb, const struct kbox_error_s *setup_error);

@@ -11,6 +11,7 @@
 #include "sandbox/probe.h"
 #include "sandbox/report.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/supervise.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "warm/pool.h"
@@ -92,12 +93,13 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     kbox_kernel_supervise(kern, &sb, sigfd);
     kbox_sandbox_kill(&sb);
     kbox_run_explain_end(&sb);
-    kbox_kernel_explain_end(kern, &sb);
+    char why[256];
+    if (kbox_kernel_explain_end(kern, &sb, why, sizeof(why))) kbox_warn("%s", why);
     write_report(&sb, NULL, kern, k);
     kbox_detach_verdict(kern, &sb); /* out of memory? for a kbox exec --id that saw it go */
     code = kbox_kernel_exit_code(kern, &sb);
   } else {
-    kbox_run_supervise(&sb, sigfd);
+    kbox_sandbox_supervise(&sb, sigfd, NULL);
     kbox_sandbox_kill(&sb);
     kbox_run_explain_command_end(&sb);
     write_report(&sb, NULL, NULL, k);

@@ -10,9 +10,9 @@
 #include "kernel/kernel_args.h"
 #include "kernel/audit.h" /* KBOX_AUDIT_ENV */
 #include "net/rules.h"
+#include "sandbox/image.h"
 #include "sandbox/mounts.h"
 #include "security/security.h"
-#include "cmd/image.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/parse.h"
@@ -108,10 +108,24 @@ static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t
 #define KBOX_MIN_MEMORY (16u << 20)
 
 /* --rootfs DIR: stored as an absolute path (the layers are opened after kbox changed directory). */
-static int add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
+int kbox_run_opts_add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
   char *dir = realpath(arg, NULL);
   if (dir == NULL) return kbox_error_make(err, errno, "--rootfs: %s", arg);
   kbox_strv_add_owned(&spec->rootfs, dir);
+  return 0;
+}
+
+int kbox_run_opts_set_workdir(struct kbox_spec *spec, const char *dir, kbox_error_t *err) {
+  free(spec->workdir);
+  spec->workdir = realpath(dir, NULL);
+  return spec->workdir != NULL ? 0 : kbox_error_make(err, errno, "--workdir: %s", dir);
+}
+
+int kbox_run_opts_set_id(struct kbox_spec *spec, const char *id, kbox_error_t *err) {
+  if (kbox_validate_id("--id", id, err) < 0) return -1;
+  free(spec->id);
+  spec->id = strdup(id);
+  spec->id_given = true;
   return 0;
 }
 
@@ -142,18 +156,14 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   uint64_t u = 0;
   char q[256];
   switch (id) {
-  case OPT_ROOTFS: return add_rootfs(spec, arg, err);
+  case OPT_ROOTFS: return kbox_run_opts_add_rootfs(spec, arg, err);
   case OPT_COLD: spec->cold = true; return 0;
   case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
   case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
   case OPT_DISK:
     spec->disk_set = true;
     return kbox_parse_size_min("--disk", arg, 1 << 20, "a tmpfs of size 0 would have no limit at all", &spec->disk_bytes, err);
-  case OPT_WORKDIR:
-    free(spec->workdir);
-    spec->workdir = realpath(arg, NULL);
-    if (spec->workdir == NULL) return kbox_error_make(err, errno, "--workdir: %s", arg);
-    return 0;
+  case OPT_WORKDIR: return kbox_run_opts_set_workdir(spec, arg, err);
   case OPT_BIND: return kbox_spec_parse_bind(spec, arg, err);
   case OPT_NET: return parse_net(spec, arg, err);
   case OPT_NET_MAX_BYTES: return kbox_parse_size("--net-max-bytes", arg, &spec->net_max_bytes, err);
@@ -177,12 +187,7 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     free(spec->hostname);
     spec->hostname = strdup(arg);
     return 0;
-  case OPT_ID:
-    if (kbox_validate_id("--id", arg, err) < 0) return -1;
-    free(spec->id);
-    spec->id = strdup(arg);
-    spec->id_given = true;
-    return 0;
+  case OPT_ID: return kbox_run_opts_set_id(spec, arg, err);
   case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
   case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
   case OPT_MEMORY:
@@ -322,7 +327,7 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   const char *audit = getenv(KBOX_AUDIT_ENV);
   if (spec->audit_path == NULL && audit != NULL && audit[0] != '\0') spec->audit_path = strdup(audit);
   if (kbox_net_rules_check(&spec->net_allow, "--net allow", err) < 0) return -1; /* rules of a profile */
-  spec->rootless = geteuid() != 0;
+  spec->rootless = geteuid() != 0; /* the one place: every verb that builds a spec finishes it here */
   if (kbox_spec_validate(spec, err) < 0) return -1;
   bool locked_mounts = spec->rootless || !kbox_mounts_in_initial_userns();
   return locked_mounts ? kbox_mounts_check_rootless_layers(spec, err) : 0;

@@ -17,6 +17,7 @@
 #include "util/log.h"
 #include "warm/pool.h"
 #include "warm/service.h"
+#include "util/clock.h"
 
 #define START_WAIT_MS 120000
 
@@ -46,14 +47,7 @@ static int image_spec(int argc, char **argv, struct kbox_spec *spec, kbox_error_
   bool help = false;
   kbox_spec_init(spec);
   if (kbox_run_opts_parse(argc, argv, spec, &help, err) < 0) return -1;
-  spec->rootless = geteuid() != 0;
   return kbox_run_opts_finish(spec, err);
-}
-
-static long long now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
 
 /* `start --pool N [--pool-memory MIB]`: the pool's size and budget, read by the zygote's server on
@@ -96,19 +90,19 @@ static int warm_start(int argc, char **argv) {
       (!kbox_warm_ready(keydir) && kbox_warm_spawn(&spec, &err) < 0)) {
     rc = kbox_error_report(&err);
   } else if (wait) {
-    long long until = now_ms() + START_WAIT_MS;
-    long long spawned = now_ms();
+    long long until = kbox_now_ms() + START_WAIT_MS;
+    long long spawned = kbox_now_ms();
     int spawns = 1;
-    while (!kbox_warm_ready(keydir) && now_ms() < until) {
+    while (!kbox_warm_ready(keydir) && kbox_now_ms() < until) {
       usleep(20 * 1000);
-      if (now_ms() - spawned < 1000 || kbox_warm_serving(keydir)) continue;
+      if (kbox_now_ms() - spawned < 1000 || kbox_warm_serving(keydir)) continue;
       /* No server: ours lost a race to one that has ended since (a `kbox warm stop` a moment
          ago), or it failed (its log says why). Start another, a few times at most. */
       if (spawns++ == 3 || kbox_warm_spawn(&spec, &err) < 0) break;
-      spawned = now_ms();
+      spawned = kbox_now_ms();
     }
     if (!kbox_warm_ready(keydir)) {
-      fprintf(stderr, "kbox: the zygote did not become ready within %d s (see %s.log)\n", START_WAIT_MS / 1000, keydir);
+      kbox_log(KBOX_LOG_ERROR, "the zygote did not become ready within %d s (see %s.log)", START_WAIT_MS / 1000, keydir);
       rc = 125;
     } else {
       printf("%s\n", keydir);
@@ -148,7 +142,7 @@ static void stop_one(const char *base, const char *key, int pid, void *arg) {
   char dir[PATH_MAX];
   snprintf(dir, sizeof(dir), "%s/%s", base, key);
   if (!kbox_warm_serving(dir)) return; /* a dead server's pid file: the pid may be another process's now */
-  if (pid > 0 && kill(pid, SIGTERM) == 0) fprintf(stderr, "kbox: stopping zygote %s (pid %d)\n", key, pid);
+  if (pid > 0 && kill(pid, SIGTERM) == 0) kbox_warn("stopping zygote %s (pid %d)", key, pid);
 }
 
 /* One zygote's entry: its server runs (it holds the key's lock) and the zygote is "starting"
@@ -199,6 +193,6 @@ int kbox_cmd_warm(int argc, char **argv) {
     json_decref(list);
     return rc;
   }
-  fprintf(stderr, "kbox: unknown 'kbox warm %s' (see 'kbox warm --help')\n", sub);
+  kbox_log(KBOX_LOG_ERROR, "unknown 'kbox warm %s' (see 'kbox warm --help')", sub);
   return 125;
 }

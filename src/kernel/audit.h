@@ -11,7 +11,7 @@
 
 #include "kernel/connection.h"
 #include "kernel/wire.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "util/error.h"
 
 #define KBOX_AUDIT_ENV "KBOX_AUDIT"

@@ -51,12 +51,6 @@
 #define KERN_MAX_FACTOR 4        /* kernel frames up to this many --max-message are read (and dropped, said);
                                     larger ones cut the connection inside libzmq before any allocation */
 
-long long kbox_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* Count a dropped message and say why (rate-limited so a flood cannot flood the log). */
 static void drop(struct kbox_broker *b, enum kbox_channel ch, bool from_client, const char *why) {
   b->dropped++;

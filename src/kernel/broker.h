@@ -14,6 +14,7 @@
 #include "kernel/peers.h"
 #include "kernel/pending.h"
 #include "kernel/wire.h"
+#include "util/clock.h"
 
 struct kbox_audit;
 
@@ -117,7 +118,5 @@ long long kbox_broker_next_ms(const struct kbox_broker *b);
 bool kbox_broker_may_interrupt(struct kbox_broker *b, long long now_ms);
 /* The broker's counters for the report's kernel section. */
 json_t *kbox_broker_stats(const struct kbox_broker *b);
-
-long long kbox_now_ms(void);
 
 #endif

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "kernel/broker.h"
+#include "util/clock.h"
 
 #define MAX_MSG (256u << 20)
 #define GONE_GRACE_MS 1000 /* after the supervisor's exit: read what it sent last (kernel/pending.c) */

@@ -71,7 +71,7 @@ static int wait_child(pid_t pid, int rd, int logrd, const char *log, const struc
   char buf[4096];
   for (ssize_t r; logrd >= 0 && (r = read(logrd, buf, sizeof(buf))) > 0;) fwrite(buf, 1, (size_t)r, stderr);
   unlink(log);
-  fprintf(stderr, "kbox: the detached kernel '%s' did not start\n", spec->id);
+  kbox_log(KBOX_LOG_ERROR, "the detached kernel '%s' did not start", spec->id);
   return WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : KBOX_EXIT_RUNTIME;
 }
 

@@ -4,7 +4,7 @@
 #define KBOX_KERNEL_DETACH_H
 
 #include "kernel/launch.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "util/error.h"
 
 /* Call before anything starts. Returns 1 when this process is done (*code is its exit code: the

@@ -3,7 +3,7 @@
 #ifndef KBOX_KERNEL_ARGS_H
 #define KBOX_KERNEL_ARGS_H
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Check spec->kernel_args and rewrite them for the kernel: --profile-dir/--ipython-dir DIR become
    --profile-dir=REAL with REAL added to spec->overlays; --Class.trait=value and IPKernelApp flags

@@ -11,7 +11,7 @@
 #include "kernel/connection.h"
 #include "kernel/netpolicy.h"
 #include "sandbox/sandbox.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Where the run directory appears inside the sandbox. */
 #define KBOX_KERNEL_INNER_DIR "/run/kbox"
@@ -32,6 +32,10 @@ struct kbox_kernel {
   struct kbox_netpolicy net;   /* --net allow (kernel/netpolicy.h) */
   struct kbox_audit *audit;    /* --audit, NULL: off (kernel/audit.h) */
   const char *how;             /* how it was started, for the audit (NULL: from the spec) */
+  /* Called once, in the supervise loop, when the kernel answered kernel_info and its connection
+     info is out (printed, or written to --connection-file): readiness as an event. */
+  void (*on_ready)(void *data);
+  void *on_ready_data;
 
   /* outcome, for the report */
   const char *ended_by;  /* NULL: the kernel ended on its own */
@@ -45,10 +49,11 @@ struct kbox_kernel {
 int kbox_kernel_rundir_only(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
 /* Everything before the sandbox starts: run dir, connection files, kernel argv. */
 int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err);
-/* The event loop: broker, signals, deadlines; returns once the sandbox's pid 1 is reaped. */
+/* The event loop (sandbox/supervise.c's, with the broker, its deadlines and signal handling as
+   hooks); returns once the sandbox's pid 1 is reaped. */
 void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd);
-/* One line on stderr when the kernel did not end cleanly. */
-void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb);
+/* The sentence saying how the kernel ended when it did not end cleanly; false: nothing to say. */
+bool kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb, char *buf, size_t n);
 /* The "kernel" object of the --report verdict. */
 json_t *kbox_kernel_report(const struct kbox_kernel *k);
 /* kbox's exit code: the sandbox's, but 0 for a graceful shutdown whose stragglers kbox killed. */

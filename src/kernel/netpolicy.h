@@ -11,7 +11,7 @@
 #include "kernel/broker.h"
 #include "net/proxy.h"
 #include "net/rules.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 #define KBOX_NET_DEFAULT_MAX_CONNS 64
 #define KBOX_NET_IDLE_MS 60000

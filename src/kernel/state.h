@@ -10,7 +10,7 @@
 #include <sys/types.h>
 
 #include "kernel/connection.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "util/error.h"
 
 /* What one state directory says, checked against the live system. */

@@ -15,6 +15,7 @@
 
 #include "cgroup/cgroup.h"
 #include "kernel/launch.h"
+#include "sandbox/supervise.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -40,6 +41,9 @@ struct loop {
   int parent_fd;              /* pidfd of the launching client (JPY_PARENT_PID), -1: none */
   long long next_pressure;    /* next memory sample */
   char warned_id[64];         /* execute_request already warned about memory pressure */
+  bool pending;               /* the broker may hold messages already: do not sleep before looking */
+  int parent_at, net_at;      /* where prepare put parent_fd and the --net notices fd, -1: not */
+  int peers_at;               /* where prepare put the broker's connection monitor, -1: not */
 };
 
 /* A kernelspec launch: jupyter_client sets JPY_PARENT_PID to its own pid. Watch that process (as
@@ -70,24 +74,20 @@ static void begin_shutdown(struct loop *l, const char *why, long long now) {
   l->kill_at = now + SHUTDOWN_GRACE_MS;
 }
 
-/* The kernel answered: tell the caller how to connect (stdout or --connection-file). */
-static void announce(struct loop *l, long long now) {
+/* Tell the caller how to connect (stdout or --connection-file); false when that failed. */
+static bool publish(struct loop *l) {
   struct kbox_kernel *k = l->k;
-  l->announced = true;
-  k->ready_ms = now;
-  kbox_info("kernel ready after %lld ms", now - k->started_ms);
-  kbox_trace_step("kernel_info_reply through the broker: ready");
-  if (k->conn_given) return;
+  if (k->conn_given) return true;
   if (k->spec->connection_file != NULL) {
     kbox_error_t err = NULL;
     if (kbox_conn_write(k->spec->connection_file, &k->host, k->spec->id, true, &err) < 0) {
       kbox_error_report(&err);
       k->ended_by = "connection_file_error";
       kbox_sandbox_kill(l->sb);
-      return;
+      return false;
     }
     k->conn_written = true;
-    return;
+    return true;
   }
   json_t *j = kbox_conn_to_json(&k->host, k->spec->id);
   char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
@@ -96,22 +96,33 @@ static void announce(struct loop *l, long long now) {
     dprintf(k->out_fd, "%s\n", s);
     free(s);
   }
+  return true;
 }
 
-static void on_signals(struct loop *l, int sigfd, long long now) {
-  struct signalfd_siginfo si;
-  while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
-    int sig = (int)si.ssi_signo;
-    if (sig == SIGTERM || sig == SIGHUP) {
-      kbox_info("%s: shutting the kernel down", sigabbrev_np(sig));
-      if (l->kill_at != 0) kbox_sandbox_kill(l->sb); /* second request: no more grace */
-      else begin_shutdown(l, sig == SIGTERM ? "sigterm" : "sighup", now);
-    } else if (sig == SIGINT && !kbox_broker_may_interrupt(&l->k->broker, now)) {
-      kbox_info("SIGINT: no cell is running (or one was just interrupted): not passed to the kernel");
-    } else {
-      if (sig == SIGINT) kbox_audit_interrupted(l->k->audit);
-      kbox_sandbox_signal(l->sb, sig); /* SIGINT interrupts the running cell */
-    }
+/* The kernel answered: publish its connection info, then tell the on_ready hook. */
+static void announce(struct loop *l, long long now) {
+  struct kbox_kernel *k = l->k;
+  l->announced = true;
+  k->ready_ms = now;
+  kbox_info("kernel ready after %lld ms", now - k->started_ms);
+  kbox_trace_step("kernel_info_reply through the broker: ready");
+  if (publish(l) && k->on_ready != NULL) k->on_ready(k->on_ready_data);
+}
+
+/* A signal kbox received: SIGTERM/SIGHUP shut the kernel down, SIGINT interrupts a running cell,
+   the others go to pid 1. */
+static void on_signal(void *data, int sig) {
+  struct loop *l = data;
+  long long now = kbox_now_ms();
+  if (sig == SIGTERM || sig == SIGHUP) {
+    kbox_info("%s: shutting the kernel down", sigabbrev_np(sig));
+    if (l->kill_at != 0) kbox_sandbox_kill(l->sb); /* second request: no more grace */
+    else begin_shutdown(l, sig == SIGTERM ? "sigterm" : "sighup", now);
+  } else if (sig == SIGINT && !kbox_broker_may_interrupt(&l->k->broker, now)) {
+    kbox_info("SIGINT: no cell is running (or one was just interrupted): not passed to the kernel");
+  } else {
+    if (sig == SIGINT) kbox_audit_interrupted(l->k->audit);
+    kbox_sandbox_signal(l->sb, sig); /* SIGINT interrupts the running cell */
   }
 }
 
@@ -208,16 +219,6 @@ static long long deadlines(struct loop *l, long long now) {
       return 0;
     }
     if (l->next_info < next) next = l->next_info;
-  }
-  if (s->timeout_ms != 0) {
-    if (kbox_sandbox_elapsed_ms(l->sb) >= (long long)s->timeout_ms) {
-      k->ended_by = "timeout";
-      l->sb->timed_out = true;
-      kbox_sandbox_kill(l->sb);
-      return 0;
-    }
-    long long at = now + ((long long)s->timeout_ms - kbox_sandbox_elapsed_ms(l->sb));
-    if (at < next) next = at;
   }
   check_exec(l, now);
   check_memory(l, now);
@@ -319,59 +320,61 @@ static void answer_pending(struct kbox_kernel *k, const struct kbox_sandbox *sb)
   kbox_log(KBOX_LOG_WARN, "answered %zu pending request(s) of the dead kernel: %s: %s", n, ename, evalue);
 }
 
-void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
-  struct loop l = {.k = k, .sb = sb, .parent_fd = open_parent(k->spec)};
+/* Before each poll: the deadlines, then the broker's sockets, the launching client and the --net
+   notices to watch. */
+static int prepare(void *data, struct pollfd *pfd, int max, long long *wait_ms) {
+  struct loop *l = data;
+  struct kbox_kernel *k = l->k;
   struct kbox_broker *b = &k->broker;
-  struct pollfd pfd[KBOX_BROKER_NPOLL + 6]; /* pidfd, signals, channel, parent, proxy notices, peers */
-  signal(SIGPIPE, SIG_IGN); /* a dead client's stderr pipe must not kill the supervisor */
-  bool pending = true; /* the broker may hold messages already: do not sleep before looking */
-  while (!sb->reaped) {
-    long long now = kbox_now_ms();
-    long long wait = deadlines(&l, now);
-    if (sb->reaped) break;
-    kbox_broker_pollfds(b, pfd);
-    int n = KBOX_BROKER_NPOLL;
-    pfd[n++] = (struct pollfd){.fd = sb->pidfd, .events = POLLIN};
-    pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
-    int chan_at = -1, parent_at = -1;
-    if (sb->chan >= 0) pfd[chan_at = n++] = (struct pollfd){.fd = sb->chan, .events = POLLIN};
-    if (l.parent_fd >= 0) pfd[parent_at = n++] = (struct pollfd){.fd = l.parent_fd, .events = POLLIN};
-    int net_at = kbox_netpolicy_fd(&k->net) >= 0 ? n : -1;
-    if (net_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_netpolicy_fd(&k->net), .events = POLLIN};
-    int peers_at = kbox_peers_fd(&b->peers) >= 0 ? n : -1; /* connections opened and closed (the per-port cap) */
-    if (peers_at >= 0) pfd[n++] = (struct pollfd){.fd = kbox_peers_fd(&b->peers), .events = POLLIN};
-    if (pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
-    if (k->net.pending_len > 0 && wait > 1000) wait = 1000; /* notices held for a cell that may not come */
-    int ready = poll(pfd, (nfds_t)n, wait > INT_MAX ? INT_MAX : (int)wait);
-    if (ready == 0) kbox_netpolicy_flush_stale(&k->net, b);
-    if (ready < 0) {
-      if (errno != EINTR) {
-        kbox_log(KBOX_LOG_ERROR, "poll: %s", strerror(errno));
-        break;
-      }
-      for (int i = 0; i < n; i++) pfd[i].revents = 0;
-    }
-    now = kbox_now_ms();
-    if (peers_at >= 0 && (pfd[peers_at].revents & POLLIN)) kbox_peers_service(&b->peers);
-    pending = kbox_broker_service(b, pfd, now);
-    /* --net notices (a cell that just started or ended got its own from the broker: exec_hook) */
-    if (net_at >= 0 && (pfd[net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
-    if (!l.announced && b->ready) announce(&l, now);
-    if (pfd[KBOX_BROKER_NPOLL + 1].revents & POLLIN) on_signals(&l, sigfd, now);
-    if (chan_at >= 0 && (pfd[chan_at].revents & (POLLIN | POLLERR | POLLHUP))) {
-      kbox_error_t ignored = NULL;
-      kbox_sandbox_on_message(sb, &ignored);
-      kbox_error_free(&ignored);
-    }
-    if (parent_at >= 0 && (pfd[parent_at].revents & (POLLIN | POLLERR | POLLHUP))) {
-      kbox_log(KBOX_LOG_WARN, "the launching client (JPY_PARENT_PID) exited: shutting the kernel down");
-      close(l.parent_fd);
-      l.parent_fd = -1;
-      begin_shutdown(&l, "parent_exited", now);
-      if (l.kill_at > now + PARENT_GRACE_MS) l.kill_at = now + PARENT_GRACE_MS;
-    }
-    if (pfd[KBOX_BROKER_NPOLL].revents & POLLIN) kbox_sandbox_reap(sb);
+  long long wait = deadlines(l, kbox_now_ms());
+  if (l->sb->reaped || max < KBOX_BROKER_NPOLL + 3) return 0;
+  kbox_broker_pollfds(b, pfd);
+  int n = KBOX_BROKER_NPOLL;
+  l->parent_at = l->net_at = -1;
+  if (l->parent_fd >= 0) pfd[l->parent_at = n++] = (struct pollfd){.fd = l->parent_fd, .events = POLLIN};
+  if (kbox_netpolicy_fd(&k->net) >= 0) pfd[l->net_at = n++] = (struct pollfd){.fd = kbox_netpolicy_fd(&k->net), .events = POLLIN};
+  l->peers_at = -1; /* connections opened and closed (the per-port cap) */
+  if (kbox_peers_fd(&b->peers) >= 0) pfd[l->peers_at = n++] = (struct pollfd){.fd = kbox_peers_fd(&b->peers), .events = POLLIN};
+  if (l->pending || b->recheck != 0 || wait < 0) wait = 0; /* recheck: our own requests used a socket */
+  if (k->net.pending_len > 0 && wait > 1000) wait = 1000; /* notices held for a cell that may not come */
+  *wait_ms = wait;
+  return n;
+}
+
+/* After each poll: the broker's traffic, --net notices, the announcement, the launching client. */
+static void service(void *data, struct pollfd *pfd, int n, int ready) {
+  struct loop *l = data;
+  struct kbox_kernel *k = l->k;
+  struct kbox_broker *b = &k->broker;
+  if (n == 0) return;
+  if (ready == 0) kbox_netpolicy_flush_stale(&k->net, b);
+  long long now = kbox_now_ms();
+  if (l->peers_at >= 0 && (pfd[l->peers_at].revents & POLLIN)) kbox_peers_service(&b->peers);
+  l->pending = kbox_broker_service(b, pfd, now);
+  /* --net notices (a cell that just started or ended got its own from the broker: exec_hook) */
+  if (l->net_at >= 0 && (pfd[l->net_at].revents & POLLIN)) kbox_netpolicy_service(&k->net, b);
+  if (!l->announced && b->ready) announce(l, now);
+  if (l->parent_at >= 0 && (pfd[l->parent_at].revents & (POLLIN | POLLERR | POLLHUP))) {
+    kbox_log(KBOX_LOG_WARN, "the launching client (JPY_PARENT_PID) exited: shutting the kernel down");
+    close(l->parent_fd);
+    l->parent_fd = -1;
+    begin_shutdown(l, "parent_exited", now);
+    if (l->kill_at > now + PARENT_GRACE_MS) l->kill_at = now + PARENT_GRACE_MS;
   }
+}
+
+static void on_timeout(void *data) {
+  struct loop *l = data;
+  l->k->ended_by = "timeout";
+}
+
+void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int sigfd) {
+  struct loop l = {.k = k, .sb = sb, .parent_fd = open_parent(k->spec), .pending = true};
+  struct kbox_supervise_hooks hooks = {.data = &l, .prepare = prepare, .service = service, .on_signal = on_signal,
+                                       .on_timeout = on_timeout};
+  struct kbox_broker *b = &k->broker;
+  signal(SIGPIPE, SIG_IGN); /* a dead client's stderr pipe must not kill the supervisor */
+  kbox_sandbox_supervise(sb, sigfd, &hooks);
   /* Forward what the kernel sent last (shutdown_reply, final status) and let it leave. */
   zmq_pollitem_t items[KBOX_BROKER_NPOLL];
   kbox_broker_pollitems(b, items);
@@ -385,29 +388,25 @@ void kbox_kernel_supervise(struct kbox_kernel *k, struct kbox_sandbox *sb, int s
   k->broker_open = false;
 }
 
-void kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb) {
-  if (sb->timed_out) {
-    if (k->ended_by != NULL && strcmp(k->ended_by, "exec_timeout") == 0)
-      fprintf(stderr, "kbox: a cell ran past --exec-timeout and ignored the interrupt; the sandbox was killed\n");
+bool kbox_kernel_explain_end(const struct kbox_kernel *k, const struct kbox_sandbox *sb, char *buf, size_t n) {
+  if (sb->timed_out && k->ended_by != NULL && strcmp(k->ended_by, "exec_timeout") == 0) {
+    snprintf(buf, n, "a cell ran past --exec-timeout and ignored the interrupt; the sandbox was killed");
+  } else if (!sb->timed_out && k->stragglers_killed) {
+    snprintf(buf, n, "the kernel shut down as asked (%s); the processes still running %d s later were killed",
+             k->ended_by != NULL ? k->ended_by : "shutdown_request", SHUTDOWN_GRACE_MS / 1000);
+  } else if (kbox_sandbox_explain_end(sb, "kernel", buf, n)) {
+    return true;
+  } else {
+    const char *when = k->ready_ms ? "" : " before it answered kernel_info_request";
+    if (WIFEXITED(sb->status) && WEXITSTATUS(sb->status) != 0)
+      snprintf(buf, n, "the kernel exited with status %d%s", WEXITSTATUS(sb->status), when);
+    else if (WIFSIGNALED(sb->status))
+      snprintf(buf, n, "the kernel was killed by signal %d (SIG%s)%s%s", WTERMSIG(sb->status),
+               sigabbrev_np(WTERMSIG(sb->status)), when, WTERMSIG(sb->status) == SIGKILL ? " (out of memory?)" : "");
     else
-      fprintf(stderr, "kbox: the kernel ran past --timeout %.3gs and was killed\n", (double)k->spec->timeout_ms / 1000.0);
-    return;
+      return false;
   }
-  if (k->stragglers_killed) {
-    fprintf(stderr, "kbox: the kernel shut down as asked (%s); the processes still running %d s later were killed\n",
-            k->ended_by != NULL ? k->ended_by : "shutdown_request", SHUTDOWN_GRACE_MS / 1000);
-    return;
-  }
-  if (!sb->have_status) {
-    fprintf(stderr, "kbox: the sandbox's init process ended without reporting the kernel's status\n");
-    return;
-  }
-  const char *when = k->ready_ms ? "" : " before it answered kernel_info_request";
-  if (WIFEXITED(sb->status) && WEXITSTATUS(sb->status) != 0)
-    fprintf(stderr, "kbox: the kernel exited with status %d%s\n", WEXITSTATUS(sb->status), when);
-  else if (WIFSIGNALED(sb->status))
-    fprintf(stderr, "kbox: the kernel was killed by signal %d (SIG%s)%s%s\n", WTERMSIG(sb->status),
-            sigabbrev_np(WTERMSIG(sb->status)), when, WTERMSIG(sb->status) == SIGKILL ? " (out of memory?)" : "");
+  return true;
 }
 
 json_t *kbox_kernel_report(const struct kbox_kernel *k) {

@@ -20,6 +20,7 @@
 
 #include "net/http.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 #define HEAD_MAX 8192        /* request line + headers */
 #define BUF 16384            /* per direction */
@@ -89,12 +90,6 @@ struct kbox_proxy {
   unsigned long other_allowed, other_blocked;
   unsigned long notify_dropped;
 };
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* Count one decision for host. */
 static void count(struct kbox_proxy *p, const char *host, bool allowed) {
@@ -630,7 +625,7 @@ static void *loop(void *arg) {
     size_t n = 0;
     pfd[n++] = (struct pollfd){.fd = p->wake, .events = POLLIN};
     pfd[n++] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
-    long long now = now_ms(), next = now + 1000;
+    long long now = kbox_now_ms(), next = now + 1000;
     bool resolving = false;
     for (size_t i = 0; i < p->n_conns; i++) {
       struct conn *c = p->conns[i];
@@ -643,7 +638,7 @@ static void *loop(void *arg) {
     int timeout = (int)(next - now);
     if (resolving || p->n_orphans) timeout = timeout > 50 ? 50 : timeout; /* a lost wake-up costs 50 ms */
     if (poll(pfd, n, timeout) < 0 && errno != EINTR) break;
-    now = now_ms();
+    now = kbox_now_ms();
     if (pfd[0].revents & POLLIN) {
       uint64_t v;
       if (read(p->wake, &v, sizeof(v)) < 0) { /* EAGAIN: another thread read it */ }

@@ -12,6 +12,7 @@
 
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 int kbox_comm_listen(struct kbox_comm *c, unsigned port, kbox_comm_signal_fn fn, void *data, kbox_error_t *err) {
   memset(c, 0, sizeof(*c));
@@ -79,12 +80,6 @@ int kbox_comm_handle_request(struct kbox_comm *c, const char *text, size_t len) 
   return r;
 }
 
-static long long now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
-}
-
 /* Does buf hold a complete JSON value yet? */
 static bool complete_json(const char *buf, size_t len) {
   json_error_t jerr;
@@ -97,9 +92,9 @@ static bool complete_json(const char *buf, size_t len) {
 static void serve(struct kbox_comm *c, int fd) {
   char buf[KBOX_COMM_MAX_REQUEST + 2];
   size_t len = 0;
-  long long deadline = now_ms() + KBOX_COMM_READ_MS;
+  long long deadline = kbox_now_ms() + KBOX_COMM_READ_MS;
   for (;;) {
-    long long left = deadline - now_ms();
+    long long left = deadline - kbox_now_ms();
     if (left <= 0) {
       reject(c, "the client sent no complete request in time");
       return;

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Host uid/gid that inside id 0 maps to when kbox runs as root (override: KBOX_ID_BASE). */
 #define KBOX_DEFAULT_ID_BASE 1000000000u

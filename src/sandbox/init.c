@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,9 +19,8 @@
 #include "sandbox/net_relay.h"
 #include "sandbox/workload.h"
 #include "util/cleanup.h"
+#include "util/pid1.h"
 #include "util/trace.h"
-
-const int kbox_forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGWINCH, 0};
 
 /* Report a setup failure to the host and exit. */
 __attribute__((noreturn)) static void init_fail(int chan, kbox_error_t *err) {
@@ -119,29 +117,7 @@ static pid_t start_workload(struct kbox_init_args *a, const char *home) {
   return pid;
 }
 
-/* Reap every exited child; returns true (and the status) once the workload is among them. */
-static bool reap(pid_t workload, int *status) {
-  bool done = false;
-  for (;;) {
-    int st = 0;
-    pid_t p = waitpid(-1, &st, WNOHANG);
-    if (p <= 0) return done;
-    if (p == workload) {
-      *status = st;
-      done = true;
-    }
-  }
-}
-
-int kbox_init_signalfd(kbox_error_t *err) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (int i = 0; kbox_forwarded_signals[i] != 0; i++) sigaddset(&set, kbox_forwarded_signals[i]);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-  return sfd >= 0 ? sfd : kbox_error_make(err, errno, "signalfd");
-}
+int kbox_init_signalfd(kbox_error_t *err) { return kbox_pid1_signalfd(err); }
 
 /* pid 1's loop: forward signals, reap, leave when the workload ends or the host goes away. */
 __attribute__((noreturn)) static void supervise(int chan, int sfd, pid_t workload) {
@@ -149,13 +125,8 @@ __attribute__((noreturn)) static void supervise(int chan, int sfd, pid_t workloa
   for (;;) {
     if (poll(fds, 2, -1) < 0 && errno != EINTR) _exit(KBOX_EXIT_RUNTIME);
     if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) _exit(KBOX_EXIT_RUNTIME); /* host gone */
-    if (!(fds[0].revents & POLLIN)) continue;
-    struct signalfd_siginfo si;
-    if (read(sfd, &si, sizeof(si)) != sizeof(si)) continue;
     int status = 0;
-    if (si.ssi_signo != SIGCHLD) {
-      kill(workload, (int)si.ssi_signo);
-    } else if (reap(workload, &status)) {
+    if ((fds[0].revents & POLLIN) && kbox_pid1_service(sfd, workload, &status)) {
       kbox_error_t err = NULL;
       kbox_msg_send(chan, KBOX_MSG_EXITED, status, &err);
       _exit(0);

@@ -3,7 +3,7 @@
 #define KBOX_INIT_H
 
 #include "sandbox/mounts.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 struct kbox_init_args {
   const struct kbox_spec *spec;
@@ -20,10 +20,8 @@ int kbox_init_setup(struct kbox_init_args *args, kbox_error_t *err);
 int kbox_init_become_root(struct kbox_init_args *args, kbox_error_t *err);
 __attribute__((noreturn)) void kbox_init_supervise(int chan, int sfd, pid_t workload);
 
-/* Signals pid 1 forwards to the workload. */
-extern const int kbox_forwarded_signals[];
-
-/* pid 1's signals: SIGCHLD and the forwarded ones blocked, read from the returned signalfd. */
+/* pid 1's signals (util/pid1.h: SIGCHLD and every asynchronous one) blocked, read from the
+   returned signalfd. */
 int kbox_init_signalfd(kbox_error_t *err);
 
 #endif

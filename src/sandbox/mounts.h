@@ -4,7 +4,7 @@
 
 #include <sys/types.h>
 #include "sandbox/achieved.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 struct kbox_mounts {
   const struct kbox_spec *spec;

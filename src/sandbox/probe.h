@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* ok: the step works as kbox run does it. partial: it works only in part, or a fallback stands in
    (the detail says what failed and what is used instead). missing: the step is refused.

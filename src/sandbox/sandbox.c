@@ -227,6 +227,9 @@ bool kbox_sandbox_reap(struct kbox_sandbox *sb) {
   return true;
 }
 
+/* What the host passes on to pid 1: the signals a user or a kernel manager sends kbox. */
+const int kbox_forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGWINCH, 0};
+
 int kbox_sandbox_signalfd(kbox_error_t *err) {
   sigset_t set;
   sigemptyset(&set);

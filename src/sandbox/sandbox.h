@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "sandbox/achieved.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 struct kbox_cgroup;
 
@@ -33,6 +33,8 @@ struct kbox_sandbox {
                            pidfd, its status comes on chan, there is no rusage */
 };
 
+/* Signals the host kbox passes on to pid 1 (which forwards every asynchronous one, util/pid1.h). */
+extern const int kbox_forwarded_signals[];
 /* Block the signals pid 1 forwards to the workload and return a non-blocking signalfd for them
    (kbox reads it in its event loop and passes each signal on with kbox_sandbox_signal). */
 int kbox_sandbox_signalfd(kbox_error_t *err);

@@ -2,7 +2,7 @@
 #ifndef KBOX_WORKLOAD_H
 #define KBOX_WORKLOAD_H
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "util/strv.h"
 
 /* The environment the workload sees: PATH, HOME, LANG, TERM, then --env/--env-file values. */

@@ -3,7 +3,7 @@
 #ifndef KBOX_SECURITY_H
 #define KBOX_SECURITY_H
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "security/profile.h"
 #include "security/seccomp.h"
 

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include "sandbox/sandbox.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "util/error.h"
 
 /* Set by the filler in a holder's environment: the path of the holder's slot socket. */

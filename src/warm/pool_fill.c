@@ -23,17 +23,13 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/parse.h"
+#include "util/clock.h"
 #include "warm/service.h"
 
 #define DEFAULT_BUDGET_MIB 2048
 #define TICK_MS 250
 #define STOP_MS 5000
 
-static long long now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
-}
 
 /* A number from DIR/NAME, else from the environment variable, else def. */
 static long long setting(const char *dir, const char *name, const char *env, long long def) {
@@ -221,8 +217,8 @@ int kbox_warm_pool_tick(struct kbox_warm_pool *p) {
 
 void kbox_warm_pool_stop(struct kbox_warm_pool *p) {
   for (int i = 0; i < p->n; i++) kill(p->holders[i], SIGTERM);
-  long long until = now_ms() + STOP_MS;
-  while (p->n > 0 && now_ms() < until) {
+  long long until = kbox_now_ms() + STOP_MS;
+  while (p->n > 0 && kbox_now_ms() < until) {
     reap(p);
     usleep(20 * 1000);
   }

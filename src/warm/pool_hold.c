@@ -23,6 +23,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/clock.h"
 #include "warm/proto.h"
 
 #define READY_MS 120000 /* the kernel app listening for its claim */
@@ -30,11 +31,6 @@
 
 bool kbox_warm_pool_holder(void) { return getenv(KBOX_WARM_POOL_SLOT_ENV) != NULL; }
 
-static long long now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
-}
 
 /* A stop signal arrived on sigfd. */
 static bool stopped(int sigfd) {
@@ -68,9 +64,9 @@ static bool watch(struct kbox_sandbox *sb, int sigfd, int extra, int ms, bool *e
 static int wait_ready(struct kbox_sandbox *sb, const char *kdir, int sigfd) {
   char path[PATH_MAX];
   snprintf(path, sizeof(path), "%s/" KBOX_WARM_CLAIM_SOCK, kdir);
-  long long until = now_ms() + READY_MS;
+  long long until = kbox_now_ms() + READY_MS;
   while (access(path, F_OK) != 0) {
-    if (now_ms() > until) {
+    if (kbox_now_ms() > until) {
       kbox_warn("warm pool: the pool kernel did not become ready within %d s", READY_MS / 1000);
       return -1;
     }

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "security/seccomp.h"
 #include "util/error.h"
 

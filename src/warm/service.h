@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "util/error.h"
 
 /* The base directory of all keys (created 0700). */

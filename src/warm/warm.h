@@ -4,7 +4,7 @@
 #define KBOX_WARM_H
 
 #include "sandbox/sandbox.h"
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 /* Try to start spec's kernel from a zygote. Returns 2 when sb runs a kernel claimed from the pool
    ("pool": its run dir's kernel.json has the kernel's key), 1 when sb runs a warm kernel ("fork"), 0 when

@@ -427,3 +427,15 @@ FX_BOTH(run, trace_setup_times_every_process) {
   cr_expect(strstr(r.err, "trace:") == NULL, "traced without --trace-setup:\n%s", r.err);
   kt_result_free(&r);
 }
+
+/* The sandbox's pid 1 reaps what the workload orphans (util/pid1.h): from inside, no process of
+   the pid namespace stays a zombie once its parent is gone. */
+FX_BOTH(run, pid1_reaps_orphans) {
+  struct kt_result r;
+  const char *script = "sh -c 'sleep 0.2 & exit 0'; sleep 1; z=0; for f in /proc/[0-9]*/stat; do read l < $f; "
+                       "case \"$l\" in *') Z '*) z=$((z+1));; esac; done; echo zombies=$z";
+  fx_run(uid, FX_NONE, FX_ARGS("/bin/sh", "-c", script), &r);
+  cr_assert_eq(r.exit_code, 0, "stderr: %s", r.err);
+  cr_assert(strstr(r.out, "zombies=0") != NULL, "the sandbox's pid 1 left a zombie; stdout: %s", r.out);
+  kt_result_free(&r);
+}

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 #include "testlib.h"
 #include "util/envfile.h"
 #include "util/fs.h"

@@ -1,6 +1,6 @@
 /* The resolved sandbox specification: every option of `kbox run` after parsing and defaults. */
-#ifndef KBOX_SPEC_H
-#define KBOX_SPEC_H
+#ifndef KBOX_SPEC_SPEC_H
+#define KBOX_SPEC_SPEC_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "sandbox/spec.h"
+#include "spec/spec.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,7 +62,7 @@ void kbox_spec_add_bind(struct kbox_spec *spec, const char *src, const char *dst
 }
 
 /* Paths the sandbox mounts itself (sandbox/mounts.c: /proc, /sys, /dev with its masked and
-   read-only paths; the kernel run dir of kernel/launch.h; the --startup-dir target of cmd/image.h).
+   read-only paths; the kernel run dir of kernel/launch.h; the --startup-dir target of sandbox/image.h).
    A bind at or below one would replace what kbox put there (a host /proc over the masked one). */
 static const char *const reserved_below[] = {"/proc", "/sys", "/dev", "/run/kbox", "/etc/kbox/user-startup", NULL};
 /* The disk-capped /tmp: binding below it is fine, replacing it is not. */
