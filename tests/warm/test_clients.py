@@ -48,6 +48,7 @@ def main():
         # Reuse: the same kernel by id keeps its state (tablegpt-agent's start(kernel_id=session_id)).
         kc2 = mkm.get_kernel(sid).client()
         kc2.start_channels()
+        kc2.wait_for_ready(timeout=120)  # its iopub subscription is up (a slow joiner misses the cell's output)
         w.check(run(kc2, "print(x + 1)").strip() == "42", "state lost on reuse")
         kc2.stop_channels()
         other = mkm.start_kernel(kernel_name="python3", kernel_id=sid + "-b", cwd=work)
