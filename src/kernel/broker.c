@@ -901,11 +901,13 @@ bool kbox_broker_service(struct kbox_broker *b, const struct pollfd *pfd, long l
   for (int round = 0; round < 4 && check != 0; round++) {
     for (int i = 0; i < KBOX_BROKER_NPOLL; i++) {
       if (!(check & (1u << i))) continue;
+      /* a swept socket whose fd is readable now would have woken us: not a lost wake-up */
+      bool unsignalled = (swept & (1u << i)) && poll(&(struct pollfd){.fd = b->fd[i], .events = POLLIN}, 1, 0) == 0;
       uint32_t ev = 0;
       size_t n = sizeof(ev);
       if (zmq_getsockopt(sock_at(b, i), ZMQ_EVENTS, &ev, &n) < 0) continue;
       if (ev & ZMQ_POLLOUT) retry_into(b, i, now_ms);
-      if ((ev & ZMQ_POLLIN) && (swept & (1u << i)) && !(b->blocked & stop_bits(i))) {
+      if ((ev & ZMQ_POLLIN) && unsignalled && !(b->blocked & stop_bits(i))) {
         b->lost_wakeups++;
         kbox_log(KBOX_LOG_WARN, "broker: the %s %s socket held messages without waking the broker (%llu times so far)",
                  i < KBOX_CH_N ? "client" : "kernel", kbox_channel_names[i % KBOX_CH_N], b->lost_wakeups);
