@@ -97,14 +97,7 @@ static void become_kernel(const struct kbox_spec *spec, const char *home, int st
   /* Nothing of the zygote, the host or pid 1 stays open but the error pipe. */
   kbox_close_fds_except(3, errpipe);
   if (kbox_security_apply(spec, &err) < 0) goto failed;
-  size_t at = 0;
-  for (size_t i = 0; i < env.n; i++) {
-    size_t n = strlen(env.v[i]) + 1;
-    if (at + n + 1 > envcap) break;
-    memcpy(envbuf + at, env.v[i], n);
-    at += n;
-  }
-  envbuf[at] = '\0';
+  kbox_warm_pack_env(&env, envbuf, envcap);
   kbox_strv_free(&env);
   msg.type = KBOX_MSG_STARTED;
   msg.status = getpid();

@@ -21,14 +21,7 @@ int kbox_warm_claim_env(const char *req, size_t len, char *envbuf, size_t envcap
   const char *home = getenv("HOME"); /* the pool kernel's: the same user's home */
   struct kbox_strv env = {0};
   kbox_workload_env(&spec, home != NULL ? home : "/", &env);
-  size_t at = 0;
-  for (size_t i = 0; i < env.n; i++) {
-    size_t n = strlen(env.v[i]) + 1;
-    if (at + n + 1 > envcap) break;
-    memcpy(envbuf + at, env.v[i], n);
-    at += n;
-  }
-  envbuf[at] = '\0';
+  kbox_warm_pack_env(&env, envbuf, envcap);
   kbox_strv_free(&env);
   snprintf(cwd, cwdcap, "%s", spec.workdir != NULL ? spec.workdir : home != NULL ? home : "/");
   rc = 0;

@@ -77,20 +77,6 @@ static int recv_step(int chan, int want_type, int *fd, kbox_error_t *err) {
   return 0;
 }
 
-/* Host pid of a pidfd (its fdinfo, in our pid namespace). */
-static pid_t pidfd_pid(int pidfd) {
-  char path[64], *text = NULL;
-  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-  kbox_error_t ignored = NULL;
-  if (kbox_read_file(path, 4096, &text, NULL, &ignored) < 0) {
-    kbox_error_free(&ignored);
-    return -1;
-  }
-  const char *p = strstr(text, "\nPid:");
-  pid_t pid = p != NULL ? (pid_t)strtol(p + 5, NULL, 10) : -1;
-  free(text);
-  return pid;
-}
 
 /* Write the nested user namespace's maps (identity over the zygote's 0..65535). Only a process in
    the parent namespace may, so a helper joins the zygote's user namespace first. */
@@ -191,7 +177,7 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   sp[0] = -1;
   if (recv_step(sb->chan, KBOX_WARM_MSG_MIDDLE, &middle, err) < 0) goto out;
   kbox_trace_step("warm: the fork's pidfd received");
-  pid_t mid = pidfd_pid(middle);
+  pid_t mid = kbox_warm_pidfd_pid(middle);
   if (mid <= 0) {
     kbox_error_make(err, 0, "the zygote's fork has no pid here");
     goto out;
@@ -204,7 +190,7 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   kbox_trace_step("warm: GO sent");
   if (recv_step(sb->chan, KBOX_WARM_MSG_PID1, &sb->pidfd, err) < 0) goto out;
   kbox_trace_step("warm: pid 1's pidfd received");
-  sb->pid = pidfd_pid(sb->pidfd);
+  sb->pid = kbox_warm_pidfd_pid(sb->pidfd);
   sb->foreign = true;
   int workload = recv_step(sb->chan, KBOX_MSG_STARTED, NULL, err);
   if (workload < 0) goto out;

@@ -84,20 +84,6 @@ static const char *not_poolable(const struct kbox_spec *s) {
   return "";
 }
 
-/* Host pid of a pidfd (its fdinfo). */
-static pid_t pidfd_pid(int pidfd) {
-  char path[64], *text = NULL;
-  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-  kbox_error_t ignored = NULL;
-  if (kbox_read_file(path, 4096, &text, NULL, &ignored) < 0) {
-    kbox_error_free(&ignored);
-    return -1;
-  }
-  const char *p = strstr(text, "\nPid:");
-  pid_t pid = p != NULL ? (pid_t)strtol(p + 5, NULL, 10) : -1;
-  free(text);
-  return pid;
-}
 
 /* Wait up to ms for fd to become readable; 0 on time out. */
 static int wait_in(int fd, int ms) {
@@ -180,7 +166,7 @@ static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct k
   sb->foreign = true;
   sb->workload_pid = offer->workload_pid;
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
-  if (wait_in(pidfd, 0) != 0 || (sb->pid = pidfd_pid(pidfd)) <= 0) return kbox_error_make(err, 0, "the pool kernel had ended");
+  if (wait_in(pidfd, 0) != 0 || (sb->pid = kbox_warm_pidfd_pid(pidfd)) <= 0) return kbox_error_make(err, 0, "the pool kernel had ended");
   kbox_trace_step("pool: offer taken");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");

@@ -9,6 +9,7 @@
 
 #include "security/security.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "util/trace.h"
 
 /* A growing buffer of NUL-terminated "key=value" fields. */
@@ -186,4 +187,29 @@ long kbox_warm_recv(int sock, void *buf, size_t cap, int *fds, int *n_fds, kbox_
     return kbox_error_make(err, 0, "warm start: a truncated message");
   }
   return (long)r;
+}
+
+void kbox_warm_pack_env(const struct kbox_strv *env, char *buf, size_t cap) {
+  size_t at = 0;
+  for (size_t i = 0; i < env->n; i++) {
+    size_t n = strlen(env->v[i]) + 1;
+    if (at + n + 1 > cap) break;
+    memcpy(buf + at, env->v[i], n);
+    at += n;
+  }
+  if (cap > 0) buf[at] = '\0';
+}
+
+pid_t kbox_warm_pidfd_pid(int pidfd) {
+  char path[64], *text = NULL;
+  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+  kbox_error_t ignored = NULL;
+  if (kbox_read_file(path, 4096, &text, NULL, &ignored) < 0) {
+    kbox_error_free(&ignored);
+    return -1;
+  }
+  const char *p = strstr(text, "\nPid:");
+  pid_t pid = p != NULL ? (pid_t)strtol(p + 5, NULL, 10) : -1;
+  free(text);
+  return pid;
 }

@@ -41,4 +41,10 @@ int kbox_warm_decode(const char *buf, size_t len, struct kbox_spec *spec, struct
 int kbox_warm_send(int sock, const void *buf, size_t len, const int *fds, int n_fds, kbox_error_t *err);
 long kbox_warm_recv(int sock, void *buf, size_t cap, int *fds, int *n_fds, kbox_error_t *err);
 
+/* env as NUL-separated KEY=VALUE strings ending with an empty one, in buf (what does not fit is left out). */
+void kbox_warm_pack_env(const struct kbox_strv *env, char *buf, size_t cap);
+
+/* Host pid of a pidfd (its fdinfo, in our pid namespace), -1 if unknown. */
+pid_t kbox_warm_pidfd_pid(int pidfd);
+
 #endif
