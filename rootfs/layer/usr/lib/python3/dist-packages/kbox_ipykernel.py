@@ -49,10 +49,8 @@ class KboxKernel(IPythonKernel):
     def _kbox_wait(self):
         """Block until the deferred start-up work is done (starting it if nothing did yet)."""
         self._kbox_start()
-        t = self._kbox_thread
-        if t is not None:
-            while t.is_alive():
-                t.join(0.05)
+        if self._kbox_thread is not None:
+            self._kbox_thread.join()  # no polling wake-ups; SIGINT still interrupts it (POSIX)
 
     async def kernel_info_request(self, stream, ident, parent):
         await super().kernel_info_request(stream, ident, parent)
