@@ -59,6 +59,10 @@ def main():
 
         kc.execute_interactive(CODE, output_hook=hook, timeout=120)
         kc.shutdown()
+        try:
+            kc.get_control_msg(timeout=20)  # the reply: the request got out before the linger-0 close
+        except Exception:
+            pass
         kc.stop_channels()
         if out["error"]:
             sys.exit(f"FAIL: {out['error']}")

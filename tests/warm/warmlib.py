@@ -175,6 +175,9 @@ class Kernel:
         """Shut down; return the report."""
         try:
             self.kc.shutdown()
+            # the reply says the request got out: stop_channels() closes with linger 0 and drops a
+            # request still queued in the client (kbox then, rightly, goes on running)
+            self.kc.get_control_msg(timeout=20)
         except Exception:
             pass
         self.kc.stop_channels()
