@@ -123,10 +123,7 @@ def main():
     z = w.Zygotes()
     try:
         z.start()
-        for case in (wedged, pids_refused, caller_killed, concurrent, zygote_killed):
-            t = time.monotonic()
-            case(z)
-            print("%s: ok (%.1f s)" % (case.__name__, time.monotonic() - t))
+        w.run_cases((wedged, pids_refused, caller_killed, concurrent, zygote_killed), z)
     finally:
         z.stop()
 

@@ -280,10 +280,7 @@ def main():
     z = w.Zygotes()
     try:
         set_pool(z, 1)
-        for case in (isolation, settings, kernelspec, concurrent, killed_before_claim, stopped, zygote_killed, serve_killed):
-            t = time.monotonic()
-            case(z)
-            print("%s: ok (%.1f s)" % (case.__name__, time.monotonic() - t))
+        w.run_cases((isolation, settings, kernelspec, concurrent, killed_before_claim, stopped, zygote_killed, serve_killed), z)
     finally:
         z.stop()
 

@@ -148,10 +148,8 @@ def main():
     z = w.Zygotes()
     try:
         key = z.start()
-        for case in (foreign_caller, racing_servers, status_while_starting, server_killed, profile_forbids):
-            t = time.monotonic()
-            case(z, key) if case is foreign_caller else case(z)
-            print("%s: ok (%.1f s)" % (case.__name__, time.monotonic() - t))
+        w.run_cases((foreign_caller,), z, key)
+        w.run_cases((racing_servers, status_while_starting, server_killed, profile_forbids), z)
     finally:
         z.stop()
 

@@ -196,6 +196,14 @@ class Kernel:
         return rep
 
 
+def run_cases(cases, *args):
+    """Run each case(*args) in order, printing its name and time (a failing check ends the test)."""
+    for case in cases:
+        t = time.monotonic()
+        case(*args)
+        print("%s: ok (%.1f s)" % (case.__name__, time.monotonic() - t))
+
+
 def start_of(report):
     return report.get("kernel", {}).get("start")
 

@@ -110,14 +110,20 @@ def freeze_heap():
     gc.freeze()
 
 
-def kernel_main(envbuf):
-    """In the kernel process (pid 2 of its own sandbox): fresh state, then the kernel app."""
+def decode_env(envbuf):
+    """The environment libkbox-warm.so packed into envbuf (NUL-separated KEY=VALUE, an empty one last)."""
     env = {}
     for kv in envbuf.raw.split(b"\0"):
         if not kv:
             break
         k, _, v = kv.decode("utf-8", "surrogateescape").partition("=")
         env[k] = v
+    return env
+
+
+def kernel_main(envbuf):
+    """In the kernel process (pid 2 of its own sandbox): fresh state, then the kernel app."""
+    env = decode_env(envbuf)
     os.environ.clear()
     os.environ.update(IMPORT_ENV)
     os.environ.update(env)
@@ -329,12 +335,7 @@ def pool_settle(app, msg, fds):
     cwd = ctypes.create_string_buffer(4096)
     if POOL["lib"].kbox_warm_claim_env(msg, len(msg), envbuf, len(envbuf), cwd, len(cwd)) != 0:
         return "the claim's request could not be read"
-    env = {}
-    for kv in envbuf.raw.split(b"\0"):
-        if not kv:
-            break
-        k, _, v = kv.decode("utf-8", "surrogateescape").partition("=")
-        env[k] = v
+    env = decode_env(envbuf)
     before = POOL.pop("env_before_app")
     by_app = {k: v for k, v in os.environ.items() if before.get(k) != v}  # the shell's TERM, PAGER...
     os.environ.clear()
