@@ -103,9 +103,7 @@ static bool legacy_alive(const char *id) {
   return bind(fd, (struct sockaddr *)&addr, alen) < 0 && errno == EADDRINUSE;
 }
 
-/* A kernel's run dir has its lock file, or (older kbox) its kernel dir k/ or connection.json;
-   anything else under the base (the zygotes' warm/, a user's own files) is left alone. */
-static bool looks_like_run_dir(const char *dir) {
+bool kbox_runlock_is_run_dir(const char *dir) {
   static const char *const marks[] = {KBOX_RUNLOCK_NAME, "k", "connection.json", NULL};
   char p[4300];
   for (size_t i = 0; marks[i] != NULL; i++) {
@@ -128,7 +126,7 @@ void kbox_runlock_sweep(const char *base) {
     struct stat st;
     snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
     if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode)) continue;
-    if (!looks_like_run_dir(p)) continue; /* e.g. the zygotes' dir (warm/): not ours to sweep */
+    if (!kbox_runlock_is_run_dir(p)) continue; /* e.g. the zygotes' dir (warm/): not ours to sweep */
     char lock[4300];
     snprintf(lock, sizeof(lock), "%s/" KBOX_RUNLOCK_NAME, p);
     if (access(lock, F_OK) < 0 && legacy_alive(e->d_name)) continue;

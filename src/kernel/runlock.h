@@ -35,5 +35,8 @@ void kbox_runlock_remove(const char *dir, int fd);
 
 /* Remove every stale run directory (valid id, lock free) under base. */
 void kbox_runlock_sweep(const char *base);
+/* A kernel's run dir has its lock file, or (older kbox) its kernel dir k/ or connection.json;
+   anything else under the base (the zygotes' warm/, a user's own files) is neither swept nor listed. */
+bool kbox_runlock_is_run_dir(const char *dir);
 
 #endif

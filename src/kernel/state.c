@@ -199,7 +199,7 @@ int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err) {
     snprintf(st->id, sizeof(st->id), "%.64s", e->d_name);
     snprintf(st->dir, sizeof(st->dir), "%s/%s", base, e->d_name);
     struct stat sb;
-    if (lstat(st->dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) continue;
+    if (lstat(st->dir, &sb) < 0 || !S_ISDIR(sb.st_mode) || !kbox_runlock_is_run_dir(st->dir)) continue;
     load(st);
     (*n)++;
   }

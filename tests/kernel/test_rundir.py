@@ -108,6 +108,10 @@ class RunDir(unittest.TestCase):
             start_and_stop_kernel()
             self.assertTrue(os.path.exists(os.path.join(other, "b16dc560f4e652a9.pid")),
                             "a kernel start swept a directory that is not a kernel's run dir")
+            # Nor is it a kernel to list: `kbox ps` showed the zygotes' warm/ as a dead kernel.
+            ps = subprocess.run([kboxkernel.KBOX, "ps"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(ps.returncode, 0, ps.stderr)
+            self.assertNotIn(os.path.basename(other), ps.stdout, "kbox ps listed a dir that is not a run dir")
         finally:
             shutil.rmtree(other, ignore_errors=True)
 
