@@ -211,6 +211,7 @@ int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err) {
 const char *kbox_state_status(const struct kbox_state *st) {
   if (!st->alive) return "dead";
   if (st->stopped) return "stopped";
+  if (strncmp(st->id, KBOX_POOL_ID_PREFIX, strlen(KBOX_POOL_ID_PREFIX)) == 0) return "pooled"; /* not claimed yet */
   if (!st->have_conn) return "starting";
   return st->busy ? "busy" : "idle";
 }

@@ -37,6 +37,9 @@ int kbox_state_read(const char *id, struct kbox_state *st, kbox_error_t *err);
 /* All state directories (sorted by id); *n set. Caller frees the array. */
 int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err);
 /* "idle", "busy", "starting", "stopped" or "dead". */
+/* Ids of the warm pool's kernels before a claim (src/warm/pool_fill.c): `kbox ps` shows them "pooled". */
+#define KBOX_POOL_ID_PREFIX "kpool-"
+
 const char *kbox_state_status(const struct kbox_state *st);
 /* JSON for ps/inspect: id, status, pids, age, memory use, limits, paths. */
 json_t *kbox_state_json(const struct kbox_state *st);

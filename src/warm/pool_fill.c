@@ -4,6 +4,7 @@
    came for KBOX_WARM_IDLE seconds. SIZE and the budget are read on every tick from BASE/KEY.pool/
    size and memory (written by `kbox warm start --pool N [--pool-memory MIB]`), else from
    KBOX_WARM_POOL and KBOX_WARM_POOL_MEMORY. */
+#include "kernel/state.h"
 #include "warm/pool.h"
 
 #include <dirent.h>
@@ -104,7 +105,7 @@ static pid_t spawn_holder(struct kbox_warm_pool *p, char *id, size_t idlen) {
     kbox_error_free(&err);
     return -1;
   }
-  snprintf(id, idlen, "kpool-%s", hex);
+  snprintf(id, idlen, KBOX_POOL_ID_PREFIX "%s", hex);
   snprintf(slot, sizeof(slot), "%s/%s.sock", p->dir, id);
   struct kbox_strv argv = {0};
   kbox_strv_add(&argv, "kbox");

@@ -229,6 +229,9 @@ def holders(z):
 def stopped(z):
     """`kbox warm stop`: holders, pool kernels, their cgroups and run dirs and the pool dir go."""
     ids = wait_slots(z, 1)
+    ps = subprocess.run([w.KBOX, "ps", "--json"], capture_output=True, text=True, timeout=60)
+    listed = {e["id"]: e["status"] for e in json.loads(ps.stdout or "[]")}
+    w.check(all(listed.get(i) == "pooled" for i in ids), "kbox ps shows the pool's kernels %s as %s" % (ids, listed))
     subprocess.run([w.KBOX, "warm", "stop"], capture_output=True, timeout=60)
     deadline = time.monotonic() + 30
     while True:
