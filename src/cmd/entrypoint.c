@@ -198,7 +198,7 @@ static void wake_response(struct entry *e) {
 
 /* The kernel's on_ready hook (called by the supervise loop once it answered kernel_info; the broker
    binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply):
-   state "ready" in the status file, and the connection info can go to EG. */
+   state "ready" in the status file, and with KBOX_EG_RESPOND=ready the connection info goes to EG. */
 static void on_kernel_ready(void *data) {
   struct entry *e = data;
   write_status(e, "ready");
@@ -416,8 +416,8 @@ static int serve(struct entry *e, int sigfd) {
     return code != 0 ? code : c;
   }
   if (eg && e->responded && e->kernel.ready_ms == 0 && e->kernel.ended_by == NULL) {
-    /* the gateway has the connection info already (KBOX_EG_RESPOND=listening): it learns of the
-       end from the container's exit, which a non-zero status makes a failure */
+    /* the gateway has the connection info already (KBOX_EG_RESPOND=listening) and learns of the
+       end only from the container's exit; its restarter then starts a new one (docs/pods.md) */
     kbox_log(KBOX_LOG_ERROR, "the kernel ended (exit code %d) after it listened and before it answered kernel_info; "
              "its output is in the container's log (KBOX_EG_RESPOND=ready makes such a kernel fail the gateway's request instead)", code);
     return code != 0 ? code : KBOX_EXIT_RUNTIME;
