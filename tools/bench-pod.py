@@ -2,7 +2,7 @@
 """bench-pod: start-up time of the kbox image in podman (root), as jupyter-kernel-controller runs it.
 
   tools/bench-pod.py [--image localhost/kbox-kernel:latest] [--runs 5] [--opts '--security-opt ...']
-  tools/bench-pod.py --eg [--log] [--image ...] [--runs 5]
+  tools/bench-pod.py --eg [--log] [--image ...] [--runs 5] [--ab SPEC,SPEC...] [--image-b IMAGE]
 
 For each run: `podman run -d` of a controller-style container (kbox with -v), then kernel_info
 requests from a host jupyter_client until one is answered, then `1+1`. Prints, per run and as
@@ -15,7 +15,10 @@ With --eg: the real Enterprise Gateway (vendored, as the pods suite runs it) cre
 through podman's API; per run, from POST /api/kernels: until the container starts, then from that
 start: sandbox running, banner, EG's 201, kernel_info over EG's websocket, then the first `1+1`;
 EG's own log lines (launcher started, container seen running, connection info received);
---log prints each kernel container's log and environment names. Load the image first
+--log prints each kernel container's log and environment names; --ab alternates kernelspecs
+run by run (A/B in the same minute): kbox (the image), kbox_respond_ready (KBOX_EG_RESPOND=ready:
+the connection info only once the kernel answered), kbox_b (--image-b, e.g. an older build),
+kbox_b_ready; --runs is then per kernelspec, medians per kernelspec. Load the image first
 (tools/mkoci build --archive X --tag T && podman load -i X). Benchmarks are not
 tests: numbers depend on the machine and its load."""
 
@@ -83,20 +86,24 @@ KUBE_FMT = ("podman until the container starts %.2f s; from the container's star
             "sandbox running %.2f s, ipykernel's banner %.2f s, kernel_info reply %.2f s; then first `1+1` %.2f s")
 
 
-def eg_runs(p, work, image, runs, show_log=False):
-    """POST /api/kernels timings through the real Enterprise Gateway."""
+def eg_runs(p, work, image, runs, show_log=False, specs=("kbox",), image_b=None, eg_poll=None):
+    """POST /api/kernels timings through the real Enterprise Gateway, kernelspecs alternated."""
     import re
     p.start_service()
     p.run("run", "-d", "--name", podlib.TAG + "-keeper", "--entrypoint", "/bin/sleep", image, "infinity")
     podlib.IMAGE = image
     eg = podlib.Gateway(work, p)
-    rows = []
+    rows = {s: [] for s in specs}
+    extra = {}
+    if image_b:
+        extra = {"kbox_b": (image_b, None), "kbox_b_ready": (image_b, {"KBOX_EG_RESPOND": "ready"})}
     try:
-        eg.start(launch_timeout=120)
-        for i in range(runs):
+        eg.start(launch_timeout=120, extra_specs=extra, extra_env={"EG_POLL_INTERVAL": eg_poll} if eg_poll else None)
+        for i in range(runs * len(specs)):
+            spec = specs[i % len(specs)]
             mark = len(eg.text())
             t0 = time.time()
-            status, body, reason = eg.rest("POST", "/api/kernels", {"name": "kbox"})
+            status, body, reason = eg.rest("POST", "/api/kernels", {"name": spec})
             t1 = time.time()
             if status != 201:
                 raise SystemExit("POST /api/kernels: %s %s" % (status, reason))
@@ -122,16 +129,20 @@ def eg_runs(p, work, image, runs, show_log=False):
             clines = log_times(p, cid[0]) if cid else []
             running = next((t - start for t, x in clines if "protections active" in x), float("nan"))
             banner = next((t - start for t, x in clines if "NOTE: When using the" in x), float("nan"))
-            rows.append((start - t0, running, banner, t1 - start, t2 - start, t3 - t2))
+            rows[spec].append((start - t0, running, banner, t1 - start, t2 - start, t3 - t2))
             if show_log and cid:
                 env = json.loads(p.run("inspect", cid[0], "--format", "{{json .Config.Env}}").stdout)
                 print("  environment (names): " + " ".join(sorted(e.split("=", 1)[0] for e in env)))
                 for when, text in clines:
                     print("  +%.3f %s" % (when - start, text[:150]))
-            print(("eg run %d: " % i) + EG_FMT % rows[-1] + " (EG log, from POST: launcher %.2f, container seen running "
+            print(("eg run %d (%s): " % (i, spec)) + EG_FMT % rows[spec][-1] + " (EG log, from POST: launcher %.2f, container seen running "
                   "%.2f, connection info %.2f)" % (at("kernel launched"), at("Using assigned_ip"), at("Received connection info")))
             eg.rest("DELETE", "/api/kernels/" + body["id"])
-        print("eg median: " + EG_FMT % tuple(statistics.median(col) for col in zip(*rows)))
+        for spec in specs:
+            print("eg median (%s): " % spec + EG_FMT % tuple(statistics.median(col) for col in zip(*rows[spec])))
+            # what follows the kernel's banner (its imports done), less sensitive to the load than the totals
+            print("  after the banner (median per run): 201 +%.2f s, kernel_info over the websocket +%.2f s" %
+                  (statistics.median(r[3] - r[2] for r in rows[spec]), statistics.median(r[4] - r[2] for r in rows[spec])))
         with open("/proc/loadavg") as f:
             print("load average: " + f.read().split()[0])
     finally:
@@ -151,12 +162,15 @@ def main():
     ap.add_argument("--opts", default="", help="extra podman run options")
     ap.add_argument("--eg", action="store_true", help="time kernel creation through Enterprise Gateway")
     ap.add_argument("--log", action="store_true", help="--eg: print each kernel container's log, times from its start")
+    ap.add_argument("--ab", default="kbox", help="--eg: kernelspecs to alternate, comma-separated (see above)")
+    ap.add_argument("--image-b", default=None, help="--eg: the image of the kbox_b* kernelspecs")
+    ap.add_argument("--eg-poll", default=None, help="--eg: EG_POLL_INTERVAL for the gateway (its default 0.5 s)")
     args = ap.parse_args()
     work = podlib.make_work()
     p = podlib.Podman(work)
     try:
         if args.eg:
-            eg_runs(p, work, args.image, args.runs, args.log)
+            eg_runs(p, work, args.image, args.runs, args.log, tuple(args.ab.split(",")), args.image_b, args.eg_poll)
         else:
             kube_runs(p, args)
     finally:

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -135,6 +136,43 @@ static json_t *wait_connection_file(struct entry *e) {
   return j;
 }
 
+/* Have all five of the kernel's own sockets appeared in its run dir (ipykernel binds them once
+   Python runs and ipykernel is imported, before it builds its shell)? */
+static bool kernel_listening(const struct kbox_kernel *k) {
+  for (int ch = 0; ch < KBOX_CH_N; ch++) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s-%u", k->kern.ip, k->kern.port[ch]);
+    if (access(path, F_OK) < 0) return false;
+  }
+  return true;
+}
+
+/* Wait (inotify on the run dir, no polling) until the kernel listens on its sockets, or is ready,
+   or the run ends; returns the broker's connection info, NULL when the run ended first. The
+   broker's ports are bound already and it queues what clients send until the kernel takes it, so
+   the gateway's part (its status poll, the 201, the client's websocket, its kernel_info) runs while
+   the kernel finishes its start. */
+static json_t *wait_kernel_listening(struct entry *e) {
+  cleanup_close int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (in < 0 || inotify_add_watch(in, e->kernel.kdir, IN_CREATE | IN_MOVED_TO) < 0) {
+    kbox_log(KBOX_LOG_WARN, "inotify on %s: %s; the connection info goes to the gateway once the kernel is ready",
+             e->kernel.kdir, strerror(errno));
+    return wait_connection_file(e);
+  }
+  while (!kernel_listening(&e->kernel)) {
+    struct pollfd p[2] = {{.fd = in, .events = POLLIN}, {.fd = e->ready_fd, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0 && errno != EINTR) return NULL;
+    if (e->stop) return NULL;
+    if (p[1].revents & POLLIN) break; /* ready first (it cannot answer before it listens, but be safe) */
+    char buf[4096];
+    while (read(in, buf, sizeof(buf)) > 0) {
+    }
+  }
+  if (e->stop) return NULL;
+  kbox_info("the kernel listens on its sockets: sending its connection info to the gateway");
+  return kbox_conn_to_json(&e->kernel.host, e->cfg.kernel_id);
+}
+
 /* Encrypt and deliver the connection info to RESPONSE_ADDRESS. */
 static int send_response(struct entry *e, json_t *info, kbox_error_t *err) {
   json_object_set_new(info, "kernel_id", json_string(e->cfg.kernel_id));
@@ -160,7 +198,7 @@ static void wake_response(struct entry *e) {
 
 /* The kernel's on_ready hook (called by the supervise loop once it answered kernel_info; the broker
    binds its ports earlier, so a tcp probe on the shell port passes before the kernel can reply):
-   state "ready" in the status file, and the connection info can go to EG. */
+   state "ready" in the status file, and with KBOX_EG_RESPOND=ready the connection info goes to EG. */
 static void on_kernel_ready(void *data) {
   struct entry *e = data;
   write_status(e, "ready");
@@ -169,7 +207,7 @@ static void on_kernel_ready(void *data) {
 
 static void *response_thread(void *arg) {
   struct entry *e = arg;
-  json_t *info = wait_connection_file(e);
+  json_t *info = e->cfg.respond_when_ready ? wait_connection_file(e) : wait_kernel_listening(e);
   if (info == NULL) return NULL;
   kbox_error_t err = NULL;
   if (send_response(e, info, &err) < 0) {
@@ -376,6 +414,13 @@ static int serve(struct entry *e, int sigfd) {
     kbox_error_make(&err, 0, "the kernel ended (exit code %d) before it answered kernel_info; its output is in the container's log", code);
     int c = fail(e, &err);
     return code != 0 ? code : c;
+  }
+  if (eg && e->responded && e->kernel.ready_ms == 0 && e->kernel.ended_by == NULL) {
+    /* the gateway has the connection info already (KBOX_EG_RESPOND=listening) and learns of the
+       end only from the container's exit; its restarter then starts a new one (docs/pods.md) */
+    kbox_log(KBOX_LOG_ERROR, "the kernel ended (exit code %d) after it listened and before it answered kernel_info; "
+             "its output is in the container's log (KBOX_EG_RESPOND=ready makes such a kernel fail the gateway's request instead)", code);
+    return code != 0 ? code : KBOX_EXIT_RUNTIME;
   }
   if (e->kernel.ended_by != NULL && strcmp(e->kernel.ended_by, "idle_timeout") == 0) {
     kbox_log(KBOX_LOG_WARN, "idle for KERNEL_IDLE_TIMEOUT=%llus: culled", (unsigned long long)e->cfg.idle_timeout_s);

@@ -20,6 +20,7 @@ enum kbox_remote_setting {
   KBOX_RS_MIN_RANGE, KBOX_RS_MAX_RETRIES, KBOX_RS_SHELL_PORT, KBOX_RS_IOPUB_PORT, KBOX_RS_STDIN_PORT,
   KBOX_RS_CONTROL_PORT, KBOX_RS_HB_PORT, KBOX_RS_KEY, KBOX_RS_KEY_FILE, KBOX_RS_IDLE_TIMEOUT,
   KBOX_RS_WORKING_DIR, KBOX_RS_USERNAME, KBOX_RS_REQUIRE, KBOX_RS_STATUS_FILE, KBOX_RS_ROOTFS, KBOX_RS_PROFILE,
+  KBOX_RS_EG_RESPOND,
   KBOX_RS_IGNORED, /* launcher options kbox accepts and does not need (spark mode, class name) */
   KBOX_RS_COUNT
 };
@@ -46,6 +47,7 @@ struct kbox_remote_config {
   char *status_file;       /* where the active/missing protections are written, NULL = none */
   char *rootfs;            /* lower layer of the nested sandbox, NULL = kbox run's default */
   char *profile;           /* security profile of the nested sandbox, NULL = default */
+  bool respond_when_ready; /* EG: send the connection info once the kernel answers, not once it listens */
   int verbosity;
 };
 

@@ -4,7 +4,7 @@
 scripts, --startup-dir scripts), executes one check's code in it and verifies the outputs.
 Prints "CHECK <name>: ok" on success; exits 1 with the reason otherwise.
 
-Usage: kernel_check.py imports|read_df|plot|pandas_options|startup_dir|font_cache|deferred_startup
+Usage: kernel_check.py imports|read_df|plot|pandas_options|startup_dir|font_cache|deferred_startup|debugger
 """
 import base64
 import json
@@ -214,7 +214,39 @@ def check_deferred_startup(kc):
         fail(f"%who lists start-up names: {res['stdout']!r}")
 
 
-CHECKS = {"deferred_startup": check_deferred_startup, "imports": check_imports, "read_df": check_read_df, "plot": check_plot,
+def debug_request(kc, command, arguments, timeout=120):
+    """One debug_request on the control channel; returns the debug_reply's content."""
+    msg = kc.session.msg("debug_request", {"type": "request", "seq": 1, "command": command, "arguments": arguments})
+    kc.control_channel.send(msg)
+    end = time.time() + timeout
+    while time.time() < end:
+        r = kc.control_channel.get_msg(timeout=max(0.1, end - time.time()))
+        if r["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return r["content"]
+    fail(f"no debug_reply to {command}")
+
+
+def check_debugger(kc):
+    """The kernel starts without importing debugpy (kbox_ipykernel builds ipykernel's debugger on
+    the first debug_request), and a debugging client still gets a working debugger."""
+    res = run(kc, "import sys; print(sorted(m for m in ('debugpy', 'pydevd', 'ipykernel.debugger') if m in sys.modules))")
+    expect_ok(res, "listing the debugger's modules")
+    if res["stdout"].strip() != "[]":
+        fail(f"debugger modules imported at start: {res['stdout'].strip()}")
+    init = debug_request(kc, "initialize", {"clientID": "kbox-test", "adapterID": "python", "pathFormat": "path",
+                                            "linesStartAt1": True, "columnsStartAt1": True})
+    if not init.get("success") or not init.get("body", {}).get("supportsConfigurationDoneRequest"):
+        fail(f"debug initialize: {init}")
+    info = debug_request(kc, "debugInfo", {})
+    if not info.get("success") or info.get("body", {}).get("isStarted") is not True:
+        fail(f"debugInfo after initialize: {info}")
+    res = run(kc, "print('debugpy' in sys.modules, 6*7)")
+    expect_ok(res, "a cell with the debugger started")
+    if res["stdout"].split() != ["True", "42"]:
+        fail(f"after the debugger started: {res['stdout']!r}")
+
+
+CHECKS = {"deferred_startup": check_deferred_startup, "debugger": check_debugger, "imports": check_imports, "read_df": check_read_df, "plot": check_plot,
           "pandas_options": check_pandas_options, "startup_dir": check_startup_dir, "font_cache": check_font_cache}
 
 

@@ -97,6 +97,14 @@ Test(image, chinese_plot_is_png_without_font_warnings, .timeout = 300) {
   kt_result_free(&r);
 }
 
+Test(image, debugger_built_on_first_debug_request, .timeout = 300) {
+  need_image();
+  struct kt_result r;
+  kernel_check("debugger", NULL, NULL, &r);
+  assert_check_ok("debugger", &r);
+  kt_result_free(&r);
+}
+
 Test(image, pandas_display_options_in_effect, .timeout = 300) {
   need_image();
   struct kt_result r;

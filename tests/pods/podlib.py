@@ -38,6 +38,26 @@ ROOTFS = os.environ.get("KBOX_TEST_ROOTFS", "/var/lib/kbox/rootfs/default")
 # images at the end)
 IMAGE = "localhost/kbox-pods-test-%d:latest" % os.getpid()
 BROKEN = "localhost/kbox-pods-test-broken-%d:latest" % os.getpid()
+# kernels that listen on their sockets and then take 6 s to answer / then die (a kernel class of
+# the test's, selected in the kbox layer's IPython config)
+SLOW = "localhost/kbox-pods-test-slow-%d:latest" % os.getpid()
+DIES = "localhost/kbox-pods-test-dies-%d:latest" % os.getpid()
+LAYER = "/usr/local/share/kbox/layer"  # kbox's layer in the image (tools/mkoci)
+TEST_KERNELS = """
+import time
+from kbox_ipykernel import KboxKernel
+
+
+class SlowKernel(KboxKernel):
+    def __init__(self, **kwargs):
+        time.sleep(6)
+        super().__init__(**kwargs)
+
+
+class DyingKernel(KboxKernel):
+    def __init__(self, **kwargs):
+        raise RuntimeError("kbox pods test: this kernel class cannot be built")
+"""
 PORTS = {"shell": 52317, "iopub": 52318, "hb": 52319, "control": 52320, "stdin": 52321}
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernel"))
 from kboxkernel import skip_or_fail as skip  # noqa: E402  (one skip rule for every suite)
@@ -82,6 +102,17 @@ class Podman:
         with open(cf, "w") as f:
             f.write("FROM %s\nENV KBOX_ROOTFS=/home/jovyan\n" % IMAGE)
         self.run("build", "--pull=never", "-q", "-t", BROKEN, "-f", cf, self.work, timeout=300)
+        with open(os.path.join(self.work, "kbox_test_kernels.py"), "w") as f:
+            f.write(TEST_KERNELS)
+        with open(os.path.join(SRC, "rootfs/layer/etc/ipython/ipython_config.py")) as f:
+            config = f.read()
+        for tag, cls in ((SLOW, "SlowKernel"), (DIES, "DyingKernel")):
+            with open(os.path.join(self.work, "ipython_config.py"), "w") as f:
+                f.write(config + '\nc.IPKernelApp.kernel_class = "kbox_test_kernels.%s"\n' % cls)
+            with open(cf, "w") as f:
+                f.write("FROM %s\nCOPY kbox_test_kernels.py %s/usr/lib/python3/dist-packages/\n"
+                        "COPY ipython_config.py %s/etc/ipython/ipython_config.py\n" % (IMAGE, LAYER, LAYER))
+            self.run("build", "--pull=never", "-q", "-t", tag, "-f", cf, self.work, timeout=300)
         log("image built and loaded in %.1f s" % (time.monotonic() - t))
 
     def start_service(self):
@@ -208,12 +239,19 @@ class Gateway:
         with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
             json.dump(spec, f, indent=2)
 
-    def start(self, launch_timeout):
+    def start(self, launch_timeout, extra_specs=None, extra_env=None):
+        """extra_specs: {name: (image, env)} kernelspecs beside the suite's own; extra_env: EG's."""
         self.src = self.unpack()
         share = os.path.join(self.dir, "share")
-        self.kernelspec(share, "kbox", IMAGE)
-        self.kernelspec(share, "kbox_broken", BROKEN)
-        self.kernelspec(share, "kbox_require_all", IMAGE, env={"KBOX_REQUIRE": "all"})
+        specs = {"kbox": (IMAGE, None), "kbox_broken": (BROKEN, None),
+                 "kbox_require_all": (IMAGE, {"KBOX_REQUIRE": "all"}),
+                 # the connection info sent only once the kernel answered (the earlier default)
+                 "kbox_respond_ready": (IMAGE, {"KBOX_EG_RESPOND": "ready"}),
+                 "kbox_slow": (SLOW, None), "kbox_slow_ready": (SLOW, {"KBOX_EG_RESPOND": "ready"}),
+                 "kbox_dies": (DIES, None), "kbox_dies_ready": (DIES, {"KBOX_EG_RESPOND": "ready"})}
+        specs.update(extra_specs or {})
+        for name, (image, env) in specs.items():
+            self.kernelspec(share, name, image, env=env)
         home = os.path.join(self.dir, "home")
         os.makedirs(home)
         env = {
@@ -229,11 +267,12 @@ class Gateway:
             "EG_KERNEL_LAUNCH_TIMEOUT": str(launch_timeout),
             "KERNEL_USERNAME": TAG,  # container names: TAG-<kernel id>
         }
+        env.update(extra_env or {})
         self.log = open(self.logpath, "w")
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", "-m", "enterprise_gateway", "--ip=127.0.0.1", "--port=%d" % self.port,
              "--port_retries=0", "--log-level=DEBUG",
-             "--EnterpriseGatewayApp.allowed_kernels=['kbox','kbox_broken','kbox_require_all']"],
+             "--EnterpriseGatewayApp.allowed_kernels=%r" % sorted(specs)],
             cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         end = time.monotonic() + 60
         while time.monotonic() < end:

@@ -77,7 +77,7 @@ def tearDownModule():
             print(EG.text(), file=sys.stderr)
     if P is not None:
         P.cleanup()
-        P.run("rmi", "-f", podlib.BROKEN, IMAGE, check=False)
+        P.run("rmi", "-f", podlib.BROKEN, podlib.SLOW, podlib.DIES, IMAGE, check=False)
     if WORK is not None:
         shutil.rmtree(WORK, ignore_errors=True)
 
@@ -300,9 +300,39 @@ class RemoteMode(unittest.TestCase):
             time.sleep(0.5)
         self.assertEqual(self.kernel_containers(kid), [], "a container was left behind")
 
+    def test_eg_client_connects_before_the_kernel_answers(self):
+        """kbox sends EG the connection info once the kernel listens on its sockets, not once it
+        answers (KBOX_EG_RESPOND=listening, the default): EG's 201 and the client's websocket come
+        while the kernel still starts (here a kernel class that takes 6 s after binding its
+        sockets), the broker holds their requests, and the kernel answers them once up."""
+        status, body, reason = EG.rest("POST", "/api/kernels", {"name": "kbox_slow"})
+        self.assertEqual(status, 201, "%s %s\n%s" % (reason, body, EG.text()[-4000:]))
+        kid = body["id"]
+        try:
+            name = P.containers("label=kernel_id=" + kid)[0]
+            # the status file says "ready" once the kernel answered kernel_info (and before
+            # KBOX_EG_RESPOND=ready would send the connection info)
+            self.assertEqual(status_of(name)["state"], "running", "EG had its 201 only once the kernel answered")
+            ws = podlib.KernelSocket(EG.port, kid)
+            try:
+                reply, _ = ws.collect(ws.send("kernel_info_request", {}), timeout=120)
+                self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+                self.assertEqual(status_of(name)["state"], "ready")
+                reply, msgs = ws.execute("1+1")
+                self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+                self.assertEqual([m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"], ["2"])
+            finally:
+                ws.close()
+        finally:
+            EG.rest("DELETE", "/api/kernels/" + kid)
+
     def test_eg_kernel_that_cannot_start_fails_fast(self):
+        # kbox refusing the pod, a missing interpreter (both before the kernel listens), and, with
+        # KBOX_EG_RESPOND=ready, a kernel that dies after binding its sockets (its kernel class
+        # raises); with the default that last one is EG's restarter's (docs/pods.md, Start-up time)
         cases = {"kbox_broken": "python3: command not found in the sandbox",
-                 "kbox_require_all": "KBOX_REQUIRE: required protection missing in this pod: cgroup ("}
+                 "kbox_require_all": "KBOX_REQUIRE: required protection missing in this pod: cgroup (",
+                 "kbox_dies_ready": "the kernel ended (exit code 1) before it answered kernel_info"}
         for spec, reason_text in cases.items():
             mark = len(EG.text())
             t = time.monotonic()

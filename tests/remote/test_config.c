@@ -12,7 +12,7 @@ static const char *const vars[] = {"KERNEL_ID", "KERNEL_LANGUAGE", "RESPONSE_ADD
   "PUBLIC_KEY", "EG_PUBLIC_KEY", "PORT_RANGE", "EG_PORT_RANGE", "MIN_PORT_RANGE_SIZE", "EG_MIN_PORT_RANGE_SIZE",
   "MAX_PORT_RANGE_RETRIES", "EG_MAX_PORT_RANGE_RETRIES", "KERNEL_SHELL_PORT", "KERNEL_IOPUB_PORT", "KERNEL_STDIN_PORT",
   "KERNEL_CONTROL_PORT", "KERNEL_HB_PORT", "KERNEL_KEY", "KERNEL_KEY_FILE", "KERNEL_IDLE_TIMEOUT",
-  "KERNEL_WORKING_DIR", "KERNEL_USERNAME", "KBOX_REQUIRE", "KBOX_STATUS_FILE", "KBOX_ROOTFS", "KBOX_PROFILE", NULL};
+  "KERNEL_WORKING_DIR", "KERNEL_USERNAME", "KBOX_REQUIRE", "KBOX_STATUS_FILE", "KBOX_ROOTFS", "KBOX_PROFILE", "KBOX_EG_RESPOND", NULL};
 
 static void clean_env(void) {
   for (int i = 0; vars[i]; i++) unsetenv(vars[i]);
@@ -55,6 +55,29 @@ Test(config, eg_mode_from_environment) {
   cr_assert_str_eq(c.username, "alice");
   cr_assert_eq(c.max_retries, 5);
   cr_assert_str_eq(c.status_file, "/tmp/kbox-status.json");
+  cr_assert_not(c.respond_when_ready, "the connection info goes to EG once the kernel listens by default");
+  kbox_remote_config_free(&c);
+}
+
+Test(config, eg_respond_point) {
+  setenv("KERNEL_ID", "k", 1);
+  setenv("RESPONSE_ADDRESS", "gw:8877", 1);
+  setenv("PUBLIC_KEY", "AAAA", 1);
+  struct kbox_remote_config c;
+  setenv("KBOX_EG_RESPOND", "ready", 1);
+  const char *e = load(&c, 1, noargs);
+  cr_assert_null(e, "%s", e);
+  cr_assert(c.respond_when_ready);
+  kbox_remote_config_free(&c);
+  setenv("KBOX_EG_RESPOND", "listening", 1);
+  e = load(&c, 1, noargs);
+  cr_assert_null(e, "%s", e);
+  cr_assert_not(c.respond_when_ready);
+  kbox_remote_config_free(&c);
+  setenv("KBOX_EG_RESPOND", "soon", 1);
+  e = load(&c, 1, noargs);
+  cr_assert_not_null(e);
+  cr_assert(strstr(e, "KBOX_EG_RESPOND 'soon'") != NULL && strstr(e, "'listening' or 'ready'") != NULL, "%s", e);
   kbox_remote_config_free(&c);
 }
 

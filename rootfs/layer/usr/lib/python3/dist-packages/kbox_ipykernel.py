@@ -7,8 +7,14 @@
 # namespace (execute, complete, inspect) waits for them, so the first cell sees exactly what it
 # would have seen (same names, same options, hidden from %who like any start-up name), and the
 # time it waits is that cell's, not hidden.
+#
+# ipykernel 6 also builds its debugger in IPythonKernel.__init__, importing debugpy and pydevd
+# (0.1-0.3 s) before the kernel can answer anything, though few clients ever debug. This kernel
+# builds the debugger on the first debug_request instead (that request pays the import once).
+import asyncio
 import sys
 import threading
+import types
 
 from ipykernel.ipkernel import IPythonKernel
 
@@ -19,6 +25,45 @@ class KboxKernel(IPythonKernel):
     _kbox_work = None      # the deferred function, set by kbox_defer
     _kbox_thread = None    # its thread, once started
     _kbox_lock = threading.Lock()
+    debugger = None        # ipykernel's Debugger, built by _kbox_debugger on the first debug_request
+
+    def __init__(self, **kwargs):
+        # IPythonKernel.__init__ imports ipykernel.debugger (which imports debugpy) and builds a
+        # Debugger when debugpy is there; let it see a module saying "no debugpy" for that call
+        stub = types.ModuleType("ipykernel.debugger")
+        stub._is_debugpy_available = False
+        stub.Debugger = None
+        real = sys.modules.get("ipykernel.debugger")
+        if real is None:
+            sys.modules["ipykernel.debugger"] = stub
+        try:
+            super().__init__(**kwargs)
+        finally:
+            if sys.modules.get("ipykernel.debugger") is stub:
+                del sys.modules["ipykernel.debugger"]
+
+    def _kbox_debugger(self):
+        """ipykernel's Debugger, built now if it was not yet (what IPythonKernel.__init__ would have
+        built); None when debugpy is not installed. Runs on the control thread (debug_request)."""
+        if self.debugger is None:
+            from ipykernel.debugger import Debugger, _is_debugpy_available
+            if not _is_debugpy_available:
+                return None
+            self.debugger = Debugger(self.log, self.debugpy_stream, self._publish_debug_event,
+                                     self.debug_shell_socket, self.session, self.debug_just_my_code)
+            if self.debugpy_stream is not None:  # what start() runs when the debugger exists
+                asyncio.ensure_future(super().poll_stopped_queue())
+        return self.debugger
+
+    async def poll_stopped_queue(self):
+        # start() schedules this on the control loop; with no debugger yet, _kbox_debugger does later
+        if self.debugger is not None:
+            await super().poll_stopped_queue()
+
+    async def do_debug_request(self, msg):
+        if self._kbox_debugger() is None:
+            return None  # as IPythonKernel without debugpy
+        return await super().do_debug_request(msg)
 
     def kbox_defer(self, work):
         """Run work() in the background once the kernel has answered kernel_info (or before the
