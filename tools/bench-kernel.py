@@ -24,8 +24,10 @@ print; the sandbox's processes are not counted.
 
 Usage: tools/bench-kernel.py [--kbox PATH] [--n 300] [--rootfs /] [--repeat 3]"""
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -195,7 +197,9 @@ def relay_binary():
     built = os.path.join(here, "..", "build", "tools", "bench_relay")
     if os.access(built, os.X_OK):
         return built
-    out = os.path.join(tempfile.mkdtemp(prefix="kbox-bench-relay."), "bench_relay")
+    tmp = tempfile.mkdtemp(prefix="kbox-bench-relay.")
+    atexit.register(shutil.rmtree, tmp, True)
+    out = os.path.join(tmp, "bench_relay")
     subprocess.run(["cc", "-O2", "-o", out, os.path.join(here, "bench_relay.c")], check=True)
     return out
 
