@@ -8,7 +8,9 @@
    Usage: bench_relay IPC_PREFIX PORT...   (the kernel's sockets are IPC_PREFIX-PORT)
    Prints one line, "PORT=LISTEN_PORT ..." for each kernel port, then relays until stdin closes.
    Built by tools/bench-kernel.py with `cc -O2` when build/tools/bench_relay is missing. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <stdint.h>
 #include <netinet/in.h>
