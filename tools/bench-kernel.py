@@ -16,17 +16,22 @@ The lean_* figures come from tools/leanclient.py (raw pyzmq + HMAC, no jupyter_c
 intervals and channel threads weigh more in a round trip than the broker): the same measurements
 on plain ipykernel, on the sandboxed kernel's own ipc sockets (direct) and through kbox, plus a
 libzmq pass-through (zmq_proxy, no checks, no signing) in front of the same sandboxed kernel, the
-floor any libzmq broker pays. Broker CPU comes from the kbox process's own threads (schedstat,
+floor any libzmq broker pays, and a raw epoll byte relay (tools/bench_relay.c: no ZMTP parsing, read and
+write between the client's TCP connections and the kernel's ipc sockets), the floor any userspace
+relay pays. Broker CPU comes from the kbox process's own threads (schedstat,
 ns; main thread and libzmq's I/O thread apart) over n lean executes, and per MB of one large
 print; the sandbox's processes are not counted.
 
 Usage: tools/bench-kernel.py [--kbox PATH] [--n 300] [--rootfs /] [--repeat 3]"""
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from jupyter_client import BlockingKernelClient, KernelManager
@@ -186,35 +191,73 @@ def lean_kbox(pid, info, n):
     return (pctl(lat, 0.5), pctl(lat, 0.99), mbps, msgps, cpu_main, cpu_io, cpu_mb)
 
 
+def relay_binary():
+    """tools/bench_relay.c built: build/tools/bench_relay (-Dbenchmarks=true), else compiled here."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    built = os.path.join(here, "..", "build", "tools", "bench_relay")
+    if os.access(built, os.X_OK):
+        return built
+    tmp = tempfile.mkdtemp(prefix="kbox-bench-relay.")
+    atexit.register(shutil.rmtree, tmp, True)
+    out = os.path.join(tmp, "bench_relay")
+    subprocess.run(["cc", "-O2", "-o", out, os.path.join(here, "bench_relay.c")], check=True)
+    return out
+
+
+def start_relay(inner):
+    """The raw epoll byte relay (tools/bench_relay.c) in front of the kernel's shell and iopub
+    sockets: its process and the connection info clients use through it."""
+    p = subprocess.Popen([relay_binary(), inner["ip"], str(inner["shell_port"]), str(inner["iopub_port"])],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    ports = dict(kv.split("=") for kv in p.stdout.readline().decode().split())
+    out = dict(inner, transport="tcp", ip="127.0.0.1",
+               shell_port=int(ports[str(inner["shell_port"])]), iopub_port=int(ports[str(inner["iopub_port"])]))
+    return p, out
+
+
+def stop(p):
+    p.stdin.close()
+    p.kill()
+    p.wait()
+
+
+def cpu_per_exec(client, pid, n):
+    """CPU (us, all threads of pid) per lean execute through it."""
+    a = thread_cpu_ns(pid)
+    client.round_trips(n)
+    b = thread_cpu_ns(pid)
+    return (sum(b.values()) - sum(a.values())) / n / 1e3
+
+
 def lean_added(info, inner, n):
-    """p50 through kbox, straight to the sandboxed kernel, and through a plain zmq_proxy in front of
-    it (alternating blocks, same kernel), and the proxy's CPU per execute: returns (kbox - direct,
-    proxy - direct, proxy CPU us, direct p50, direct MB/s, direct msg/s)."""
+    """p50 through kbox, straight to the sandboxed kernel, through a plain zmq_proxy and through a
+    raw byte relay in front of it (alternating blocks, same kernel), and the proxy's and the
+    relay's CPU per execute: returns (kbox - direct, proxy - direct, proxy CPU us, direct p50,
+    direct MB/s, direct msg/s, relay - direct, relay CPU us, proxy p50, relay p50)."""
     proxy = subprocess.Popen([PY, os.path.join(os.path.dirname(os.path.abspath(__file__)), "leanclient.py"), json.dumps(inner)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     pinfo = json.loads(proxy.stdout.readline())
-    clients = [Lean(info), Lean(inner), Lean(pinfo)]
+    relay, rinfo = start_relay(inner)
+    clients = [Lean(info), Lean(inner), Lean(pinfo), Lean(rinfo)]
     for c in clients:
         c.wait_ready()
         c.round_trips(10)
-    lat = {0: [], 1: [], 2: []}
+    lat = {k: [] for k in range(len(clients))}
     for block in range(10):
-        order = (0, 1, 2) if block % 2 == 0 else (2, 1, 0)
+        order = (0, 1, 2, 3) if block % 2 == 0 else (3, 2, 1, 0)
         for which in order:
             lat[which] += clients[which].round_trips(max(1, n // 10))
-    a = thread_cpu_ns(proxy.pid)
-    clients[2].round_trips(n)
-    b = thread_cpu_ns(proxy.pid)
-    proxy_cpu = (sum(b.values()) - sum(a.values())) / n / 1e3
+    proxy_cpu = cpu_per_exec(clients[2], proxy.pid, n)
+    relay_cpu = cpu_per_exec(clients[3], relay.pid, n)
     d_mbps = clients[1].big_print(BIG)
     d_msgps = clients[1].small_prints(FLUSHES)
     for c in clients:
         c.close()
-    proxy.stdin.close()
-    proxy.kill()
-    proxy.wait()
+    stop(proxy)
+    stop(relay)
     med = {k: statistics.median(v) for k, v in lat.items()}
-    return (med[0] - med[1], med[2] - med[1], proxy_cpu, med[1], d_mbps, d_msgps)
+    return (med[0] - med[1], med[2] - med[1], proxy_cpu, med[1], d_mbps, d_msgps, med[3] - med[1], relay_cpu,
+            med[2], med[3])
 
 
 def kbox(path, rootfs, n):
@@ -239,7 +282,7 @@ def kbox(path, rootfs, n):
     kc.stop_channels()
     lean = lean_kbox(p.pid, info, n)
     got = inner_info(info["kernel_id"])
-    extra = lean_added(info, got, n) if got else (None,) * 6
+    extra = lean_added(info, got, n) if got else (None,) * 10
     kc = BlockingKernelClient()  # a stopped client's channel threads cannot start again
     kc.load_connection_info(info)
     kc.start_channels()
@@ -254,7 +297,8 @@ NAMES = ["ready_s", "rt_p50_us", "rt_p99_us", "iopub_MBps", "iopub_msg_per_s", "
          "lean_rt_p50_us", "lean_rt_p99_us", "lean_iopub_MBps", "lean_iopub_msg_per_s",
          "lean_cpu_main_us_per_exec", "lean_cpu_io_us_per_exec", "lean_cpu_us_per_MB",
          "lean_added_p50_us", "lean_proxy_added_p50_us", "lean_proxy_cpu_us_per_exec",
-         "lean_direct_rt_p50_us", "lean_direct_iopub_MBps", "lean_direct_iopub_msg_per_s"]
+         "lean_direct_rt_p50_us", "lean_direct_iopub_MBps", "lean_direct_iopub_msg_per_s",
+         "lean_relay_added_p50_us", "lean_relay_cpu_us_per_exec", "lean_proxy_rt_p50_us", "lean_relay_rt_p50_us"]
 
 
 def main():
@@ -324,6 +368,30 @@ def summary(get):
     row("iopub small prints (msg/s), vs ipykernel", "lean_iopub_msg_per_s", "ratio >= 0.95")
     row("iopub small prints (msg/s), vs direct", "lean_iopub_msg_per_s", "ratio >= 0.95", peer="lean_direct_iopub_msg_per_s")
     print("(direct: the same sandboxed kernel's own ipc sockets, no broker; peer of the zmq_proxy rows: direct)")
+    relays(get)
+
+
+def relays(get):
+    """The floor of a relay: one line per path to a kernel, lean round trip p50, what it adds over
+    direct (same sandboxed kernel, alternating blocks) and the relay's CPU per execute."""
+    k = lambda name: get(name)[1]
+    f = lambda v: "-" if v is None else "%.4g" % v
+    main_io = k("lean_cpu_main_us_per_exec"), k("lean_cpu_io_us_per_exec")
+    kcpu = None if None in main_io else sum(main_io)
+    plus = lambda a, b: None if a is None or b is None else a + b
+    rows = [("plain ipykernel (no sandbox, no relay)", get("lean_rt_p50_us")[0], None, None),
+            ("direct (sandboxed kernel's ipc sockets)", k("lean_direct_rt_p50_us"), 0.0, None),
+            ("kbox broker (checks, re-signs)", plus(k("lean_direct_rt_p50_us"), k("lean_added_p50_us")), k("lean_added_p50_us"), kcpu),
+            ("zmq_proxy pass-through (libzmq, no checks)", k("lean_proxy_rt_p50_us"), k("lean_proxy_added_p50_us"),
+             k("lean_proxy_cpu_us_per_exec")),
+            ("raw epoll byte relay (no ZMTP parsing)", k("lean_relay_rt_p50_us"), k("lean_relay_added_p50_us"),
+             k("lean_relay_cpu_us_per_exec"))]
+    print()
+    print("%-44s %11s %11s %11s" % ("path to the kernel (lean client)", "rt p50 us", "added us", "CPU us/exec"))
+    print("-" * 80)
+    for name, rt, added, cpu in rows:
+        print("%-44s %11s %11s %11s" % (name, f(rt), f(added), f(cpu)))
+    print("(added: vs direct, same kernel, alternating blocks; CPU: the relay process, all threads; target <= 50 us both)")
 
 
 if __name__ == "__main__":

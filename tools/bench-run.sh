@@ -4,10 +4,14 @@
 #   - `kbox run --rootfs / -- /bin/true` vs `bwrap --unshare-all ... /bin/true` (hyperfine medians,
 #     the commands interleaved by hyperfine's warmups and run back to back);
 #   - `kbox --version` vs `bwrap --version` (process start only);
-#   - RSS, PSS and USS of the kbox process while its workload sleeps, vs bwrap's (medians of 5);
+#   - RSS, PSS and USS of the kbox process while its workload sleeps, vs bwrap's (medians of 5), and
+#     of kbox in kernel mode (its broker loaded and idle) beside the same bwrap figures;
 #   - with valgrind installed, the instructions kbox executes (callgrind, user space): a figure the
 #     machine's load does not move. For `run` it counts up to kbox's first namespace clone (valgrind
 #     cannot follow CLONE_NEWUSER and stops there): loader, options, profile, cgroups.
+# Then, unless KERNEL=0, tools/bench-kernel.py --n 200 (about a minute and a half) prints the
+# kernel-mode rows (round trips, broker CPU, iopub throughput, the relay floor): every row of the
+# issue's table in one run.
 # BASELINE=OTHER_KBOX adds a column for another kbox binary (e.g. a build of main) run the same way.
 # Usage: tools/bench-run.sh [KBOX_BINARY] [RUNS]
 set -euo pipefail
@@ -45,6 +49,26 @@ mem kbox "$kbox" run --rootfs / --
 mem bwrap $bwrap_run
 [ -n "$base" ] && mem base "$base" run --rootfs / --
 
+# Kernel mode: the kbox process (broker, libzmq loaded, its I/O thread running) in front of a
+# stand-in kernel that never answers (tail -f of its connection file), five at once; SIGTERM makes
+# each send shutdown_request, wait 5 s and kill the stand-in. tools/bench-kernel.py has the same
+# figures with a real ipykernel after traffic.
+kmem() { # NAME KBOX
+  local name=$1 bin=$2 pids=()
+  for _ in 1 2 3 4 5; do
+    "$bin" run --rootfs / --kernel-cmd "/usr/bin/tail -f {connection_file}" >/dev/null 2>&1 & pids+=($!)
+  done
+  sleep 1.5
+  for pid in "${pids[@]}"; do
+    awk -v n="$name" '/^(Rss|Pss|Private_Clean|Private_Dirty):/ {v[$1]=$2}
+      END {print n, v["Rss:"], v["Pss:"], v["Private_Clean:"] + v["Private_Dirty:"]}' "/proc/$pid/smaps_rollup"
+  done >> "$out/mem.txt"
+  kill -TERM "${pids[@]}"
+  wait "${pids[@]}" || true
+}
+kmem kbox-kernel "$kbox"
+[ -n "$base" ] && kmem base-kernel "$base"
+
 # Instructions kbox executes (callgrind: user space of the kbox process only).
 insns() { # NAME COMMAND...
   local name=$1; shift
@@ -78,6 +102,9 @@ rows = [("run --rootfs / -- /bin/true vs bwrap --unshare-all (ms)", t["kbox"], t
 for i, what in enumerate(("RSS", "PSS", "USS")):
     rows.append(("command mode %s (MB)" % what, med["kbox"][i], med["bwrap"][i], med.get("base", [None] * 3)[i],
                  "<= 3 MB" if what == "RSS" else "-"))
+for i, what in enumerate(("RSS", "PSS", "USS")):
+    rows.append(("kernel mode %s (MB, idle broker)" % what, med["kbox-kernel"][i], med["bwrap"][i],
+                 med.get("base-kernel", [None] * 3)[i], "-"))
 if ins:
     rows.append(("instructions, run until the first clone (M)", int(ins["kbox"]) / 1e6, None,
                  int(ins["base"]) / 1e6 if "base" in ins else None, "-"))
@@ -92,3 +119,7 @@ for name, k, p, b, target in rows:
 print("(times: hyperfine medians of %s runs; memory: medians of 5; kbox %s%s)" % (runs, kbox,
       ", baseline " + base if base else ""))
 PY
+if [ "${KERNEL:-1}" != 0 ]; then
+  echo
+  /usr/bin/python3 tools/bench-kernel.py --kbox "$kbox" --n 200 2>/dev/null
+fi

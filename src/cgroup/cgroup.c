@@ -266,23 +266,14 @@ void kbox_cgroup_collect(struct kbox_cgroup *cg) {
   cg->stats.collected = true;
 }
 
-void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
-  if (cg == NULL) return;
-  if (cg->v2_dir != NULL) kbox_cgroup_remove_dir(cg->v2_dir);
-  /* Co-mounted v1 controllers share one directory: remove each directory once, free afterwards. */
-  for (int c = 0; c < KBOX_CTL_N; c++) {
-    if (cg->v1_dir[c] == NULL) continue;
-    bool seen = false;
-    for (int o = 0; o < c; o++) seen |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
-    if (!seen) kbox_cgroup_remove_dir(cg->v1_dir[c]);
-  }
+/* Free what cg holds in kbox (its directories are removed, or handed to the reaper, before). */
+static void cgroup_free(struct kbox_cgroup *cg) {
   for (int c = 0; c < KBOX_CTL_N; c++) {
     free(cg->v1_dir[c]);
     free(cg->v1_parent[c]);
   }
   if (cg->v2_fd >= 0) close(cg->v2_fd);
-  kbox_cgroup_reaper_forget(cg);
-  if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* the reaper exits without touching them */
+  if (cg->reaper_fd >= 0) close(cg->reaper_fd); /* EOF: the reaper removes what it was not told is gone */
   if (cg->reaper_parent > 0) {
     int st;
     while (waitpid(cg->reaper_parent, &st, 0) < 0 && errno == EINTR) {}
@@ -294,6 +285,24 @@ void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
   free(cg->parent_override);
   free(cg->name);
   free(cg);
+}
+
+void kbox_cgroup_hand_off(struct kbox_cgroup *cg) {
+  if (cg != NULL) cgroup_free(cg);
+}
+
+void kbox_cgroup_destroy(struct kbox_cgroup *cg) {
+  if (cg == NULL) return;
+  if (cg->v2_dir != NULL) kbox_cgroup_remove_dir(cg->v2_dir);
+  /* Co-mounted v1 controllers share one directory: remove each directory once, free afterwards. */
+  for (int c = 0; c < KBOX_CTL_N; c++) {
+    if (cg->v1_dir[c] == NULL) continue;
+    bool seen = false;
+    for (int o = 0; o < c; o++) seen |= cg->v1_dir[o] != NULL && strcmp(cg->v1_dir[o], cg->v1_dir[c]) == 0;
+    if (!seen) kbox_cgroup_remove_dir(cg->v1_dir[c]);
+  }
+  kbox_cgroup_reaper_forget(cg); /* then the reaper exits without touching them */
+  cgroup_free(cg);
 }
 
 /* DIR/FILE into buf without stdio (for the reaper, which may run after fork of a threaded kbox). */

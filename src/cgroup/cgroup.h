@@ -117,6 +117,10 @@ int kbox_cgroup_attach(struct kbox_cgroup *cg, pid_t pid, bool v2_too, kbox_erro
 void kbox_cgroup_collect(struct kbox_cgroup *cg);
 /* Kill whatever is left, remove the directories and free cg. NULL is fine. */
 void kbox_cgroup_destroy(struct kbox_cgroup *cg);
+/* Free cg and leave its directories to the reaper, which removes them once kbox has exited and the
+   last task has left them (for a sandbox whose workload ended and whose pid 1 is exiting: kbox
+   need not wait for its namespaces' teardown). NULL is fine. */
+void kbox_cgroup_hand_off(struct kbox_cgroup *cg);
 /* Kill every process in DIR and rmdir it, retrying while processes exit (async-signal-safe). */
 int kbox_cgroup_remove_dir(const char *dir);
 /* Remove leftover kbox.<pid>.* cgroups in DIR whose kbox process is gone. Returns the count. */

@@ -100,8 +100,11 @@ int kbox_cmd_run(int argc, char **argv) {
     }
     code = kbox_error_report(&err);
   } else {
+    /* Like bubblewrap, return with the workload's status rather than after pid 1's namespaces
+       are torn down; the report's rusage needs the reaping. */
+    sb.leave_on_status = spec.report_path == NULL;
     kbox_sandbox_supervise(&sb, sigfd, NULL);
-    kbox_trace_step("sandbox ended (pid 1 reaped)");
+    kbox_trace_step(sb.released ? "sandbox released (pid 1 exiting, its cgroups left to the reaper)" : "sandbox ended (pid 1 reaped)");
     kbox_sandbox_kill(&sb);
     kbox_run_explain_command_end(&sb);
     kbox_run_report_write(&sb, kbox_run_report(&sb, NULL));

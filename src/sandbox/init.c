@@ -91,7 +91,12 @@ static pid_t start_workload(struct kbox_init_args *a, const char *home) {
     init_fail(a->chan, &err);
   }
   kbox_trace_step("forking the workload");
-  pid_t pid = fork();
+  /* vfork: the workload borrows pid 1's memory until it executes (or fails and exits), instead of
+     a copy of it (pid 1 is a clone of kbox: a page table copy, then copy-on-write faults in both).
+     pid 1 is single-threaded and waits meanwhile; the workload changes only its own process
+     attributes (fds, signals, rlimits, ids, capabilities, seccomp: none is shared by CLONE_VM)
+     and memory pid 1 no longer uses (its environment, the trace's process name, reset below). */
+  pid_t pid = vfork();
   if (pid < 0) {
     kbox_error_make(&err, errno, "fork of the workload");
     init_fail(a->chan, &err);
@@ -103,8 +108,9 @@ static pid_t start_workload(struct kbox_init_args *a, const char *home) {
     close(a->chan);
     kbox_workload_exec(a->spec, home, pipefd[1]);
   }
+  kbox_trace_process("pid1");
   close(pipefd[1]);
-  kbox_trace_step("fork returned");
+  kbox_trace_step("fork returned (the workload executed or failed)");
   struct kbox_msg m;
   ssize_t r;
   do r = read(pipefd[0], &m, sizeof(m)); while (r < 0 && errno == EINTR);

@@ -238,14 +238,19 @@ static int mount_inside(struct kbox_mounts *m, const char *src, const char *path
   return 0;
 }
 
-/* Hide PATH (inside the new root) if it exists: an empty read-only tmpfs or /dev/null on top. */
-static int mask_path(struct kbox_mounts *m, const char *path, kbox_error_t *err) {
+/* Hide PATH (inside the new root) if it exists: an empty read-only tmpfs or /dev/null on top. The
+   first masked directory gets the tmpfs; the others a bind of it (the same empty read-only,
+   nosuid, nodev, noexec mount, without a superblock each). *first: that first one, or "". */
+static int mask_path(struct kbox_mounts *m, const char *path, char first[512], kbox_error_t *err) {
   char full[512];
   snprintf(full, sizeof(full), "%s%s", m->root, path);
   struct stat st;
   if (lstat(full, &st) < 0) return 0;
-  if (S_ISDIR(st.st_mode)) return do_mount("masked", full, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0", err);
-  return do_mount("/dev/null", full, NULL, MS_BIND, NULL, err);
+  if (!S_ISDIR(st.st_mode)) return do_mount("/dev/null", full, NULL, MS_BIND, NULL, err);
+  if (first[0] != '\0') return do_mount(first, full, NULL, MS_BIND, NULL, err);
+  if (do_mount("masked", full, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0", err) < 0) return -1;
+  snprintf(first, 512, "%s", full);
+  return 0;
 }
 
 /* Bind PATH (inside the new root) onto itself read-only, if it exists. */
@@ -330,8 +335,9 @@ int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err) {
     kbox_error_free(err);
   }
   if (mount_dev(m, err) < 0) return kbox_error_prefix(err, "building /dev");
+  char first_mask[512] = "";
   for (size_t i = 0; !m->spec->warm_zygote && kbox_masked_paths[i] != NULL; i++)
-    if (mask_path(m, kbox_masked_paths[i], err) < 0) return kbox_error_prefix(err, "masking %s", kbox_masked_paths[i]);
+    if (mask_path(m, kbox_masked_paths[i], first_mask, err) < 0) return kbox_error_prefix(err, "masking %s", kbox_masked_paths[i]);
   for (size_t i = 0; !m->spec->warm_zygote && kbox_readonly_paths[i] != NULL; i++)
     if (readonly_path(m, kbox_readonly_paths[i], err) < 0) return -1;
   char tmp[128];

@@ -244,8 +244,15 @@ void kbox_sandbox_signal(struct kbox_sandbox *sb, int sig) {
   if (sb->pidfd >= 0 && !sb->reaped) kbox_pidfd_send_signal(sb->pidfd, sig);
 }
 
+void kbox_sandbox_release(struct kbox_sandbox *sb) {
+  if (sb->reaped || sb->released || !sb->have_status) return;
+  sb->released = true;
+  clock_gettime(CLOCK_MONOTONIC, &sb->ended);
+  kbox_cgroup_collect(sb->cgroup);
+}
+
 void kbox_sandbox_kill(struct kbox_sandbox *sb) {
-  if (sb->pid <= 0 || sb->reaped) return;
+  if (sb->pid <= 0 || sb->reaped || sb->released) return;
   if (sb->kill_signal == 0) sb->kill_signal = SIGKILL;
   kbox_sandbox_signal(sb, SIGKILL);
   int st = 0;
@@ -259,7 +266,8 @@ void kbox_sandbox_kill(struct kbox_sandbox *sb) {
 void kbox_sandbox_destroy(struct kbox_sandbox *sb) {
   kbox_sandbox_kill(sb);
   kbox_idmap_reap_holders(); /* when start failed before it did */
-  kbox_cgroup_destroy(sb->cgroup);
+  if (sb->released && !sb->reaped) kbox_cgroup_hand_off(sb->cgroup);
+  else kbox_cgroup_destroy(sb->cgroup);
   sb->cgroup = NULL;
   if (sb->pidfd >= 0) close(sb->pidfd);
   if (sb->chan >= 0) close(sb->chan);
@@ -279,7 +287,7 @@ int kbox_sandbox_exit_code(const struct kbox_sandbox *sb) {
 
 long long kbox_sandbox_elapsed_ms(const struct kbox_sandbox *sb) {
   struct timespec now;
-  if (sb->reaped) now = sb->ended;
+  if (sb->reaped || sb->released) now = sb->ended;
   else clock_gettime(CLOCK_MONOTONIC, &now);
   return (now.tv_sec - sb->started.tv_sec) * 1000LL + (now.tv_nsec - sb->started.tv_nsec) / 1000000;
 }

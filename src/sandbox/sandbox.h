@@ -31,6 +31,9 @@ struct kbox_sandbox {
   struct kbox_achieved achieved; /* set-up steps that fell back, as pid 1 reported them */
   bool foreign;         /* pid 1 is not our child (a warm kernel, src/warm): its end is seen on
                            pidfd, its status comes on chan, there is no rusage */
+  bool leave_on_status; /* set by the caller: supervision ends with the workload's status, not
+                           with pid 1's reaping (kbox_sandbox_release) */
+  bool released;        /* kbox_sandbox_release ran: pid 1 is exiting on its own */
 };
 
 /* Signals the host kbox passes on to pid 1 (which forwards every asynchronous one, util/pid1.h). */
@@ -50,6 +53,11 @@ bool kbox_sandbox_reap(struct kbox_sandbox *sb);
 void kbox_sandbox_signal(struct kbox_sandbox *sb, int sig);
 /* Kill everything and wait for it. */
 void kbox_sandbox_kill(struct kbox_sandbox *sb);
+/* Once the workload's status arrived (pid 1 exits right after sending it): read the cgroup
+   counters now and let pid 1 go without waiting for its namespaces' teardown; destroy then hands
+   the cgroup directories to the reaper, which removes them once the last task has left. No
+   rusage (the report needs it: callers with --report wait for the reaping). */
+void kbox_sandbox_release(struct kbox_sandbox *sb);
 void kbox_sandbox_destroy(struct kbox_sandbox *sb);
 /* Exit code kbox should return for this sandbox (workload code, 128+N, 124 on timeout...). */
 int kbox_sandbox_exit_code(const struct kbox_sandbox *sb);

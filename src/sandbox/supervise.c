@@ -34,7 +34,7 @@ static int poll_wait(long long hook_wait, long long left) {
 
 void kbox_sandbox_supervise(struct kbox_sandbox *sb, int sigfd, const struct kbox_supervise_hooks *h) {
   struct pollfd fds[KBOX_SUPERVISE_MAX_FDS + 3];
-  while (!sb->reaped) {
+  while (!sb->reaped && !sb->released) {
     long long left = timeout_left(sb);
     if (left == 0) {
       sb->timed_out = true;
@@ -63,6 +63,7 @@ void kbox_sandbox_supervise(struct kbox_sandbox *sb, int sigfd, const struct kbo
       kbox_error_t ignored = NULL;
       kbox_sandbox_on_message(sb, &ignored);
       kbox_error_free(&ignored);
+      if (sb->leave_on_status && sb->have_status) kbox_sandbox_release(sb);
     }
     if (fds[at].revents & POLLIN) kbox_sandbox_reap(sb);
   }

@@ -1,5 +1,6 @@
 #include "security/sha256.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -41,18 +42,85 @@ void kbox_sha256_init(struct kbox_sha256 *s) {
   memcpy(s->h, iv, sizeof(iv));
 }
 
+/* The portable path: every block through block(). */
+static void blocks_portable(uint32_t h[8], const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) block(h, p + 64 * i);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+/* The same blocks with the x86 SHA extensions (about 25 times fewer instructions: the start-up of
+   every `kbox run` hashes its ~20 KB profile). The state lives as two vectors, ABEF and CDGH, the
+   order the sha256rnds2 instruction takes; each 4-word group of the schedule comes from the four
+   before it (msg1 adds sigma0 of the next words, msg2 sigma1 of the last two). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t h[8], const unsigned char *p, size_t n) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  __m128i dcba = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1); /* b a d c */
+  __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B); /* h g f e */
+  __m128i abef = _mm_alignr_epi8(dcba, hgfe, 8);                                    /* f e b a */
+  __m128i cdgh = _mm_blend_epi16(hgfe, dcba, 0xF0);                                 /* h g d c */
+  for (size_t b = 0; b < n; b++, p += 64) {
+    __m128i abef0 = abef, cdgh0 = cdgh, x[16];
+    for (int i = 0; i < 16; i++) {
+      if (i < 4) x[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+      else
+        x[i] = _mm_sha256msg2_epu32(
+            _mm_add_epi32(_mm_sha256msg1_epu32(x[i - 4], x[i - 3]), _mm_alignr_epi8(x[i - 1], x[i - 2], 4)), x[i - 1]);
+      __m128i m = _mm_add_epi32(x[i], _mm_loadu_si128((const __m128i *)&K[4 * i]));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, m); /* two rounds: the result is the new ABEF */
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(m, 0x0E));
+    }
+    abef = _mm_add_epi32(abef, abef0);
+    cdgh = _mm_add_epi32(cdgh, cdgh0);
+  }
+  __m128i feba = _mm_shuffle_epi32(abef, 0x1B); /* a b e f */
+  __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1); /* g h c d */
+  _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+/* SHA, SSSE3 and SSE4.1 on this CPU (cpuid leaves 7 and 1). */
+static bool have_shani(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 29))) return false;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return (c & (1u << 9)) && (c & (1u << 19));
+}
+#else
+static bool have_shani(void) { return false; }
+#define blocks_shani blocks_portable
+#endif
+
+static int use_portable = -1; /* -1: not decided yet */
+
+void kbox_sha256_use_portable(bool on) { use_portable = on || !have_shani(); }
+
+static void blocks(uint32_t h[8], const unsigned char *p, size_t n) {
+  if (use_portable < 0) use_portable = !have_shani();
+  if (use_portable) blocks_portable(h, p, n);
+  else blocks_shani(h, p, n);
+}
+
 void kbox_sha256_update(struct kbox_sha256 *s, const void *data, size_t n) {
   const unsigned char *p = data;
   s->total += n;
-  while (n > 0) {
+  if (s->used > 0) { /* complete the pending block first */
     size_t take = 64 - s->used < n ? 64 - s->used : n;
     memcpy(s->buf + s->used, p, take);
     s->used += take, p += take, n -= take;
-    if (s->used == 64) {
-      block(s->h, s->buf);
-      s->used = 0;
-    }
+    if (s->used < 64) return;
+    blocks(s->h, s->buf, 1);
+    s->used = 0;
   }
+  if (n >= 64) { /* whole blocks straight from the input */
+    blocks(s->h, p, n / 64);
+    p += n - n % 64;
+    n %= 64;
+  }
+  memcpy(s->buf, p, n);
+  s->used = n;
 }
 
 void kbox_sha256_final(struct kbox_sha256 *s, unsigned char out[32]) {

@@ -3,6 +3,7 @@
 #ifndef KBOX_SHA256_H
 #define KBOX_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,5 +17,7 @@ struct kbox_sha256 {
 void kbox_sha256_init(struct kbox_sha256 *s);
 void kbox_sha256_update(struct kbox_sha256 *s, const void *data, size_t n);
 void kbox_sha256_final(struct kbox_sha256 *s, unsigned char out[32]);
+/* Tests: hash with the portable code even where the CPU's SHA extensions are used. */
+void kbox_sha256_use_portable(bool on);
 
 #endif

@@ -224,6 +224,42 @@ Test(limits, sigkill_of_kbox_leaves_no_cgroup_behind, .timeout = 60) {
   for (int k = 0; k < n; k++) cr_assert_neq(access(dirs[k], F_OK), 0, "%s is left behind", dirs[k]);
 }
 
+/* A normal end without --report returns with the workload's status, before pid 1's namespaces are
+   torn down, and leaves the cgroup directories to the reaper: they must still all go away, and
+   while the workload ran it was in them (a workload limited by nothing would pass vacuously). */
+Test(limits, normal_exit_leaves_no_cgroup_behind, .timeout = 60) {
+  need_root();
+  char *argv[] = {(char *)kt_kbox(), "run", "--rootfs", "/", "--", "/bin/sh", "-c", "sleep 1; exit 7", NULL};
+  pid_t kbox = kt_spawn(argv, NULL, -1, "/dev/null");
+  char dirs[8][4096];
+  int n = 0;
+  for (int i = 0; i < 300 && n < 3; i++) {
+    sleep_ms(10);
+    n = find_sandbox_dirs(kbox, dirs, 8);
+  }
+  cr_assert_geq(n, 3, "expected memory, pids and cpu sandbox cgroups, found %d", n);
+  bool populated = false;
+  for (int i = 0; i < 300 && !populated; i++) {
+    char procs[4200], buf[64] = "";
+    snprintf(procs, sizeof(procs), "%s/cgroup.procs", dirs[0]);
+    FILE *pf = fopen(procs, "r");
+    populated = pf != NULL && fgets(buf, sizeof(buf), pf) != NULL;
+    if (pf != NULL) fclose(pf);
+    if (!populated) sleep_ms(10);
+  }
+  cr_assert(populated, "the sandbox never entered %s", dirs[0]);
+  int st = 0;
+  cr_assert_eq(waitpid(kbox, &st, 0), kbox);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 7, "kbox did not return the workload's status 7 (wait status %d)", st);
+  int left = n;
+  for (int i = 0; i < 500 && left > 0; i++) { /* the reaper removes them once the last task left */
+    left = 0;
+    for (int k = 0; k < n; k++) left += access(dirs[k], F_OK) == 0;
+    if (left > 0) sleep_ms(20);
+  }
+  for (int k = 0; k < n; k++) cr_assert_neq(access(dirs[k], F_OK), 0, "%s is left behind", dirs[k]);
+}
+
 Test(limits, stale_empty_cgroup_of_a_dead_kbox_is_removed_at_next_start, .timeout = 60) {
   need_root();
   /* What a kbox killed together with its reaper would leave: an empty kbox.<deadpid>.* cgroup. */
