@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "sandbox/idmap.h"
+#include "sandbox/ns.h"
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -177,6 +178,9 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
     kbox_strv_add_owned(&spec->env, kv);
   }
   spec->warm_zygote = true;
+  /* No pid namespace of its own: its kernels' namespaces are then children of the host's, and live
+     on when the zygote, its sandbox's pid 1 or this server die (docs/warm.md). */
+  spec->ns_flags = KBOX_NS_FLAGS_ALL & ~(uint64_t)CLONE_NEWPID;
   spec->seccomp_unconfined = true; /* it unshares and mounts for its kernels; it runs no user code */
   spec->memory_bytes = 2ULL << 30;
   return 0;
