@@ -23,6 +23,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/selfexec.h"
 #include "warm/pool.h"
 #include "warm/proto.h"
 
@@ -126,32 +127,9 @@ int kbox_warm_spawn(const struct kbox_spec *spec, kbox_error_t *err) {
     kbox_strv_add(&argv, "--rootfs");
     kbox_strv_add(&argv, spec->rootfs.v[i]);
   }
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    kbox_strv_free(&argv);
-    return kbox_error_make(err, errno, "fork");
-  }
-  if (pid == 0) {
-    setsid();
-    if (fork() != 0) _exit(0); /* not our caller's child: it need not reap us */
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-      dup2(null, 2);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv("/proc/self/exe", argv.v);
-    _exit(127);
-  }
+  pid_t r = kbox_selfexec(argv.v, &(struct kbox_selfexec){.detach = true}, err);
   kbox_strv_free(&argv);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  return 0;
+  return r < 0 ? -1 : 0;
 }
 
 /* Serve: the zygote's own sandbox (see docs/warm.md for what differs from a kernel's). */
