@@ -14,6 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import warmlib as w  # noqa: E402
 
 
+STARTED = []  # every kbox run of the test, so that a failing check leaves none running (main)
+
+
 def works(k, n):
     w.check(k.value("%d * 7" % n) == str(n * 7), "kernel %s (%s) does not answer" % (k.id, getattr(k, "start", "new")))
 
@@ -53,6 +56,7 @@ class Generation:
         self.pid1 = parent_of(self.zygote)  # the zygote sandbox's first process (kbox's init)
         w.check(self.pid1 != self.server, "the zygote's parent is its server")
         k = w.Kernel(binds=False)
+        STARTED.append(k)
         k.start = "fork"
         works(k, 1)
         # forked: its pid 1 was adopted by the zygote (a cold kernel's is kbox's child)
@@ -81,6 +85,7 @@ def kill_one(z, kernels, gens, which):
     for i, k in enumerate(kernels):
         works(k, i + 2)
     nxt = w.Kernel(binds=False)
+    STARTED.append(nxt)
     works(nxt, 9)
     nxt.start = w.start_of(nxt.end())
     w.check(nxt.start in ("cold", "fork"), "the kernel after the %s's death: %s" % (which, nxt.start))
@@ -139,7 +144,7 @@ def main():
             print("%s killed: ok (%.1f s), %d kernels answer" % (which, time.monotonic() - t, len(kernels)))
         w.run_cases((warm_stop, check_nothing_left), z, kernels, gens)
     finally:
-        for k in kernels:
+        for k in STARTED:
             if k.proc.poll() is None:
                 k.proc.kill()
         z.stop()
