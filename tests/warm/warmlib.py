@@ -26,7 +26,7 @@ def check_host():
     except ImportError:
         skip_or_fail("the system Python lacks jupyter_client (apt-get install python3-jupyter-client)")
     if os.geteuid() != 0:
-        skip_or_fail("warm starts need root (rootless kernels start cold)")
+        skip_or_fail("the warm tests need root (they compare with root kernels; the rootless one switches to a uid of its own)")
     r = subprocess.run([KBOX, "image", "list"], capture_output=True, text=True)
     if "default" not in r.stdout:
         skip_or_fail("no default image (kbox image build)")
