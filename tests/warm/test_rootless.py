@@ -98,6 +98,24 @@ def check_same(user):
           % (len(warm["escape"]), sorted(allowed)))
 
 
+def workdir(user):
+    """--workdir (a tree the caller's helper took, not idmapped): the warm kernel's cwd, and what it
+    writes there is on the host, owned by the user, as from a cold rootless kernel."""
+    wd = os.path.join(user.root, "work")
+    os.mkdir(wd)
+    os.chown(wd, UID, UID)
+    for mode in ("fork", "cold"):
+        k = w.Kernel(*(list(user.layers) + ["--workdir", wd] + (["--cold"] if mode == "cold" else [])),
+                     binds=False, as_user=(UID, user.prefix))
+        out, err, _ = k.run("import os; open('from-%s', 'w').write('x'); print(os.getcwd(), os.stat('.').st_uid)" % mode)
+        rep = k.end()
+        w.check(err is None, "writing in the workdir raised %s" % err)
+        w.check(w.start_of(rep) == mode, "the workdir kernel started %s, not %s: %s" % (w.start_of(rep), mode, k.stderr[-1000:]))
+        w.check(out.split() == [wd, "1000"], "%s kernel: cwd and its owner %r, expected %s 1000" % (mode, out, wd))
+        st = os.stat(os.path.join(wd, "from-" + mode))
+        w.check(st.st_uid == UID, "the %s kernel's file is owned by %d on the host, not the user %d" % (mode, st.st_uid, UID))
+
+
 def other_uid_refused(user, key):
     """A process of another uid that reaches the user's socket is refused by the user's server."""
     keydir = os.path.join(user.base, key)
@@ -154,7 +172,7 @@ def main():
         w.check(os.stat(user.base).st_uid == UID, "the user's base dir is not the user's")
         st = json.loads(user.kbox("warm", "status", "--json").stdout)
         w.check(any(z.get("ready") for z in st), "rootless status shows no ready zygote: %s" % st)
-        w.run_cases([check_same], user)
+        w.run_cases([check_same, workdir], user)
         other_uid_refused(user, key)
         print("other_uid_refused: ok")
         stop_leaves_nothing(user, key)
