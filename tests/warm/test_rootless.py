@@ -158,6 +158,24 @@ def stop_leaves_nothing(user, key):
     w.check(user.base not in open("/proc/self/mountinfo").read(), "a mount of the user's base dir is left")
 
 
+def on_demand(user, key):
+    """With no zygote, the user's first kernel starts cold and starts the user's service in the
+    background (one log line says so); once it is ready the next kernel forks."""
+    def start():
+        k = w.Kernel(*(list(user.layers) + ["--verbose"]), binds=False, as_user=(UID, user.prefix))
+        w.check(k.value("1 + 1") == "2", "the rootless kernel did not compute")
+        rep = k.end()
+        return w.start_of(rep), k.stderr
+    first, err = start()
+    w.check(first == "cold" and "no zygote for this image yet" in err, "first rootless kernel: %s, %s" % (first, err[-800:]))
+    deadline = time.monotonic() + 120
+    while not any(z.get("ready") for z in json.loads(user.kbox("warm", "status", "--json").stdout)):
+        w.check(time.monotonic() < deadline, "the service started on demand did not become ready: %s" % user.logs()[-1500:])
+        time.sleep(0.5)
+    second, err = start()
+    w.check(second == "fork", "the next rootless kernel started %s: %s" % (second, err[-800:]))
+
+
 def main():
     w.check_host()
     if subprocess.run(["setpriv", "--reuid", str(UID), "--regid", str(UID), "--clear-groups", "unshare", "-U", "true"],
@@ -177,6 +195,10 @@ def main():
         print("other_uid_refused: ok")
         stop_leaves_nothing(user, key)
         print("stop_leaves_nothing: ok")
+        on_demand(user, key)
+        print("on_demand: ok")
+        stop_leaves_nothing(user, key)
+        print("stop_leaves_nothing (after on_demand): ok")
     finally:
         user.kbox("warm", "stop", timeout=60)
         for pid in user.processes():  # a failed check must not leave the user's processes behind
