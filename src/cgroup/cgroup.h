@@ -148,5 +148,9 @@ unsigned kbox_rlimits_plan_bits(void);
 void kbox_rlimits_plan_set_bits(unsigned bits);
 /* In the workload before execve: RLIMIT_AS for memory, RLIMIT_NPROC for pids, as planned. */
 int kbox_rlimits_apply(kbox_error_t *err);
+/* For a zygote (src/warm): memory as a soft RLIMIT_AS only, its hard limit left as inherited, and
+   no RLIMIT_NPROC, so that each kernel forked from it can set its own (a hard limit cannot be
+   raised again, and a nested user namespace's processes count against its creator's NPROC). */
+void kbox_rlimits_soft_only(void);
 
 #endif

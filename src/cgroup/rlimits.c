@@ -10,7 +10,10 @@ static struct {
   rlim_t as_bytes;
   bool nproc;
   rlim_t nproc_max;
+  bool soft_only;
 } plan;
+
+void kbox_rlimits_soft_only(void) { plan.soft_only = true; }
 
 void kbox_rlimits_plan_values(const struct kbox_cgroup *cg) {
   plan.as_bytes = (rlim_t)(cg->lim.memory + cg->lim.swap);
@@ -31,6 +34,13 @@ void kbox_rlimits_plan_set_bits(unsigned bits) {
 }
 
 int kbox_rlimits_apply(kbox_error_t *err) {
+  if (plan.as && plan.soft_only) { /* a zygote's: its kernels set their own (docs/warm.md) */
+    struct rlimit r;
+    if (getrlimit(RLIMIT_AS, &r) == 0 && (r.rlim_max == RLIM_INFINITY || r.rlim_max > plan.as_bytes)) r.rlim_cur = plan.as_bytes;
+    if (setrlimit(RLIMIT_AS, &r) < 0)
+      return kbox_error_make(err, errno, "setrlimit(RLIMIT_AS, %llu) for the memory limit", (unsigned long long)plan.as_bytes);
+    return 0;
+  }
   if (plan.as) {
     struct rlimit r = {plan.as_bytes, plan.as_bytes};
     if (setrlimit(RLIMIT_AS, &r) < 0)

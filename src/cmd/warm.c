@@ -30,7 +30,8 @@ static void warm_usage(FILE *out) {
           "has already imported the data stack, one per image (see docs/warm.md). The first kernel that\n"
           "finds no zygote starts one in the background; 'start' does it ahead (and waits until it is\n"
           "ready), 'stop' ends every zygote, 'status' lists them. Kernels already started keep running.\n"
-          "Environment: KBOX_WARM_DIR (where zygotes keep their sockets; default /run/kbox/warm),\n"
+          "Environment: KBOX_WARM_DIR (where zygotes keep their sockets; default /run/kbox/warm, rootless\n"
+          "$XDG_RUNTIME_DIR/kbox/warm or /tmp/kbox-UID/warm),\n"
           "KBOX_WARM_IDLE (seconds without a request before a zygote exits; default 900).\n"
           "The pool: --pool N keeps N kernels of the image forked and started ahead, claimed in a few\n"
           "milliseconds by kernels whose settings match (docs/warm.md); --pool-memory caps their memory\n"
@@ -85,6 +86,10 @@ static int warm_start(int argc, char **argv) {
   struct kbox_spec spec;
   char keydir[PATH_MAX];
   int rc = 0;
+  if ((pool != NULL || pool_memory != NULL) && geteuid() != 0) { /* docs/warm.md, "Rootless warm starts" */
+    kbox_warn("rootless zygotes keep no pool (a claim enters a pool kernel as root): --pool ignored, kernels fork");
+    pool = pool_memory = NULL;
+  }
   if (image_spec((int)args.n, args.v, &spec, &err) < 0 || kbox_warm_key_dir(&spec, keydir, sizeof(keydir), &err) < 0 ||
       ((pool != NULL || pool_memory != NULL) && set_pool(keydir, pool, pool_memory, &err) < 0) ||
       (!kbox_warm_ready(keydir) && kbox_warm_spawn(&spec, &err) < 0)) {

@@ -1,6 +1,7 @@
 #include "sandbox/mounts.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
@@ -312,8 +313,19 @@ static int bind_outer_proc(struct kbox_mounts *m, kbox_error_t *err) {
   return 0;
 }
 
+/* A zygote's /proc (docs/warm.md, "Kernels outlive their zygote"): it has no pid namespace of its
+   own, so it binds the host's, left writable and unmasked (its kernels mount their own over it). */
+static int bind_zygote_proc(struct kbox_mounts *m, kbox_error_t *err) {
+  cleanup_close int target = -1;
+  if (make_target(m, "/proc", true, &target, err) < 0) return -1;
+  char p[64];
+  fd_path(target, p, sizeof(p));
+  return do_mount("/proc", p, NULL, MS_BIND | MS_REC, NULL, err);
+}
+
 /* A fresh /proc for the sandbox's pid namespace, or (when the spec allows it) the fallback above. */
 static int mount_proc(struct kbox_mounts *m, kbox_error_t *err) {
+  if (m->spec->warm_zygote && m->spec->ns_flags != 0 && !(m->spec->ns_flags & CLONE_NEWPID)) return bind_zygote_proc(m, err);
   if (mount_inside(m, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) == 0) return 0;
   if (!(m->spec->fallbacks & (1u << KBOX_STEP_PROC))) {
     kbox_error_prefix(err, "mounting a fresh /proc");

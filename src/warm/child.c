@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -61,15 +62,39 @@ static int send_self(int chan, int type, kbox_error_t *err) {
   return rc;
 }
 
+/* The limits pid 2 sets as rlimits (GO's status and text, see client.c's send_go), as a cold
+   pid 1 learns them with JOINED; and the soft limits a rootless zygote has (its memory) lifted
+   to the hard ones the fork inherited, so the kernel starts from its caller's, as a cold one. */
+static void plan_rlimits(const struct kbox_msg *m, bool rootless) {
+  unsigned long long as = 0, nproc = 0;
+  struct kbox_cgroup cg = {0};
+  if (sscanf(m->text, "%llu %llu", &as, &nproc) == 2) {
+    cg.lim.memory = as;
+    cg.lim.pids = nproc;
+  }
+  kbox_rlimits_plan_values(&cg);
+  kbox_rlimits_plan_set_bits((unsigned)m->status);
+  static const int lifted[] = {RLIMIT_AS, RLIMIT_NPROC};
+  for (size_t i = 0; rootless && i < sizeof(lifted) / sizeof(lifted[0]); i++) {
+    struct rlimit r;
+    if (getrlimit(lifted[i], &r) == 0 && r.rlim_cur != r.rlim_max) {
+      r.rlim_cur = r.rlim_max;
+      setrlimit(lifted[i], &r);
+    }
+  }
+}
+
 /* Wait for GO (maps written, in the cgroups), which carries the kernel's stdout/stderr: the caller's
    stderr is sent only to a live fork, so a wedged zygote never holds it (a reader waiting for
    its end of file would wait as long). */
-static int wait_go(int chan) {
+static int wait_go(int chan, bool rootless) {
   struct kbox_msg m;
   int fds[KBOX_WARM_MAX_FDS], n = 0;
   kbox_error_t err = NULL;
   if (kbox_warm_recv(chan, &m, sizeof(m), fds, &n, &err) != (long)sizeof(m) || m.type != KBOX_MSG_GO || n != 1)
     _exit(KBOX_EXIT_RUNTIME);
+  m.text[sizeof(m.text) - 1] = '\0';
+  plan_rlimits(&m, rootless);
   return fds[0];
 }
 
@@ -213,7 +238,7 @@ int kbox_warm_child(const char *req, size_t len, const int *fds, int n_fds, char
   }
   if (send_self(chan, KBOX_WARM_MSG_MIDDLE, &err) < 0) _exit(KBOX_EXIT_RUNTIME);
   kbox_trace_step("user namespace unshared, pidfd sent");
-  int stdio = wait_go(chan);
+  int stdio = wait_go(chan, spec.rootless);
   kbox_trace_step("GO received (id maps written, in the cgroups)");
   struct kbox_init_args a = {.spec = &spec, .chan = chan};
   if (kbox_init_become_root(&a, &err) < 0) child_fail(chan, &err);

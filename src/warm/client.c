@@ -30,6 +30,7 @@
 #include "warm/pool.h"
 #include "warm/proto.h"
 #include "warm/service.h"
+#include "warm/trees.h"
 #include "warm/warm.h"
 
 #define STEP_MS 10000 /* a zygote that does not answer a step by then is wedged: go cold */
@@ -41,7 +42,6 @@ static const char *const import_time_env[] = {"PYTHON", "OMP_", "OPENBLAS_", "MK
 static const char *not_eligible(const struct kbox_spec *s) {
   if (s->cold) return NULL; /* asked for: no log line */
   if (getenv("KBOX_COLD") != NULL) return "KBOX_COLD is set";
-  if (s->rootless || geteuid() != 0) return "warm starts need kbox to run as root";
   if (s->security != NULL && s->security->profile != NULL && s->security->profile->no_warm)
     return "the security profile forbids warm starts (\"warm\": false)";
   if (s->kernel_cmd != NULL) return "--kernel-cmd is given (the zygote runs the default kernel)";
@@ -78,9 +78,10 @@ static int recv_step(int chan, int want_type, int *fd, kbox_error_t *err) {
 }
 
 
-/* Write the nested user namespace's maps (identity over the zygote's 0..65535). Only a process in
-   the parent namespace may, so a helper joins the zygote's user namespace first. */
-static int write_nested_maps(pid_t pid, kbox_error_t *err) {
+/* Write the nested user namespace's maps (identity over the zygote's 0..65535; rootless, over its
+   one id). Only a process in the parent namespace may, so a helper joins the zygote's user
+   namespace first (rootless, the caller owns it: the zygote's server made it). */
+static int write_nested_maps(pid_t pid, const struct kbox_spec *spec, kbox_error_t *err) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
   kbox_trace_step("warm: nested id maps: start");
@@ -94,6 +95,11 @@ static int write_nested_maps(pid_t pid, kbox_error_t *err) {
     struct kbox_idmap map = {.deny_setgroups = false};
     snprintf(map.uid_map, sizeof(map.uid_map), "0 0 %u\n", KBOX_ID_RANGE);
     snprintf(map.gid_map, sizeof(map.gid_map), "0 0 %u\n", KBOX_ID_RANGE);
+    if (spec->rootless) { /* the zygote's namespace maps one id, the caller's: the kernel's is the same one */
+      map.deny_setgroups = true;
+      snprintf(map.uid_map, sizeof(map.uid_map), "%u %u 1\n", spec->uid, spec->uid);
+      snprintf(map.gid_map, sizeof(map.gid_map), "%u %u 1\n", spec->gid, spec->gid);
+    }
     kbox_error_t e = NULL;
     _exit(setns(parent, CLONE_NEWUSER) == 0 && kbox_idmap_write(pid, &map, &e) == 0 ? 0 : 1);
   }
@@ -130,19 +136,15 @@ static int send_request(int zfd, const struct kbox_spec *spec, struct kbox_mount
   return kbox_warm_send(zfd, req, len, fds, n, err);
 }
 
-/* GO, with our stderr for the kernel's stdout and stderr (as a cold kernel's). */
-static int send_go(int chan, kbox_error_t *err) {
-  struct kbox_msg m = {.type = KBOX_MSG_GO};
+/* GO, with our stderr for the kernel's stdout and stderr (as a cold kernel's), and the limits its
+   pid 2 enforces with rlimits where no cgroup carries them (as a cold pid 1 learns with JOINED):
+   which ones in status, their values in text. */
+static int send_go(int chan, const struct kbox_cgroup *cg, kbox_error_t *err) {
+  struct kbox_msg m = {.type = KBOX_MSG_GO, .status = (int)kbox_rlimits_plan_bits()};
+  snprintf(m.text, sizeof(m.text), "%llu %llu", (unsigned long long)(cg->lim.memory + cg->lim.swap),
+           (unsigned long long)cg->lim.pids);
   int fd = 2;
   return kbox_warm_send(chan, &m, sizeof(m), &fd, 1, err);
-}
-
-/* Every limit must sit in a cgroup: the fork cannot take rlimits the zygote never had. */
-static bool limits_in_cgroups(const struct kbox_cgroup *cg) {
-  if (cg == NULL) return false;
-  for (int i = 0; i < KBOX_LIM_N; i++)
-    if (cg->mech[i] == KBOX_MECH_RLIMIT) return false;
-  return true;
 }
 
 /* The fork itself: host steps, request, maps, cgroups, go; sb holds the kernel's pid 1 after. */
@@ -152,17 +154,23 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   kbox_trace_step("warm: id reserved");
   if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
   kbox_trace_step("warm: cgroups made");
-  if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
+  if (sb->cgroup == NULL) return kbox_error_make(err, 0, "no limits planned");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
-  if (spec->workdir != NULL && kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0) return -1;
+  if (!spec->rootless && spec->workdir != NULL && kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
+    return -1;
   struct kbox_mounts m;
   kbox_mounts_init(&m, spec, workdir_fd);
   int sp[2] = {-1, -1}, zfd = -1, middle = -1, rc = -1;
-  if ((m.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0 || kbox_mounts_open_sources(&m, err) < 0)
-    goto out;
-  kbox_trace_step("warm: layers and binds taken (open_tree, idmapped)");
+  if (spec->rootless) { /* not idmapped, as a cold rootless sandbox's */
+    if (kbox_warm_open_trees(&m, err) < 0) goto out;
+    kbox_trace_step("warm: layers and binds taken (open_tree in a user namespace of our own)");
+  } else {
+    if ((m.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, err)) < 0 || kbox_mounts_open_sources(&m, err) < 0)
+      goto out;
+    kbox_trace_step("warm: layers and binds taken (open_tree, idmapped)");
+  }
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
     kbox_error_make(err, errno, "socketpair");
     goto out;
@@ -182,8 +190,8 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
     kbox_error_make(err, 0, "the zygote's fork has no pid here");
     goto out;
   }
-  if (write_nested_maps(mid, err) < 0 || kbox_cgroup_attach(sb->cgroup, mid, true, err) < 0 ||
-      send_go(sb->chan, err) < 0) {
+  if (write_nested_maps(mid, spec, err) < 0 || kbox_cgroup_attach(sb->cgroup, mid, true, err) < 0 ||
+      send_go(sb->chan, sb->cgroup, err) < 0) {
     kill(mid, SIGKILL);
     goto out;
   }
@@ -227,7 +235,8 @@ int kbox_warm_try(struct kbox_sandbox *sb, struct kbox_spec *spec) {
     if (kbox_warm_spawn(spec, &err) < 0) kbox_error_free(&err);
     return 0;
   }
-  if (!kbox_warm_pool_holder() && kbox_warm_pool_claim(sb, spec, keydir) == 1) return 2; /* the pool (pool.c) */
+  /* The pool (pool.c); rootless zygotes keep none (a claim enters a pool kernel as root). */
+  if (!spec->rootless && !kbox_warm_pool_holder() && kbox_warm_pool_claim(sb, spec, keydir) == 1) return 2;
   if (fork_kernel(sb, spec, keydir, &err) == 0) return 1;
   kbox_warn("warm start failed (%s): starting cold", err->msg);
   kbox_error_free(&err);

@@ -23,6 +23,7 @@
 
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/selfexec.h"
 #include "util/parse.h"
 #include "util/clock.h"
 #include "warm/service.h"
@@ -118,26 +119,14 @@ static pid_t spawn_holder(struct kbox_warm_pool *p, char *id, size_t idlen) {
   kbox_strv_add(&argv, id);
   kbox_strv_add(&argv, "--env");
   kbox_strv_add(&argv, KBOX_WARM_POOL_KERNEL_ENV "=1");
-  pid_t parent = getpid();
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(0);
-    setenv(KBOX_WARM_POOL_SLOT_ENV, slot, 1);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv("/proc/self/exe", argv.v);
-    _exit(127);
-  }
+  /* stderr stays the server's log */
+  struct kbox_selfexec o = {.keep_stderr = true, .death_signal = SIGTERM, .env_name = KBOX_WARM_POOL_SLOT_ENV, .env_value = slot};
+  pid_t pid = kbox_selfexec(argv.v, &o, &err);
   kbox_strv_free(&argv);
-  if (pid < 0) kbox_warn("warm pool: fork of a holder: %s", strerror(errno));
+  if (pid < 0) {
+    kbox_warn("warm pool: starting a holder: %s", err->msg);
+    kbox_error_free(&err);
+  }
   return pid;
 }
 

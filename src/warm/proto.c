@@ -44,6 +44,7 @@ int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox
   add_u(&f, "nofile", spec->nofile);
   add_u(&f, "layers", spec->rootfs.n);
   add_u(&f, "unconfined", spec->seccomp_unconfined);
+  add_u(&f, "rootless", spec->rootless);
   add_u(&f, "verbosity", (unsigned)spec->verbosity);
   if (kbox_trace_enabled()) add_u(&f, "trace", (unsigned long long)kbox_trace_origin_ns());
   if (spec->workdir != NULL) add(&f, "workdir", spec->workdir);
@@ -92,6 +93,7 @@ static int decode_field(struct kbox_spec *spec, const char *kv, kbox_error_t *er
   else if (IS("gid")) spec->gid = (gid_t)strtoul(v, NULL, 10);
   else if (IS("nofile")) spec->nofile = strtoull(v, NULL, 10);
   else if (IS("unconfined")) spec->seccomp_unconfined = strcmp(v, "1") == 0;
+  else if (IS("rootless")) spec->rootless = strcmp(v, "1") == 0;
   else if (IS("verbosity")) spec->verbosity = (int)strtol(v, NULL, 10);
   else if (IS("trace")) {
     kbox_trace_enable(); /* --trace-setup: the fork's steps against kbox's origin */

@@ -11,13 +11,17 @@
 #include "security/seccomp.h"
 #include "util/error.h"
 
-#define KBOX_WARM_MAGIC 0x6b627731u /* "kbw1": bump when the request layout changes */
+#define KBOX_WARM_MAGIC 0x6b627732u /* "kbw2": bump when the request layout changes */
 #define KBOX_WARM_MAX_FDS 64
 #define KBOX_WARM_MAX_REQ (1u << 20)
 /* Where the zygote finds its socket directory and the library, inside its sandbox. */
 #define KBOX_WARM_INNER_DIR "/run/kbox-warm"
 #define KBOX_WARM_INNER_LIB "/usr/lib/kbox/libkbox-warm.so"
 #define KBOX_WARM_ZYGOTE_PY "/usr/share/kbox/zygote.py"
+/* Rootless: under the zygote's own /tmp (mount points cannot be made in the image's root-owned
+   directories); zygote.py reads them from KBOX_WARM_INNER_DIR and KBOX_WARM_INNER_LIB. */
+#define KBOX_WARM_ROOTLESS_DIR "/tmp/.kbox-warm"
+#define KBOX_WARM_ROOTLESS_LIB "/tmp/.kbox-warm.so"
 
 /* The order of the request's fds: the channel, then the detached trees of the layers, the binds and
    the workdir (as kbox_mounts_open_sources made them). The kernel's stdout/stderr comes with GO. */

@@ -16,23 +16,50 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup/cgroup.h"
 #include "config.h"
 #include "sandbox/idmap.h"
+#include "sandbox/ns.h"
 #include "sandbox/sandbox.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/selfexec.h"
 #include "warm/pool.h"
 #include "warm/proto.h"
 
 #define DEFAULT_BASE "/run/kbox/warm"
 #define STOP_GRACE_MS 3000
 
+/* Rootless: the caller's own runtime directory, as kbox's state (kernel/state.c) picks it:
+   $XDG_RUNTIME_DIR/kbox, else /tmp/kbox-UID, which must be ours and 0700. */
+static int user_base(char *out, size_t n, kbox_error_t *err) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  struct stat st;
+  char parent[PATH_MAX];
+  if (xdg != NULL && xdg[0] == '/' && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode) && access(xdg, W_OK) == 0)
+    snprintf(parent, sizeof(parent), "%s/kbox", xdg);
+  else
+    snprintf(parent, sizeof(parent), "/tmp/kbox-%u", (unsigned)geteuid());
+  if (mkdir(parent, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", parent);
+  if (lstat(parent, &st) < 0) return kbox_error_make(err, errno, "%s", parent);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0)
+    return kbox_error_make(err, 0, "%s must be a directory owned by uid %u with mode 0700 (refusing to trust it)", parent,
+                           (unsigned)geteuid());
+  snprintf(out, n, "%s/warm", parent);
+  return 0;
+}
+
 int kbox_warm_base(char *out, size_t n, kbox_error_t *err) {
   const char *env = getenv("KBOX_WARM_DIR");
-  if (env == NULL && geteuid() != 0) return kbox_error_make(err, 0, "warm starts need kbox to run as root");
-  snprintf(out, n, "%s", env != NULL && env[0] != '\0' ? env : DEFAULT_BASE);
-  if (env == NULL && mkdir("/run/kbox", 0755) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating /run/kbox");
+  if (env != NULL && env[0] != '\0')
+    snprintf(out, n, "%s", env);
+  else if (geteuid() != 0) {
+    if (user_base(out, n, err) < 0) return -1;
+  } else {
+    snprintf(out, n, "%s", DEFAULT_BASE);
+    if (mkdir("/run/kbox", 0755) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating /run/kbox");
+  }
   if (mkdir(out, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", out);
   return 0;
 }
@@ -125,32 +152,9 @@ int kbox_warm_spawn(const struct kbox_spec *spec, kbox_error_t *err) {
     kbox_strv_add(&argv, "--rootfs");
     kbox_strv_add(&argv, spec->rootfs.v[i]);
   }
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    kbox_strv_free(&argv);
-    return kbox_error_make(err, errno, "fork");
-  }
-  if (pid == 0) {
-    setsid();
-    if (fork() != 0) _exit(0); /* not our caller's child: it need not reap us */
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-      dup2(null, 2);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv("/proc/self/exe", argv.v);
-    _exit(127);
-  }
+  pid_t r = kbox_selfexec(argv.v, &(struct kbox_selfexec){.detach = true}, err);
   kbox_strv_free(&argv);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  return 0;
+  return r < 0 ? -1 : 0;
 }
 
 /* Serve: the zygote's own sandbox (see docs/warm.md for what differs from a kernel's). */
@@ -161,8 +165,10 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
   free(spec->id);
   free(spec->hostname);
   if (asprintf(&spec->id, "warm-%s", slash + 1) < 0 || (spec->hostname = strdup("kbox-zygote")) == NULL) abort();
-  kbox_spec_add_bind(spec, keydir, KBOX_WARM_INNER_DIR, false);
-  kbox_spec_add_bind(spec, lib, KBOX_WARM_INNER_LIB, true);
+  const char *dir = spec->rootless ? KBOX_WARM_ROOTLESS_DIR : KBOX_WARM_INNER_DIR;
+  const char *inner_lib = spec->rootless ? KBOX_WARM_ROOTLESS_LIB : KBOX_WARM_INNER_LIB;
+  kbox_spec_add_bind(spec, keydir, dir, false);
+  kbox_spec_add_bind(spec, lib, inner_lib, true);
   kbox_strv_free(&spec->argv);
   kbox_strv_add(&spec->argv, "python3");
   kbox_strv_add(&spec->argv, KBOX_WARM_ZYGOTE_PY);
@@ -170,6 +176,10 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
   static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
                                     "PYTHONDONTWRITEBYTECODE=1", "PYDEVD_DISABLE_FILE_VALIDATION=1", NULL};
   for (size_t i = 0; env[i] != NULL; i++) kbox_strv_add(&spec->env, env[i]);
+  if (spec->rootless) {
+    kbox_strv_add(&spec->env, "KBOX_WARM_INNER_DIR=" KBOX_WARM_ROOTLESS_DIR);
+    kbox_strv_add(&spec->env, "KBOX_WARM_INNER_LIB=" KBOX_WARM_ROOTLESS_LIB);
+  }
   const char *idle = getenv("KBOX_WARM_IDLE");
   if (idle != NULL) {
     char *kv = NULL;
@@ -177,6 +187,9 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
     kbox_strv_add_owned(&spec->env, kv);
   }
   spec->warm_zygote = true;
+  /* No pid namespace of its own: its kernels' namespaces are then children of the host's, and live
+     on when the zygote, its sandbox's pid 1 or this server die (docs/warm.md). */
+  spec->ns_flags = KBOX_NS_FLAGS_ALL & ~(uint64_t)CLONE_NEWPID;
   spec->seccomp_unconfined = true; /* it unshares and mounts for its kernels; it runs no user code */
   spec->memory_bytes = 2ULL << 30;
   return 0;
@@ -186,6 +199,10 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
    *zuid receives that user's host uid. */
 static int make_keydir(const struct kbox_spec *spec, const char *keydir, uid_t *zuid, kbox_error_t *err) {
   if (mkdir(keydir, 0700) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating %s", keydir);
+  if (spec->rootless) { /* the zygote's one id is ours: the directory is already its */
+    *zuid = geteuid();
+    return 0;
+  }
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   *zuid = map.base + spec->uid;
@@ -397,7 +414,10 @@ int kbox_warm_serve(struct kbox_spec *spec, kbox_error_t *err) {
   cleanup_close int sigfd = -1;
   static struct kbox_warm_pool pool;
   if (zygote_spec(spec, sv.keydir, err) == 0 && (sigfd = kbox_sandbox_signalfd(err)) >= 0) {
-    kbox_warm_pool_init(&pool, spec, sv.keydir);
+    /* Rootless: no pool (a claim joins a pool kernel's namespaces as the host's root), and the
+       zygote's rlimits leave room for its kernels' own. */
+    if (!spec->rootless) kbox_warm_pool_init(&pool, spec, sv.keydir);
+    if (spec->rootless) kbox_rlimits_soft_only();
     if ((rc = kbox_sandbox_start(&sb, spec, err)) == 0) {
       kbox_info("warm: zygote %s started (sandbox pid %d)", sv.keydir, (int)sb.pid);
       serve_loop(&sb, sigfd, &sv, &pool);

@@ -26,7 +26,7 @@ def check_host():
     except ImportError:
         skip_or_fail("the system Python lacks jupyter_client (apt-get install python3-jupyter-client)")
     if os.geteuid() != 0:
-        skip_or_fail("warm starts need root (rootless kernels start cold)")
+        skip_or_fail("the warm tests need root (they compare with root kernels; the rootless one switches to a uid of its own)")
     r = subprocess.run([KBOX, "image", "list"], capture_output=True, text=True)
     if "default" not in r.stdout:
         skip_or_fail("no default image (kbox image build)")
@@ -127,12 +127,16 @@ class Zygotes:
 class Kernel:
     """`kbox run` (kernel mode) on the default image, with a client and its --report."""
 
-    def __init__(self, *extra, binds=True):
+    def __init__(self, *extra, binds=True, as_user=None):
+        """as_user: (uid, prefix) to run kbox as another user (prefix: its setpriv/env command)."""
         from jupyter_client import BlockingKernelClient
         self.id = "wt" + os.urandom(4).hex()
         self.tmp = tempfile.mkdtemp(prefix="kbox-warm-k-")
         self.report = os.path.join(self.tmp, "report.json")
         args = [KBOX, "run", "--id", self.id, "--report", self.report]
+        if as_user is not None:
+            os.chown(self.tmp, as_user[0], as_user[0])
+            args = list(as_user[1]) + args
         if binds:
             args += ["--bind", PROBE + ":/opt/probe:ro", "--bind", ESCAPE + ":/opt/escape:ro"]
         args += list(extra)

@@ -11,8 +11,10 @@ import socket
 import sys
 import time
 
-INNER_DIR = "/run/kbox-warm"
-LIB = "/usr/lib/kbox/libkbox-warm.so"
+# Where kbox bound them (a rootless zygote's are under its /tmp: it cannot make mount points
+# in the image's root-owned directories); never in a kernel's environment, which is its own.
+INNER_DIR = os.environ.get("KBOX_WARM_INNER_DIR", "/run/kbox-warm")
+LIB = os.environ.get("KBOX_WARM_INNER_LIB", "/usr/lib/kbox/libkbox-warm.so")
 CONNECTION_FILE = "/run/kbox/kernel.json"
 MAX_REQ = 1 << 20
 MAX_FDS = 64
