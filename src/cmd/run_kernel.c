@@ -14,6 +14,7 @@
 #include "sandbox/supervise.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "warm/pool.h"
 #include "warm/warm.h"
 
@@ -82,7 +83,7 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);
   } else if ((how == 2 && adopt_pool_conn(kern, &err) < 0) || (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) ||
-             kbox_guard_start(k, &sb, &err) < 0) {
+             (kbox_trace_step("broker open"), kbox_guard_start(k, &sb, &err) < 0)) {
     kbox_sandbox_kill(&sb);
     write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);

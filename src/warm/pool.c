@@ -39,7 +39,7 @@ int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, k
   n.n_binds = 0;
   n.env = (struct kbox_strv){0};
   n.verbosity = 0;
-  return kbox_warm_encode(&n, out, len, err);
+  return kbox_warm_encode_untraced(&n, out, len, err);
 }
 
 int kbox_warm_pool_dir(const char *keydir, char *out, size_t n, bool mk, kbox_error_t *err) {
