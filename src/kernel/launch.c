@@ -185,5 +185,6 @@ void kbox_kernel_cleanup(struct kbox_kernel *k) {
     close(k->out_fd);
   }
   if (k->reaper_fd >= 0) close(k->reaper_fd); /* the reaper finds nothing left and exits */
+  kbox_kreaper_wait_started();
   k->run_lock = k->out_fd = k->reaper_fd = -1;
 }
