@@ -142,6 +142,18 @@ def taken_cgroups(z):
     w.check(holder in slots(z), "the pool kernel %s was used up by a claim that could not take it" % holder)
 
 
+def traced(z):
+    """--trace-setup is not part of the pool key: a traced start is claimed from the pool, and its
+    trace names the claim's steps."""
+    wait_slots(z, 1)
+    k = w.Kernel("--trace-setup", binds=False)
+    w.check(k.value("6 * 7") == "42", "a traced pool kernel does not answer")
+    rep = k.end()
+    err = k.proc.stderr.read().decode()
+    w.check(w.start_of(rep) == "pool", "a --trace-setup start was not claimed from the pool: %s" % rep.get("kernel"))
+    w.check("pool: run dir taken, the kernel settled" in err, "no claim steps in the trace: %s" % err[-2000:])
+
+
 def kernelspec(z):
     """pybox's pattern: MultiKernelManager.start_kernel(kernel_id=..., cwd=DIR) through the python3
     kernelspec; the kernel is a pool one (its slot is gone) and runs in DIR."""
@@ -326,7 +338,7 @@ def main():
     z = w.Zygotes()
     try:
         set_pool(z, 1)
-        w.run_cases((isolation, settings, taken_cgroups, kernelspec, concurrent, killed_before_claim, stopped, zygote_killed, serve_killed), z)
+        w.run_cases((isolation, settings, taken_cgroups, traced, kernelspec, concurrent, killed_before_claim, stopped, zygote_killed, serve_killed), z)
     finally:
         z.stop()
 
