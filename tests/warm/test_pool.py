@@ -149,7 +149,7 @@ def traced(z):
     k = w.Kernel("--trace-setup", binds=False)
     w.check(k.value("6 * 7") == "42", "a traced pool kernel does not answer")
     rep = k.end()
-    err = k.proc.stderr.read().decode()
+    err = k.stderr  # what kbox wrote to its stderr (end() read it)
     w.check(w.start_of(rep) == "pool", "a --trace-setup start was not claimed from the pool: %s" % rep.get("kernel"))
     w.check("pool: run dir taken, the kernel settled" in err, "no claim steps in the trace: %s" % err[-2000:])
 
