@@ -96,7 +96,9 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     kbox_run_explain_end(&sb);
     char why[256];
     if (kbox_kernel_explain_end(kern, &sb, why, sizeof(why))) kbox_warn("%s", why);
+    kbox_trace_step("kernel ended, broker closed");
     write_report(&sb, NULL, kern, k);
+    kbox_trace_step("report written");
     kbox_detach_verdict(kern, &sb); /* out of memory? for a kbox exec --id that saw it go */
     code = kbox_kernel_exit_code(kern, &sb);
   } else {
@@ -107,6 +109,7 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     code = kbox_sandbox_exit_code(&sb);
   }
   kbox_sandbox_destroy(&sb);
+  kbox_trace_step("sandbox removed (cgroups, reapers)");
   return code;
 }
 
@@ -127,5 +130,6 @@ int kbox_cmd_run_kernel(struct kbox_spec *spec) {
   if (spec->detach) kbox_detach_end(&kern);
   kbox_guard_cleanup(&kern);
   kbox_kernel_cleanup(&kern); /* no-op when neither kernel mode nor --net allow made a run dir */
+  kbox_trace_step("run dir removed");
   return code;
 }
