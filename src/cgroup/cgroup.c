@@ -64,7 +64,7 @@ static char *join(const char *parent, const char *name) {
 /* mkdir DIR for the sandbox, known to the reaper first; the error names the directory and the fix. */
 static int make_dir(struct kbox_cgroup *cg, const char *dir, kbox_error_t *err) {
   if (kbox_cgroup_reaper_watch(cg, dir, err) < 0) return -1;
-  if (mkdir(dir, 0755) == 0) return 0;
+  if (mkdir(dir, 0755) == 0 || (errno == EEXIST && cg->adopt_existing)) return 0;
   int e = errno;
   kbox_error_make(err, e, "cannot create the sandbox cgroup %s", dir);
   if (e == EACCES || e == EPERM || e == EROFS)

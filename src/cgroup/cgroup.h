@@ -55,6 +55,8 @@ struct kbox_cgroup {
   char *parent_override;           /* --cgroup-parent, NULL when none (an explicit parent is never fallen back from) */
   pid_t reaper_parent;             /* the reaper's short-lived parent, reaped in destroy, or 0 */
   char *v1_prime;                  /* kbox's own cgroup.procs in a v1 hierarchy the sandbox uses, or NULL */
+  bool adopt_existing;             /* late creation takes directories that exist already (a warm pool
+                                      kernel's, renamed to these names: src/warm/pool_cgroup.c) */
 };
 
 /* ---- layout (layout.c) ---- */

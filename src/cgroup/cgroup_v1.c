@@ -3,6 +3,7 @@
 
 #include "cgroup/files.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -13,9 +14,17 @@
 /* memory.limit_in_bytes, then memory.memsw.limit_in_bytes (memory + swap) where swap is accounted. */
 static int apply_memory(const char *dir, const struct kbox_cgroup_limits *lim, enum kbox_mech mech[KBOX_LIM_N],
                         kbox_error_t *err) {
-  if (kbox_cg_write(dir, "memory.limit_in_bytes", err, "%llu", (unsigned long long)lim->memory) < 0) return -1;
+  bool memsw = kbox_cg_exists(dir, "memory.memsw.limit_in_bytes");
+  if (kbox_cg_write(dir, "memory.limit_in_bytes", err, "%llu", (unsigned long long)lim->memory) < 0) {
+    /* Raising the limit of a cgroup that has one (a warm pool kernel's): memory + swap first. */
+    if (!memsw || (*err)->errno_ != EINVAL) return -1;
+    kbox_error_free(err);
+    if (kbox_cg_write(dir, "memory.memsw.limit_in_bytes", err, "%llu", (unsigned long long)(lim->memory + lim->swap)) < 0 ||
+        kbox_cg_write(dir, "memory.limit_in_bytes", err, "%llu", (unsigned long long)lim->memory) < 0)
+      return -1;
+  }
   mech[KBOX_LIM_MEMORY] = KBOX_MECH_CGROUP1;
-  if (kbox_cg_exists(dir, "memory.memsw.limit_in_bytes")) {
+  if (memsw) {
     if (kbox_cg_write(dir, "memory.memsw.limit_in_bytes", err, "%llu", (unsigned long long)(lim->memory + lim->swap)) < 0)
       return -1;
     mech[KBOX_LIM_SWAP] = KBOX_MECH_CGROUP1;

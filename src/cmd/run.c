@@ -86,6 +86,7 @@ int kbox_cmd_run(int argc, char **argv) {
     /* Kernel mode, and the host-side proxy and audit log of --net allow and --audit (which need
        libcrypto and threads), live in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */
     const struct kbox_kmod *m = kbox_kmod_get();
+    kbox_trace_step("kernel-mode module loaded (kbox-kernel.so and its libraries)");
     code = m != NULL ? m->run_kernel(&spec) : KBOX_EXIT_RUNTIME;
     kbox_spec_free(&spec);
     return code;

@@ -14,6 +14,7 @@
 #include "sandbox/supervise.h"
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/trace.h"
 #include "warm/pool.h"
 #include "warm/warm.h"
 
@@ -82,7 +83,7 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);
   } else if ((how == 2 && adopt_pool_conn(kern, &err) < 0) || (kern != NULL && kbox_kernel_open_broker(kern, &err) < 0) ||
-             kbox_guard_start(k, &sb, &err) < 0) {
+             (kbox_trace_step("broker open"), kbox_guard_start(k, &sb, &err) < 0)) {
     kbox_sandbox_kill(&sb);
     write_report(&sb, err, NULL, k);
     code = kbox_error_report(&err);
@@ -95,7 +96,9 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     kbox_run_explain_end(&sb);
     char why[256];
     if (kbox_kernel_explain_end(kern, &sb, why, sizeof(why))) kbox_warn("%s", why);
+    kbox_trace_step("kernel ended, broker closed");
     write_report(&sb, NULL, kern, k);
+    kbox_trace_step("report written");
     kbox_detach_verdict(kern, &sb); /* out of memory? for a kbox exec --id that saw it go */
     code = kbox_kernel_exit_code(kern, &sb);
   } else {
@@ -106,6 +109,7 @@ static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd)
     code = kbox_sandbox_exit_code(&sb);
   }
   kbox_sandbox_destroy(&sb);
+  kbox_trace_step("sandbox removed (cgroups, reapers)");
   return code;
 }
 
@@ -126,5 +130,6 @@ int kbox_cmd_run_kernel(struct kbox_spec *spec) {
   if (spec->detach) kbox_detach_end(&kern);
   kbox_guard_cleanup(&kern);
   kbox_kernel_cleanup(&kern); /* no-op when neither kernel mode nor --net allow made a run dir */
+  kbox_trace_step("run dir removed");
   return code;
 }

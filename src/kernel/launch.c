@@ -17,6 +17,7 @@
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/parse.h"
+#include "util/trace.h"
 
 #define DEFAULT_KERNEL_CMD "python3 -m ipykernel_launcher -f {connection_file}"
 
@@ -142,7 +143,10 @@ int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_erro
   k->spec = spec;
   k->run_lock = k->out_fd = k->reaper_fd = -1;
   k->started_ms = kbox_now_ms();
-  if (make_rundir(k, err) < 0 || host_conn(k, err) < 0 || kernel_conn(k, err) < 0) return -1;
+  if (make_rundir(k, err) < 0) return -1;
+  kbox_trace_step("kernel: run dir and its reaper made");
+  if (host_conn(k, err) < 0 || kernel_conn(k, err) < 0) return -1;
+  kbox_trace_step("kernel: connection files written");
   kbox_spec_add_bind(spec, k->kdir, KBOX_KERNEL_INNER_DIR, false);
   kernel_argv(k);
   kernel_env(spec);
@@ -181,5 +185,6 @@ void kbox_kernel_cleanup(struct kbox_kernel *k) {
     close(k->out_fd);
   }
   if (k->reaper_fd >= 0) close(k->reaper_fd); /* the reaper finds nothing left and exits */
+  kbox_kreaper_wait_started();
   k->run_lock = k->out_fd = k->reaper_fd = -1;
 }

@@ -112,6 +112,9 @@ __attribute__((noreturn)) static void reaper_main(int fd) {
   _exit(0);
 }
 
+static pid_t middle[8]; /* the reapers' short-lived parents, not reaped yet */
+static size_t middle_n;
+
 int kbox_kreaper_start(const char *rundir, kbox_error_t *err) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe for the run directory reaper");
@@ -128,10 +131,18 @@ int kbox_kreaper_start(const char *rundir, kbox_error_t *err) {
     _exit(0);
   }
   close(p[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  /* Not waited for here (it may not run for milliseconds on a busy machine): at cleanup. */
+  if (middle_n < sizeof(middle) / sizeof(middle[0])) middle[middle_n++] = pid;
   send_rec(p[1], REC_RUNDIR, rundir);
   return p[1];
+}
+
+void kbox_kreaper_wait_started(void) {
+  for (size_t i = 0; i < middle_n; i++) {
+    int st;
+    while (waitpid(middle[i], &st, 0) < 0 && errno == EINTR) {}
+  }
+  middle_n = 0;
 }
 
 void kbox_kreaper_forget_rundir(int fd) { send_rec(fd, REC_FORGET, ""); }

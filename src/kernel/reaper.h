@@ -16,6 +16,8 @@
 /* Start the reaper for run directory RUNDIR (call before creating it, while kbox has no threads).
    Returns the pipe's write end (close-on-exec) or -1 with err. */
 int kbox_kreaper_start(const char *rundir, kbox_error_t *err);
+/* Reap the short-lived parents of the reapers started (kbox_kreaper_start does not wait for them). */
+void kbox_kreaper_wait_started(void);
 /* The run directory is not ours after all (another kbox holds its lock): leave it alone. */
 void kbox_kreaper_forget_rundir(int fd);
 /* A file of kbox's own (the detach log): removed. */

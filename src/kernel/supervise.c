@@ -210,6 +210,7 @@ static long long deadlines(struct loop *l, long long now) {
       json_t *c = json_object();
       kbox_broker_request(b, KBOX_CH_SHELL, "kernel_info_request", c);
       json_decref(c);
+      kbox_trace_step("kernel_info_request sent");
       l->next_info = now + INFO_RETRY_MS;
     }
     if (now - k->started_ms >= STARTUP_MS) {

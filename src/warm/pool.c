@@ -39,7 +39,7 @@ int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, k
   n.n_binds = 0;
   n.env = (struct kbox_strv){0};
   n.verbosity = 0;
-  return kbox_warm_encode(&n, out, len, err);
+  return kbox_warm_encode_untraced(&n, out, len, err);
 }
 
 int kbox_warm_pool_dir(const char *keydir, char *out, size_t n, bool mk, kbox_error_t *err) {
@@ -123,12 +123,12 @@ static void end_rundir(const char *kdir, bool claimed) {
   if (!claimed && rename(own, kdir) < 0) kbox_warn("warm pool: putting back %s: %s", kdir, strerror(errno));
 }
 
-/* Send the claim's settings (the whole request, as a fork gets it) and our stderr to the kernel,
-   which applies environment, cwd and stdio and answers "ok" once its claim socket is gone. */
-static int settle(const char *kdir, const struct kbox_spec *spec, kbox_error_t *err) {
+/* Send the claim's settings (the whole request, as a fork gets it) and our stderr to the kernel at
+   once: it applies environment and stdio while we do the rest, then waits for settle_end. */
+static int settle_begin(const char *pool_kdir, const struct kbox_spec *spec, kbox_error_t *err) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/" KBOX_WARM_CLAIM_SOCK, kdir) >= (int)sizeof(a.sun_path))
-    return kbox_error_make(err, 0, "%s is too long for a socket path", kdir);
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s/" KBOX_WARM_CLAIM_SOCK, pool_kdir) >= (int)sizeof(a.sun_path))
+    return kbox_error_make(err, 0, "%s is too long for a socket path", pool_kdir);
   cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return kbox_error_make(err, errno, "socket");
   if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) return kbox_error_make(err, errno, "connecting to the pool kernel");
@@ -136,6 +136,14 @@ static int settle(const char *kdir, const struct kbox_spec *spec, kbox_error_t *
   size_t len = 0;
   int stderr_fd = 2;
   if (kbox_warm_encode(spec, &req, &len, err) < 0 || kbox_warm_send(fd, req, len, &stderr_fd, 1, err) < 0) return -1;
+  return steal_fd(fd);
+}
+
+/* The workdir is mounted: the kernel changes directory, removes its claim socket and answers
+   "ok" (or why not). */
+static int settle_end(int fd, const struct kbox_spec *spec, kbox_error_t *err) {
+  /* Without a workdir the kernel's cwd (its home) needs no mount: it did not wait for us. */
+  if (spec->workdir != NULL && send(fd, "go", 2, MSG_NOSIGNAL) != 2) return kbox_error_make(err, errno, "the pool kernel ended while taking its settings");
   if (wait_in(fd, SETTLE_MS) <= 0) return kbox_error_make(err, 0, "the pool kernel did not take its settings within %d s", SETTLE_MS / 1000);
   char reply[512];
   ssize_t got = recv(fd, reply, sizeof(reply) - 1, 0);
@@ -153,9 +161,28 @@ static bool limits_in_cgroups(const struct kbox_cgroup *cg) {
   return true;
 }
 
-/* Make the offered kernel ours (see the top of the file). */
+/* This id's cgroups with its limits for the kernel: its own renamed, else new ones it is moved into
+   (while the child of entry mounts). */
+static int give_cgroups(struct kbox_sandbox *sb, const struct kbox_spec *spec, const struct kbox_pool_msg *offer, bool *taken,
+                        kbox_error_t *err) {
+  const char *why = "";
+  if (kbox_warm_pool_plan_cgroups(spec, &sb->cgroup, offer, err) < 0 ||
+      kbox_warm_pool_take_cgroups(sb->cgroup, offer, taken, &why, err) < 0)
+    return -1;
+  int rc = kbox_limits_finish(spec, sb->cgroup, err);
+  sb->cgroup->adopt_existing = false;
+  if (rc < 0) return -1;
+  if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
+  kbox_trace_step("pool: cgroups made");
+  if (*taken) return 0;
+  kbox_debug("warm pool: %s: moving the kernel into new cgroups", why);
+  return kbox_warm_pool_move(sb->pid, sb->cgroup, err);
+}
+
+/* Make the offered kernel ours (see the top of the file). The kernel takes its environment, the
+   child of entry mounts and we make the cgroups, all at once; then the run dir, then the cwd. */
 static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct kbox_pool_msg *offer, int pidfd, int chan,
-                 kbox_error_t *err) {
+                 bool *taken, kbox_error_t *err) {
   if (kbox_sandbox_reserve(sb, spec, err) < 0) {
     close(pidfd);
     close(chan);
@@ -168,14 +195,19 @@ static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct k
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
   if (wait_in(pidfd, 0) != 0 || (sb->pid = kbox_warm_pidfd_pid(pidfd)) <= 0) return kbox_error_make(err, 0, "the pool kernel had ended");
   kbox_trace_step("pool: offer taken");
-  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
-  if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
-  kbox_trace_step("pool: cgroups made");
+  cleanup_close int settle = settle_begin(offer->kdir, spec, err);
+  if (settle < 0) return -1;
+  kbox_trace_step("pool: settings sent to the kernel");
+  struct kbox_pool_entry entry;
+  if (kbox_warm_pool_enter_start(sb->pid, spec, &entry, err) < 0) return -1;
+  kbox_error_t later = NULL;
+  int rc = give_cgroups(sb, spec, offer, taken, err);
+  if (kbox_warm_pool_enter_finish(&entry, rc == 0 ? err : &later) < 0) rc = -1;
+  kbox_error_free(&later);
+  if (rc < 0) return -1;
   const char *kdir = kbox_warm_pool_kdir(spec);
-  if (kbox_warm_pool_enter(sb->pid, spec, sb->cgroup, err) < 0) return -1;
-  kbox_trace_step("pool: hostname, workdir and binds");
   if (take_rundir(offer->kdir, kdir, err) < 0) return -1;
-  int settled = settle(kdir, spec, err);
+  int settled = settle_end(settle, spec, err);
   end_rundir(kdir, settled == 0);
   if (settled < 0) return -1;
   kbox_trace_step("pool: run dir taken, the kernel settled");
@@ -210,12 +242,31 @@ static int try_slot(struct kbox_sandbox *sb, struct kbox_spec *spec, const char 
   }
   if (!offer.ok) return -1;
   offer.kdir[sizeof(offer.kdir) - 1] = '\0';
-  int rc = adopt(sb, spec, &offer, fds[0], fds[1], err);
-  struct kbox_pool_msg end = {.magic = KBOX_WARM_POOL_MAGIC, .type = rc == 0 ? KBOX_POOL_DONE : KBOX_POOL_FAIL};
+  for (int i = 0; i < KBOX_POOL_CG_N; i++) offer.cgroups[i][sizeof(offer.cgroups[i]) - 1] = '\0';
+  bool taken = false;
+  int rc = adopt(sb, spec, &offer, fds[0], fds[1], &taken, err);
+  struct kbox_pool_msg end = {.magic = KBOX_WARM_POOL_MAGIC, .type = rc == 0 ? KBOX_POOL_DONE : KBOX_POOL_FAIL, .ok = taken};
   kbox_error_t ignored = NULL; /* a holder gone by now leaves the kernel ours all the same */
   kbox_warm_send(fd, &end, sizeof(end), NULL, 0, &ignored);
   kbox_error_free(&ignored);
   return rc == 0 ? 1 : 0;
+}
+
+/* Does the kernel of slot path (NAME.sock) already use nine tenths of spec's memory limit? Its
+   start-up memory is charged to the cgroups a claim takes (its holder notes it in NAME.mem). */
+static bool too_big(const char *path, const struct kbox_spec *spec) {
+  char mem[PATH_MAX + 100], *text = NULL;
+  size_t l = strlen(path);
+  if (spec->memory_bytes == 0 || l < 5) return false;
+  snprintf(mem, sizeof(mem), "%.*s.mem", (int)(l - 5), path);
+  kbox_error_t err = NULL;
+  if (kbox_read_file(mem, 64, &text, NULL, &err) < 0) {
+    kbox_error_free(&err);
+    return false;
+  }
+  long long used = strtoll(text, NULL, 10);
+  free(text);
+  return used > 0 && (unsigned long long)used >= spec->memory_bytes / 10 * 9;
 }
 
 /* The slot sockets of the pool, in a random order (concurrent claimers spread over them). */
@@ -282,6 +333,10 @@ int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const 
   for (size_t i = 0; i < n; i++) {
     char path[PATH_MAX + 100];
     snprintf(path, sizeof(path), "%.*s/%.95s", PATH_MAX - 1, dir, names[i]);
+    if (too_big(path, spec)) {
+      kbox_info("warm pool: the pool kernel %s already uses nine tenths of --memory: forking", names[i]);
+      return 0;
+    }
     int r = try_slot(sb, spec, path, norm, norm_len, &err);
     if (r == 1) {
       kbox_debug("warm pool: claimed %s in %lld ms", names[i], kbox_sandbox_elapsed_ms(sb));

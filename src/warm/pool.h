@@ -25,14 +25,20 @@
 #define KBOX_WARM_POOL_MAX 64
 #define KBOX_WARM_POOL_MAGIC 0x6b627031u /* "kbp1" */
 
+/* The cgroup directories of a pool kernel in an offer: cgroup v2, then v1 memory, pids, cpu. */
+enum { KBOX_POOL_CG_V2 = 0, KBOX_POOL_CG_V1 = 1, KBOX_POOL_CG_N = 4 };
+
 /* The messages between a claimer and a holder on the slot socket (SOCK_SEQPACKET). */
 enum { KBOX_POOL_CLAIM = 1, KBOX_POOL_OFFER, KBOX_POOL_DONE, KBOX_POOL_FAIL };
 struct kbox_pool_msg {
   uint32_t magic;
   uint32_t type;
-  int32_t ok;           /* OFFER: 1 with the pidfd and channel of pid 1, 0 when the settings differ */
+  int32_t ok;           /* OFFER: 1 with the pidfd and channel of pid 1, 0 when the settings differ;
+                           DONE: 1 when the claimer took the kernel's cgroups (the holder must not
+                           remove them) */
   int32_t workload_pid; /* OFFER: the kernel's pid inside its sandbox */
   char kdir[512];       /* OFFER: the kernel's run dir on the host (claimed by renaming it) */
+  char cgroups[KBOX_POOL_CG_N][512]; /* OFFER: the kernel's cgroup directories ("" when none) */
 };
 
 /* The key of a pool kernel: spec encoded as a warm request without the settings a claim applies
@@ -52,10 +58,33 @@ const char *kbox_warm_pool_kdir(const struct kbox_spec *spec);
    line says why when a pool exists; the caller forks instead). Never fails otherwise. */
 int kbox_warm_pool_claim(struct kbox_sandbox *sb, struct kbox_spec *spec, const char *keydir);
 
-/* Move pid1 and everything below it into cg while a child joins its namespaces and gives it spec's
-   hostname, workdir and binds (pool_enter.c). */
+/* A child that joins pid1's user, mount and uts namespaces and gives the kernel spec's hostname,
+   workdir and binds, started (while the claimer does the rest) and then waited for (pool_enter.c). */
+struct kbox_pool_entry {
+  pid_t pid;
+  int fd; /* read end of its error pipe */
+};
+int kbox_warm_pool_enter_start(pid_t pid1, const struct kbox_spec *spec, struct kbox_pool_entry *e, kbox_error_t *err);
+int kbox_warm_pool_enter_finish(struct kbox_pool_entry *e, kbox_error_t *err);
+/* Move pid1 and everything below it into cg (when its own cgroups could not be taken). */
 struct kbox_cgroup;
-int kbox_warm_pool_enter(pid_t pid1, const struct kbox_spec *spec, struct kbox_cgroup *cg, kbox_error_t *err);
+int kbox_warm_pool_move(pid_t pid1, struct kbox_cgroup *cg, kbox_error_t *err);
+
+/* Make the offered kernel's cgroups cg's: each v1 directory renamed to cg's name (same parent:
+   no migration, and what the kernel charged so far is charged here), the v2 one (which cannot be
+   renamed) taken as it is, then cg->adopt_existing set so that kbox_limits_finish writes the
+   requested limits into them. 0 with *taken false when they cannot be taken so (another parent,
+   a v2 cgroup with limits, the kernel already over a requested limit: *why says which; the
+   claimer moves the kernel instead); -1 when a rename failed half-way (the kernel is given up).
+   (pool_cgroup.c) */
+/* kbox_limits_setup for a claim: the same names and reaper, without the v1 move's priming when
+   the offered cgroups can be taken. */
+int kbox_warm_pool_plan_cgroups(const struct kbox_spec *spec, struct kbox_cgroup **out, const struct kbox_pool_msg *offer,
+                                kbox_error_t *err);
+int kbox_warm_pool_take_cgroups(struct kbox_cgroup *cg, const struct kbox_pool_msg *offer, bool *taken, const char **why,
+                                kbox_error_t *err);
+/* The holder's side after such a claim: forget its cgroups without removing them. */
+void kbox_warm_pool_release_cgroups(struct kbox_cgroup *cg);
 
 /* This kbox run is a pool holder (started by the filler). */
 bool kbox_warm_pool_holder(void);
@@ -85,7 +114,9 @@ void kbox_warm_pool_stop(struct kbox_warm_pool *p);
 void kbox_warm_pool_count(const char *keydir, int *ready, int *size);
 
 /* In libkbox-warm.so, called by a pool kernel (zygote.py) with the claim's request: the
-   environment (NUL-separated K=V, ending with an empty string) and cwd a fork would have got. */
+   environment (NUL-separated K=V, ending with an empty string) and cwd a fork would have got.
+   1 when the cwd is a workdir (the kernel changes to it once the claimer says it is mounted), 0
+   when not, -1 when the request is unreadable. */
 int kbox_warm_claim_env(const char *req, size_t len, char *envbuf, size_t envcap, char *cwd, size_t cwdcap);
 
 #endif

@@ -112,7 +112,9 @@ static size_t other_binds(const struct kbox_spec *spec, struct kbox_bind *out) {
   return n;
 }
 
-int kbox_warm_pool_enter(pid_t pid1, const struct kbox_spec *spec, struct kbox_cgroup *cg, kbox_error_t *err) {
+int kbox_warm_pool_enter_start(pid_t pid1, const struct kbox_spec *spec, struct kbox_pool_entry *e, kbox_error_t *err) {
+  e->pid = -1;
+  e->fd = -1;
   struct kbox_spec view = *spec; /* shallow: only the workdir and the binds are mounted */
   cleanup_free struct kbox_bind *binds = calloc(spec->n_binds + 1, sizeof(*binds));
   if (binds == NULL) abort();
@@ -141,29 +143,37 @@ int kbox_warm_pool_enter(pid_t pid1, const struct kbox_spec *spec, struct kbox_c
     close(pipefd[0]);
     enter_child(pid1, &view, &m, pipefd[1]);
   }
-  close(pipefd[1]);
-  pipefd[1] = -1;
-  kbox_error_t moved = NULL;
-  if (move_kernel(cg, pid1, &moved) == 0) kbox_trace_step("pool: kernel moved into its cgroups");
-  char msg[512];
-  ssize_t got;
-  do got = read(pipefd[0], msg, sizeof(msg) - 1); while (got < 0 && errno == EINTR);
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  if (moved != NULL) {
-    *err = moved;
-    goto out;
-  }
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    msg[got > 0 ? got : 0] = '\0';
-    kbox_error_make(err, 0, "%s", got > 0 ? msg : "entering the pool kernel's namespaces");
-    goto out;
-  }
+  e->pid = pid;
+  e->fd = pipefd[0];
+  pipefd[0] = -1;
   rc = 0;
 out:
   kbox_mounts_free(&m);
   if (pipefd[0] >= 0) close(pipefd[0]);
   if (pipefd[1] >= 0) close(pipefd[1]);
   return rc;
+}
+
+int kbox_warm_pool_enter_finish(struct kbox_pool_entry *e, kbox_error_t *err) {
+  if (e->pid <= 0) return 0;
+  char msg[512];
+  ssize_t got;
+  do got = read(e->fd, msg, sizeof(msg) - 1); while (got < 0 && errno == EINTR);
+  close(e->fd);
+  int st = 0;
+  while (waitpid(e->pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  e->pid = e->fd = -1;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    msg[got > 0 ? got : 0] = '\0';
+    return kbox_error_make(err, 0, "%s", got > 0 ? msg : "entering the pool kernel's namespaces");
+  }
+  kbox_trace_step("pool: hostname, workdir and binds");
+  return 0;
+}
+
+int kbox_warm_pool_move(pid_t pid1, struct kbox_cgroup *cg, kbox_error_t *err) {
+  if (move_kernel(cg, pid1, err) < 0) return -1;
+  kbox_trace_step("pool: kernel moved into its cgroups");
+  return 0;
 }

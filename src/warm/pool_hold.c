@@ -123,6 +123,10 @@ static int serve_claim(struct kbox_sandbox *sb, int conn, const char *slot, cons
   offer.ok = 1;
   offer.workload_pid = sb->workload_pid;
   snprintf(offer.kdir, sizeof(offer.kdir), "%s", kdir);
+  const struct kbox_cgroup *cg = sb->cgroup;
+  if (cg != NULL && cg->v2_dir != NULL) snprintf(offer.cgroups[KBOX_POOL_CG_V2], sizeof(offer.cgroups[0]), "%s", cg->v2_dir);
+  for (int c = 0; cg != NULL && c < KBOX_CTL_N; c++)
+    if (cg->v1_dir[c] != NULL) snprintf(offer.cgroups[KBOX_POOL_CG_V1 + c], sizeof(offer.cgroups[0]), "%s", cg->v1_dir[c]);
   int give[2] = {sb->pidfd, sb->chan};
   if (kbox_warm_send(conn, &offer, sizeof(offer), give, 2, &err) < 0) {
     kbox_error_free(&err);
@@ -132,7 +136,9 @@ static int serve_claim(struct kbox_sandbox *sb, int conn, const char *slot, cons
   if (poll(&p, 1, CLAIM_MS) <= 0) return -1;
   got = kbox_warm_recv(conn, &m, sizeof(m), fds, &n, &err);
   kbox_error_free(&err);
-  return got == (long)sizeof(m) && m.magic == KBOX_WARM_POOL_MAGIC && m.type == KBOX_POOL_DONE ? 1 : -1;
+  if (got != (long)sizeof(m) || m.magic != KBOX_WARM_POOL_MAGIC || m.type != KBOX_POOL_DONE) return -1;
+  if (m.ok) kbox_warm_pool_release_cgroups(sb->cgroup); /* the claimer's now, kernel inside */
+  return 1;
 }
 
 int kbox_warm_pool_hold(struct kbox_sandbox *sb, const struct kbox_spec *spec, int sigfd) {

@@ -34,7 +34,9 @@ static void add_u(struct fields *f, const char *key, unsigned long long v) {
   add(f, key, s);
 }
 
-int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err) {
+/* The request; with_trace adds --trace-setup's origin (not part of the pool key: tracing a claim
+   must not change which kernel it gets). */
+static int encode(const struct kbox_spec *spec, bool with_trace, char **out, size_t *len, kbox_error_t *err) {
   struct fields f = {0};
   add(&f, "id", spec->id);
   add(&f, "hostname", spec->hostname);
@@ -46,7 +48,7 @@ int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox
   add_u(&f, "unconfined", spec->seccomp_unconfined);
   add_u(&f, "rootless", spec->rootless);
   add_u(&f, "verbosity", (unsigned)spec->verbosity);
-  if (kbox_trace_enabled()) add_u(&f, "trace", (unsigned long long)kbox_trace_origin_ns());
+  if (with_trace) add_u(&f, "trace", (unsigned long long)kbox_trace_origin_ns());
   if (spec->workdir != NULL) add(&f, "workdir", spec->workdir);
   for (size_t i = 0; i < spec->n_binds; i++) add(&f, spec->binds[i].ro ? "bind_ro" : "bind_rw", spec->binds[i].dst);
   for (size_t i = 0; i < spec->env.n; i++) add(&f, "env", spec->env.v[i]);
@@ -76,6 +78,14 @@ int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox
   *out = p;
   *len = total;
   return 0;
+}
+
+int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err) {
+  return encode(spec, kbox_trace_enabled(), out, len, err);
+}
+
+int kbox_warm_encode_untraced(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err) {
+  return encode(spec, false, out, len, err);
 }
 
 /* Apply one decoded field to spec. */

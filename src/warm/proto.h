@@ -36,6 +36,8 @@ struct kbox_warm_hdr {
 
 /* Encode the parts of spec a forked kernel needs (and its compiled seccomp filter) into *out. */
 int kbox_warm_encode(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err);
+/* The same without --trace-setup's field (the pool key, src/warm/pool.c). */
+int kbox_warm_encode_untraced(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err);
 /* Decode into spec (initialised by the caller); the seccomp programs are copied to progs. */
 int kbox_warm_decode(const char *buf, size_t len, struct kbox_spec *spec, struct kbox_seccomp_compiled *progs,
                      kbox_error_t *err);

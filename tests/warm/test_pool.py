@@ -96,6 +96,64 @@ def settings(z):
         subprocess.run(["rm", "-rf", work])
 
 
+CGROUP_CELL = r'''
+import json
+print(json.dumps([l.rstrip("\n").split(":", 2) for l in open("/proc/self/cgroup")]))
+'''
+
+
+def taken_cgroups(z):
+    """A claim takes the pool kernel's own cgroups (renamed to this id's, docs/warm.md): inside, its
+    cgroup namespace is rooted at its cgroup in every hierarchy (/proc/self/cgroup reads "/"); on the
+    host they carry this id's name and the requested limit (raised above the pool's default here),
+    the memory the kernel used while it started is charged there, and after the end nothing of the
+    kernel or of its holder's cgroups is left. A limit below what a pool kernel already uses
+    makes the claim fork instead, leaving the pool kernel in the pool."""
+    holder = wait_slots(z, 1)[0]
+    k = w.Kernel("--memory", "1500m", binds=False)
+    out, err, _ = k.run(CGROUP_CELL)
+    w.check(err is None, "cgroup cell raised %s" % err)
+    lines = json.loads(out.strip().splitlines()[-1])
+    w.check(lines and all(path == "/" for _, _, path in lines), "/proc/self/cgroup in a pool kernel: %s" % lines)
+    mem = [d for d in w.cgroups_of(k.id) if "/memory/" in d]
+    if mem:  # cgroup v1 memory (this host): the limit and the start-up charge are there
+        limit = int(open(os.path.join(mem[0], "memory.limit_in_bytes")).read())
+        used = int(open(os.path.join(mem[0], "memory.usage_in_bytes")).read())
+        w.check(limit == 1500 << 20, "memory limit of the claimed kernel's cgroup: %d" % limit)
+        w.check(used >= 10 << 20, "the pool kernel's start-up memory is not charged to its cgroup (%d bytes)" % used)
+        w.check(open(os.path.join(mem[0], "cgroup.procs")).read().split(), "no process in %s" % mem[0])
+    rep = k.end()
+    w.check(w.start_of(rep) == "pool", "not claimed from the pool: %s" % rep.get("kernel"))
+    w.check_no_leak([k.id, holder], wait=30)
+    holder = wait_slots(z, 1)[0]
+    try:
+        used = int(open(os.path.join(z.key + ".pool", holder + ".mem")).read())
+    except (OSError, ValueError):
+        used = 0
+    w.check(used > 0, "the holder of %s noted no memory" % holder)
+    small = "%dk" % ((used + (1 << 20)) >> 10)
+    p = subprocess.Popen([w.KBOX, "run", "--verbose", "--memory", small], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdout.readline()  # ready or not: the verdict on the pool comes first
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=60)
+    w.check(b"already uses nine tenths of --memory: forking" in err, "--memory %s below a pool kernel's use: %s" % (small, err[-2000:]))
+    w.check(holder in slots(z), "the pool kernel %s was used up by a claim that could not take it" % holder)
+
+
+def traced(z):
+    """--trace-setup is not part of the pool key: a traced start is claimed from the pool, and its
+    trace names the claim's steps."""
+    wait_slots(z, 1)
+    k = w.Kernel("--trace-setup", binds=False)
+    w.check(k.value("6 * 7") == "42", "a traced pool kernel does not answer")
+    rep = k.end()
+    err = k.stderr  # what kbox wrote to its stderr (end() read it)
+    w.check(w.start_of(rep) == "pool", "a --trace-setup start was not claimed from the pool: %s" % rep.get("kernel"))
+    w.check("pool: run dir taken, the kernel settled" in err, "no claim steps in the trace: %s" % err[-2000:])
+
+
 def kernelspec(z):
     """pybox's pattern: MultiKernelManager.start_kernel(kernel_id=..., cwd=DIR) through the python3
     kernelspec; the kernel is a pool one (its slot is gone) and runs in DIR."""
@@ -283,7 +341,7 @@ def main():
     z = w.Zygotes()
     try:
         set_pool(z, 1)
-        w.run_cases((isolation, settings, kernelspec, concurrent, killed_before_claim, stopped, zygote_killed, serve_killed), z)
+        w.run_cases((isolation, settings, taken_cgroups, traced, kernelspec, concurrent, killed_before_claim, stopped, zygote_killed, serve_killed), z)
     finally:
         z.stop()
 

@@ -317,7 +317,11 @@ def pool_listen(app):
         conn.settimeout(10)
         try:
             msg, fds, _, _ = socket.recv_fds(conn, MAX_REQ, 1)
-            err = pool_settle(app, msg, fds)
+            cwd, workdir = pool_settle(app, msg, fds)  # while the claimer mounts and makes the cgroups
+            err = None
+            if workdir and conn.recv(16) != b"go":  # the workdir is mounted now
+                raise OSError("the claimer went away")
+            pool_chdir(app, cwd)
         except Exception as e:  # the claimer gives the kernel up (its holder then ends it)
             err = "%s: %s" % (type(e).__name__, e)
         loop.remove_handler(fd)
@@ -332,11 +336,13 @@ def pool_listen(app):
 
 
 def pool_settle(app, msg, fds):
-    """The claim's environment, cwd and stdio, as a fork of this request would have them."""
+    """The claim's environment and stdio, as a fork of this request would have them; returns the
+    cwd, and whether it is a workdir (to change to once the claimer has mounted it)."""
     envbuf = ctypes.create_string_buffer(1 << 16)
     cwd = ctypes.create_string_buffer(4096)
-    if POOL["lib"].kbox_warm_claim_env(msg, len(msg), envbuf, len(envbuf), cwd, len(cwd)) != 0:
-        return "the claim's request could not be read"
+    workdir = POOL["lib"].kbox_warm_claim_env(msg, len(msg), envbuf, len(envbuf), cwd, len(cwd))
+    if workdir < 0:
+        raise ValueError("the claim's request could not be read")
     env = decode_env(envbuf)
     before = POOL.pop("env_before_app")
     by_app = {k: v for k, v in os.environ.items() if before.get(k) != v}  # the shell's TERM, PAGER...
@@ -344,20 +350,24 @@ def pool_settle(app, msg, fds):
     os.environ.update(IMPORT_ENV)
     os.environ.update(env)
     os.environ.update(by_app)
+    for fd in fds:  # the claimer's stderr: the kernel's stdout and stderr, as a fork's
+        for stream, std in ((sys.stdout, 1), (sys.stderr, 2)):
+            copy = getattr(stream, "_original_stdstream_copy", None)  # ipykernel's fd capture
+            os.dup2(fd, copy if copy is not None else std, inheritable=copy is None)
+        os.close(fd)
+    return cwd.value.decode("utf-8", "surrogateescape"), workdir == 1
+
+
+def pool_chdir(app, cwd):
+    """The claim's cwd (and IPython's directory history)."""
     try:
-        os.chdir(cwd.value.decode("utf-8", "surrogateescape"))
+        os.chdir(cwd)
     except OSError:
         os.chdir("/")
     hist = getattr(app.shell, "history_manager", None)
     if hist is not None:
         kind = type(hist.dir_hist[0]) if hist.dir_hist else str
         hist.dir_hist[:] = [kind(os.getcwd())]
-    for fd in fds:  # the claimer's stderr: the kernel's stdout and stderr, as a fork's
-        for stream, std in ((sys.stdout, 1), (sys.stderr, 2)):
-            copy = getattr(stream, "_original_stdstream_copy", None)  # ipykernel's fd capture
-            os.dup2(fd, copy if copy is not None else std, inheritable=copy is None)
-        os.close(fd)
-    return None
 
 
 if __name__ == "__main__":
