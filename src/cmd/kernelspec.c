@@ -102,8 +102,8 @@ static int install(struct ks_opts *o, kbox_error_t *err) {
   kbox_spec_init(&spec);
   bool help = false;
   int rc = kbox_run_opts_parse((int)o->run.n, o->run.v, &spec, &help, err);
-  bool has_cmd = spec.argv.n > 0;
-  size_t n_kargs = spec.kernel_args.n; /* a suffix of o->run: they go after {connection_file} */
+  bool has_cmd = spec.sandbox.argv.n > 0;
+  size_t n_kargs = spec.kernel.args.n; /* a suffix of o->run: they go after {connection_file} */
   if (rc == 0) rc = kbox_kernel_args_check(&spec, NULL, err);
   kbox_spec_free(&spec);
   if (rc < 0) return kbox_error_prefix(err, "kernelspec run options");

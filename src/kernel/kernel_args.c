@@ -45,11 +45,11 @@ static bool below(const char *path, const char *dir) {
 
 /* Does the sandbox see host path p at the same path (profile/ipython dirs, workdir, same-path binds)? */
 static bool visible_at_same_path(const struct kbox_spec *s, const char *p) {
-  for (size_t i = 0; i < s->overlays.n; i++)
-    if (below(p, s->overlays.v[i])) return true;
-  if (s->workdir != NULL && below(p, s->workdir)) return true;
-  for (size_t i = 0; i < s->n_binds; i++)
-    if (strcmp(s->binds[i].src, s->binds[i].dst) == 0 && below(p, s->binds[i].src)) return true;
+  for (size_t i = 0; i < s->sandbox.overlays.n; i++)
+    if (below(p, s->sandbox.overlays.v[i])) return true;
+  if (s->sandbox.workdir != NULL && below(p, s->sandbox.workdir)) return true;
+  for (size_t i = 0; i < s->sandbox.n_binds; i++)
+    if (strcmp(s->sandbox.binds[i].src, s->sandbox.binds[i].dst) == 0 && below(p, s->sandbox.binds[i].src)) return true;
   return false;
 }
 
@@ -71,8 +71,8 @@ static int map_dir(struct kbox_spec *s, const char *name, const char *value, str
   if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "kernel argument '--%s' refused: %s is not a directory", name, value);
   if (strcmp(real, "/") == 0) return refuse(err, value, "the host's root cannot be a profile directory");
   bool known = false;
-  for (size_t i = 0; i < s->overlays.n; i++) known |= strcmp(s->overlays.v[i], real) == 0;
-  if (!known) kbox_strv_add(&s->overlays, real);
+  for (size_t i = 0; i < s->sandbox.overlays.n; i++) known |= strcmp(s->sandbox.overlays.v[i], real) == 0;
+  if (!known) kbox_strv_add(&s->sandbox.overlays, real);
   char *arg = NULL;
   if (asprintf(&arg, "--%s=%s", name, real) < 0) abort();
   kbox_strv_add_owned(out, arg);
@@ -157,15 +157,15 @@ static const char *dir_value(char **argv, size_t argc, size_t i) {
 }
 
 int kbox_kernel_args_check(struct kbox_spec *spec, bool (*is_run_option)(const char *name), kbox_error_t *err) {
-  if (spec->kernel_args.n == 0) return 0;
-  char **av = spec->kernel_args.v;
-  size_t ac = spec->kernel_args.n;
+  if (spec->kernel.args.n == 0) return 0;
+  char **av = spec->kernel.args.v;
+  size_t ac = spec->kernel.args.n;
   /* Directories first, so that a trait value inside a profile directory counts as visible. */
   for (size_t i = 0; i < ac; i++) {
     const char *d = dir_value(av, ac, i);
     cleanup_free char *real = d != NULL ? realpath(d, NULL) : NULL;
     struct stat st;
-    if (real != NULL && strcmp(real, "/") != 0 && stat(real, &st) == 0 && S_ISDIR(st.st_mode)) kbox_strv_add(&spec->overlays, real);
+    if (real != NULL && strcmp(real, "/") != 0 && stat(real, &st) == 0 && S_ISDIR(st.st_mode)) kbox_strv_add(&spec->sandbox.overlays, real);
   }
   struct kbox_strv out = {0};
   for (size_t i = 0; i < ac; i++)
@@ -173,7 +173,7 @@ int kbox_kernel_args_check(struct kbox_spec *spec, bool (*is_run_option)(const c
       kbox_strv_free(&out);
       return -1;
     }
-  kbox_strv_free(&spec->kernel_args);
-  spec->kernel_args = out;
+  kbox_strv_free(&spec->kernel.args);
+  spec->kernel.args = out;
   return 0;
 }

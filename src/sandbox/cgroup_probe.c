@@ -48,7 +48,7 @@ void kbox_probe_cgroup(struct kbox_verdict *v, const struct kbox_spec *spec) {
   snprintf(id, sizeof(id), "probe-%.100s", spec->id ? spec->id : "x");
   struct kbox_spec s = *spec;
   s.id = id;
-  s.require_limits = false;
+  s.limits.require_limits = false;
   struct kbox_cgroup *cg = NULL;
   /* Both halves as kbox run does them (the v1 half runs while pid 1 mounts there; here, before). */
   if (kbox_limits_setup(&s, &cg, &err) < 0 || kbox_limits_finish(&s, cg, &err) < 0) {

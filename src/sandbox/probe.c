@@ -98,7 +98,7 @@ static const char *cause(const kbox_error_t err) { return err->errno_ != 0 ? str
 static void probe_userns(struct kbox_probe *p, const struct kbox_spec *spec) {
   kbox_error_t err = NULL;
   struct kbox_spec s = *spec;
-  s.ns_flags = CLONE_NEWUSER;
+  s.sandbox.ns_flags = CLONE_NEWUSER;
   struct kbox_idmap map;
   if (try_clone(spec, CLONE_NEWUSER, &err) < 0) {
     kbox_verdict_set(&p->v[KBOX_FEAT_USERNS], KBOX_FEAT_USERNS, KBOX_VERDICT_MISSING, err->errno_, NULL,

@@ -104,10 +104,10 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
-  uint64_t ns_flags = spec->ns_flags != 0 ? spec->ns_flags : KBOX_NS_FLAGS_ALL;
+  uint64_t ns_flags = spec->sandbox.ns_flags != 0 ? spec->sandbox.ns_flags : KBOX_NS_FLAGS_ALL;
   bool new_userns = (ns_flags & CLONE_NEWUSER) != 0; /* else ids are not shifted: nothing to idmap */
-  if (!spec->rootless && new_userns && spec->workdir != NULL &&
-      kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
+  if (!spec->rootless && new_userns && spec->sandbox.workdir != NULL &&
+      kbox_idmap_bind_owned(spec->sandbox.workdir, spec, &map, &workdir_fd, err) < 0)
     return kbox_error_prefix(err, "--workdir");
   if (workdir_fd >= 0) kbox_trace_step("workdir idmapped");
   /* Root: take the source trees here, in the initial namespace, so they are not locked and

@@ -20,7 +20,7 @@ struct kbox_security {
    from a build tree) or PATH (contains '/' or ends in .json). *out is malloc'ed. */
 int kbox_profile_find(const char *name_or_path, char **out, kbox_error_t *err);
 /* Load spec->profile (or reuse it when already loaded), apply its limits to options not given, and
-   point spec->security at it with its compiled filter. Prints the warning for --seccomp=unconfined. */
+   point spec->sec.loaded at it with its compiled filter. Prints the warning for --seccomp=unconfined. */
 int kbox_security_prepare(struct kbox_spec *spec, kbox_error_t *err);
 /* In the workload, after capabilities are dropped and no_new_privs is set: install the filter. */
 int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err);

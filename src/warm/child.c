@@ -38,7 +38,7 @@ static struct kbox_seccomp_compiled warm_filter; /* the kernel's filter, from th
 
 /* The library's versions of three host-side functions the shared steps call. */
 int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err) {
-  if (spec->seccomp_unconfined) return 0;
+  if (spec->sec.seccomp_unconfined) return 0;
   if (warm_filter.n == 0) return kbox_error_make(err, 0, "warm start: the request carried no seccomp filter");
   for (size_t i = 0; i < warm_filter.n; i++)
     if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &warm_filter.progs[i]) < 0)
@@ -144,7 +144,7 @@ static int pid1_main(void *arg) {
   kbox_trace_step("pid 1 cloned (CLONE_VM), its pidfd sent");
   struct kbox_spec *spec = a->spec;
   int chan = a->chan;
-  size_t nl = spec->rootfs.n, nb = spec->n_binds, nw = spec->workdir != NULL ? 1 : 0;
+  size_t nl = spec->sandbox.rootfs.n, nb = spec->sandbox.n_binds, nw = spec->sandbox.workdir != NULL ? 1 : 0;
   if (a->n_trees != nl + nb + nw) {
     kbox_error_make(&err, 0, "warm start: %zu mount trees for %zu layers, %zu binds, %zu workdir", a->n_trees, nl, nb, nw);
     child_fail(chan, &err);

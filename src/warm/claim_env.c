@@ -23,7 +23,7 @@ int kbox_warm_claim_env(const char *req, size_t len, char *envbuf, size_t envcap
   kbox_workload_env(&spec, home != NULL ? home : "/", &env);
   kbox_warm_pack_env(&env, envbuf, envcap);
   kbox_strv_free(&env);
-  snprintf(cwd, cwdcap, "%s", spec.workdir != NULL ? spec.workdir : home != NULL ? home : "/");
+  snprintf(cwd, cwdcap, "%s", spec.sandbox.workdir != NULL ? spec.sandbox.workdir : home != NULL ? home : "/");
   rc = 0;
 out:
   for (size_t i = 0; i < progs.n; i++) free(progs.progs[i].filter);

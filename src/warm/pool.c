@@ -33,11 +33,11 @@
 
 int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err) {
   struct kbox_spec n = *spec; /* shallow: encode only reads */
-  n.id = n.hostname = (char *)"";
-  n.workdir = NULL;
-  n.binds = NULL;
-  n.n_binds = 0;
-  n.env = (struct kbox_strv){0};
+  n.id = n.sandbox.hostname = (char *)"";
+  n.sandbox.workdir = NULL;
+  n.sandbox.binds = NULL;
+  n.sandbox.n_binds = 0;
+  n.sandbox.env = (struct kbox_strv){0};
   n.verbosity = 0;
   return kbox_warm_encode(&n, out, len, err);
 }
@@ -65,22 +65,22 @@ int kbox_warm_pool_put(const char *path, const char *text, kbox_error_t *err) {
 }
 
 const char *kbox_warm_pool_kdir(const struct kbox_spec *spec) {
-  for (size_t i = 0; i < spec->n_binds; i++)
-    if (strcmp(spec->binds[i].dst, KBOX_WARM_RUN_INNER) == 0) return spec->binds[i].src;
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++)
+    if (strcmp(spec->sandbox.binds[i].dst, KBOX_WARM_RUN_INNER) == 0) return spec->sandbox.binds[i].src;
   return NULL;
 }
 
 /* Why spec cannot take a pool kernel ("" when it can): what a claim cannot give a running kernel. */
 static const char *not_poolable(const struct kbox_spec *s) {
-  if (s->net != KBOX_NET_NONE || s->net_relay_sock != NULL) return "--net allow";
+  if (s->sandbox.net != KBOX_NET_NONE || s->sandbox.net_relay_sock != NULL) return "--net allow";
   if (s->audit_path != NULL) return "--audit";
-  if (s->overlays.n > 0) return "--profile-dir / --ipython-dir";
-  if (s->kernel_args.n > 0) return "the client passed kernel arguments";
+  if (s->sandbox.overlays.n > 0) return "--profile-dir / --ipython-dir";
+  if (s->kernel.args.n > 0) return "the client passed kernel arguments";
   if (kbox_warm_pool_kdir(s) == NULL) return "no run dir";
   static const char *const app_env[] = {"IPYTHON", "JUPYTER", "JPY_", NULL}; /* read as the app starts */
-  for (size_t i = 0; i < s->env.n; i++)
+  for (size_t i = 0; i < s->sandbox.env.n; i++)
     for (size_t k = 0; app_env[k] != NULL; k++)
-      if (strncmp(s->env.v[i], app_env[k], strlen(app_env[k])) == 0) return "an --env variable is read as the kernel app starts";
+      if (strncmp(s->sandbox.env.v[i], app_env[k], strlen(app_env[k])) == 0) return "an --env variable is read as the kernel app starts";
   return "";
 }
 

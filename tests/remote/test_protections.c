@@ -97,9 +97,9 @@ Test(protections, partial_is_listed_and_required_fails) {
 static void test_spec(struct kbox_spec *spec, const char *rootfs) {
   kbox_spec_init(spec);
   spec->id = strdup("protprobe");
-  spec->hostname = strdup("protprobe");
-  spec->profile = strdup("default");
-  kbox_strv_add(&spec->rootfs, rootfs);
+  spec->sandbox.hostname = strdup("protprobe");
+  spec->sec.profile = strdup("default");
+  kbox_strv_add(&spec->sandbox.rootfs, rootfs);
   spec->rootless = geteuid() != 0;
   kbox_error_t err = NULL;
   if (kbox_security_prepare(spec, &err) < 0) {
