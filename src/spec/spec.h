@@ -87,29 +87,10 @@ struct kbox_spec_sec {
 struct kbox_spec {
   char *id;
   bool id_given;
-  union { /* transitional: the old names until the rename (shape-rename.sh) */
-    struct kbox_spec_sandbox sandbox;
-    struct { struct kbox_strv rootfs; char *workdir; struct kbox_bind *binds; size_t n_binds; enum kbox_net_mode net;
-    bool net_set; struct kbox_strv net_allow; uint64_t net_max_bytes; char *net_relay_sock; struct kbox_strv env;
-    uid_t uid; gid_t gid; char *hostname; struct kbox_strv argv; struct kbox_strv overlays; bool warm_zygote;
-    uint64_t ns_flags; uint32_t fallbacks; };
-  };
-  union { /* transitional: the old names until the rename (shape-rename.sh) */
-    struct kbox_spec_limits limits;
-    struct { uint64_t memory_bytes; uint64_t swap_bytes; uint64_t disk_bytes; uint64_t pids; double cpus; uint64_t nofile;
-    uint64_t timeout_ms; char *cgroup_parent; bool require_limits; bool memory_set, swap_set, disk_set, pids_set,
-    cpus_set, nofile_set; };
-  };
-  union { /* transitional: the old names until the rename (shape-rename.sh) */
-    struct kbox_spec_kernel kernel;
-    struct { bool kernel_mode; char *connection_file; char *kernel_ip; char *kernel_transport; unsigned port_lo, port_hi;
-    char *kernel_cmd; uint64_t max_message; uint64_t exec_timeout_ms; uint64_t idle_timeout_ms; bool insecure_no_key;
-    bool detach; struct kbox_strv kernel_args; bool cold; };
-  };
-  union { /* transitional: the old names until the rename (shape-rename.sh) */
-    struct kbox_spec_sec sec;
-    struct { char *profile; bool seccomp_unconfined; struct kbox_security *security; };
-  };
+  struct kbox_spec_sandbox sandbox;
+  struct kbox_spec_limits limits;
+  struct kbox_spec_kernel kernel;
+  struct kbox_spec_sec sec;
   char *report_path;         /* NULL: none, "-": stderr */
   char *audit_path;          /* --audit / KBOX_AUDIT: JSON Lines log on the host side */
 
