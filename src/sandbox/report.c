@@ -46,7 +46,7 @@ json_t *kbox_report_build(const struct kbox_sandbox *sb, const struct kbox_error
   json_object_set_new(r, "cpu", cpu);
   json_object_set_new(r, "cpu_seconds", json_real(tv_seconds(sb->rusage.ru_utime) + tv_seconds(sb->rusage.ru_stime)));
   json_object_set_new(r, "max_rss_kib", json_integer(sb->rusage.ru_maxrss));
-  kbox_limits_report(sb->cgroup, sb->spec, r);
+  kbox_limits_report(sb->cgroup, &sb->spec->limits, r);
   return r;
 }
 

@@ -76,5 +76,5 @@ bool kbox_sandbox_explain_end(const struct kbox_sandbox *sb, const char *who, ch
 }
 
 bool kbox_sandbox_explain_limits(const struct kbox_sandbox *sb, char *buf, size_t n) {
-  return kbox_limits_explain(sb->cgroup, sb->spec, buf, n);
+  return kbox_limits_explain(sb->cgroup, &sb->spec->limits, buf, n);
 }

@@ -150,7 +150,7 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   kbox_trace_step("warm: a zygote is ready for this key");
   if (kbox_sandbox_reserve(sb, spec, err) < 0) return -1;
   kbox_trace_step("warm: id reserved");
-  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
+  if (kbox_limits_setup(&spec->limits, spec->id, &sb->cgroup, err) < 0 || kbox_limits_finish(&spec->limits, sb->cgroup, err) < 0) return -1;
   kbox_trace_step("warm: cgroups made");
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
   struct kbox_idmap map;

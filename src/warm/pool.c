@@ -168,7 +168,7 @@ static int adopt(struct kbox_sandbox *sb, struct kbox_spec *spec, const struct k
   clock_gettime(CLOCK_MONOTONIC, &sb->started);
   if (wait_in(pidfd, 0) != 0 || (sb->pid = kbox_warm_pidfd_pid(pidfd)) <= 0) return kbox_error_make(err, 0, "the pool kernel had ended");
   kbox_trace_step("pool: offer taken");
-  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
+  if (kbox_limits_setup(&spec->limits, spec->id, &sb->cgroup, err) < 0 || kbox_limits_finish(&spec->limits, sb->cgroup, err) < 0) return -1;
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
   kbox_trace_step("pool: cgroups made");
   const char *kdir = kbox_warm_pool_kdir(spec);
