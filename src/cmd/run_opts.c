@@ -321,7 +321,9 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->sandbox.rootfs.n == 0 && kbox_image_add_layers("default", &spec->sandbox.rootfs, err) < 0) return -1;
   if (spec->sec.profile == NULL) spec->sec.profile = strdup("default");
   kbox_trace_step("options parsed");
-  if (kbox_security_prepare(spec, err) < 0) return -1;
+  if (kbox_security_prepare(&spec->sec, err) < 0) return -1;
+  kbox_security_fill_limits(&spec->sec, &spec->limits);
+  kbox_security_fill_net(&spec->sec, &spec->sandbox, &spec->audit_path);
   kbox_trace_step("security profile loaded, seccomp filter ready");
   if (kbox_kernel_args_check(spec, is_run_option, err) < 0) return -1;
   const char *audit = getenv(KBOX_AUDIT_ENV);

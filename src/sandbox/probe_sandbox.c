@@ -120,7 +120,7 @@ static void step_workload(int chan, const struct sandbox_probe *sp) {
     kbox_probe_report(chan, KBOX_FEAT_SECCOMP, KBOX_VERDICT_MISSING, 0, "--seccomp=unconfined: no filter is installed");
     return;
   }
-  if (kbox_security_apply(s, &err) < 0) {
+  if (kbox_security_apply(&s->sec, &err) < 0) {
     kbox_probe_report_result(chan, KBOX_FEAT_SECCOMP, &err, "");
     return;
   }

@@ -115,7 +115,7 @@ void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errf
   /* The trace's last line is printed before the filter: after it, only exec. */
   kbox_trace_step("loading the seccomp filter, then execve");
   /* Last step before execve: the seccomp filter (nothing may run after it but exec). */
-  if (kbox_security_apply(spec, &err) < 0) fail(errfd, &err);
+  if (kbox_security_apply(&spec->sec, &err) < 0) fail(errfd, &err);
   exec_command(spec->sandbox.argv.v, &env, &err);
   fail(errfd, &err);
 }

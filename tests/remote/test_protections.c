@@ -102,10 +102,12 @@ static void test_spec(struct kbox_spec *spec, const char *rootfs) {
   kbox_strv_add(&spec->sandbox.rootfs, rootfs);
   spec->rootless = geteuid() != 0;
   kbox_error_t err = NULL;
-  if (kbox_security_prepare(spec, &err) < 0) {
+  if (kbox_security_prepare(&spec->sec, &err) < 0) {
     fprintf(stderr, "%s\n", err->msg);
     _exit(20);
   }
+  kbox_security_fill_limits(&spec->sec, &spec->limits);
+  kbox_security_fill_net(&spec->sec, &spec->sandbox, &spec->audit_path);
 }
 
 /* Write a /proc file, failing the test with the reason. */
