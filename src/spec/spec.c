@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
@@ -53,10 +54,9 @@ void kbox_spec_free(struct kbox_spec *spec) {
 }
 
 void kbox_spec_add_bind(struct kbox_spec *spec, const char *src, const char *dst, bool ro) {
-  spec->sandbox.binds = realloc(spec->sandbox.binds, (spec->sandbox.n_binds + 1) * sizeof(*spec->sandbox.binds));
-  if (spec->sandbox.binds == NULL) abort();
-  spec->sandbox.binds[spec->sandbox.n_binds].src = strdup(src);
-  spec->sandbox.binds[spec->sandbox.n_binds].dst = strdup(dst);
+  spec->sandbox.binds = xrealloc(spec->sandbox.binds, (spec->sandbox.n_binds + 1) * sizeof(*spec->sandbox.binds));
+  spec->sandbox.binds[spec->sandbox.n_binds].src = xstrdup(src);
+  spec->sandbox.binds[spec->sandbox.n_binds].dst = xstrdup(dst);
   spec->sandbox.binds[spec->sandbox.n_binds].ro = ro;
   spec->sandbox.n_binds++;
 }
@@ -104,7 +104,7 @@ static int check_bind_dst(const char *dst, kbox_error_t *err) {
 }
 
 int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
-  cleanup_free char *copy = strdup(arg);
+  cleanup_free char *copy = xstrdup(arg);
   char *parts[3] = {NULL, NULL, NULL};
   size_t n = 0;
   for (char *save = NULL, *tok = strtok_r(copy, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save)) {
@@ -125,7 +125,7 @@ int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *
   }
   if (dst[0] != '/')
     return kbox_error_make(err, 0, "--bind: destination '%s' must be an absolute path", dst);
-  cleanup_free char *norm = strdup(dst);
+  cleanup_free char *norm = xstrdup(dst);
   normalize_path(norm);
   if (check_bind_dst(norm, err) < 0) return -1;
   kbox_spec_add_bind(spec, parts[0], norm, ro);
@@ -161,7 +161,7 @@ static int check_output_file(const char *opt, const char *path, kbox_error_t *er
     return 0;
   }
   /* A regular file or a new one: written as a temporary file in its directory, then renamed. */
-  cleanup_free char *copy = strdup(path);
+  cleanup_free char *copy = xstrdup(path);
   char *slash = strrchr(copy, '/');
   const char *dir = slash == NULL ? "." : slash == copy ? "/" : (*slash = '\0', copy);
   if (stat(dir, &st) < 0) return kbox_error_make(err, errno, "%s: the directory %s of %s", opt, dir, path);
