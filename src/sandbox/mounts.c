@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sandbox/idmap.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -91,8 +92,7 @@ static int set_attrs(int fd, const char *what, uint64_t attrs, kbox_error_t *err
    sandbox user (as for --workdir); read-only either way, the writes go to the overlay's upper. */
 static int open_overlay_sources(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  m->overlay_fds = calloc(s->sandbox.overlays.n + 1, sizeof(int));
-  if (m->overlay_fds == NULL) abort();
+  m->overlay_fds = xcalloc(s->sandbox.overlays.n + 1, sizeof(int));
   for (size_t i = 0; i < s->sandbox.overlays.n; i++) m->overlay_fds[i] = -1;
   struct kbox_idmap map;
   bool idmap = !s->rootless && m->layer_userns >= 0 && kbox_idmap_compute(s, &map, err) == 0;
@@ -110,9 +110,8 @@ static int open_overlay_sources(struct kbox_mounts *m, kbox_error_t *err) {
 
 int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  m->lower_fds = calloc(s->sandbox.rootfs.n + 1, sizeof(int));
-  m->bind_fds = calloc(s->sandbox.n_binds + 1, sizeof(int));
-  if (m->lower_fds == NULL || m->bind_fds == NULL) abort();
+  m->lower_fds = xcalloc(s->sandbox.rootfs.n + 1, sizeof(int));
+  m->bind_fds = xcalloc(s->sandbox.n_binds + 1, sizeof(int));
   for (size_t i = 0; i < s->sandbox.rootfs.n; i++) m->lower_fds[i] = -1;
   for (size_t i = 0; i < s->sandbox.n_binds; i++) m->bind_fds[i] = -1;
   for (size_t i = 0; i < s->sandbox.rootfs.n; i++)
@@ -148,7 +147,7 @@ static int attach(int fd, const char *dst, kbox_error_t *err) {
 static int make_target(struct kbox_mounts *m, const char *path, bool dir, int *out_fd, kbox_error_t *err) {
   if (m->root_fd < 0 && (m->root_fd = open(m->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
     return kbox_error_make(err, errno, "open %s", m->root);
-  cleanup_free char *copy = strdup(path);
+  cleanup_free char *copy = xstrdup(path);
   cleanup_close int cur = -1;
   char *save = NULL;
   char *tok = strtok_r(copy, "/", &save);
@@ -197,8 +196,7 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
   char opts[96];
   snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long)s->limits.disk_bytes);
   if (do_mount("kbox", m->scratch, "tmpfs", MS_NOSUID | MS_NODEV, opts, err) < 0) return -1;
-  cleanup_free char *lowers = calloc(s->sandbox.rootfs.n + 1, 81);
-  if (lowers == NULL) abort();
+  cleanup_free char *lowers = xcalloc(s->sandbox.rootfs.n + 1, 81);
   static const char *const dirs[] = {"upper", "work", "root", "tmp", "shm", "lower"};
   for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
     char p[128];
@@ -220,8 +218,7 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
   }
   if (kbox_mounts_home(m, err) < 0) return -1;
   cleanup_free char *ovl = NULL;
-  if (asprintf(&ovl, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lowers, m->scratch, m->scratch) < 0)
-    abort();
+  ovl = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lowers, m->scratch, m->scratch);
   if (do_mount("overlay", m->root, "overlay", MS_NOSUID | MS_NODEV, ovl, err) < 0)
     return kbox_error_prefix(err, "assembling the overlay root");
   return 0;

@@ -18,6 +18,7 @@
 #include "sandbox/probe_child.h"
 #include "sandbox/workload.h"
 #include "security/security.h"
+#include "util/alloc.h"
 
 /* Aspects of the idmap verdict, composed by the parent. */
 enum { ASPECT_LAYERS, ASPECT_WORKDIR, ASPECT_WRITE };
@@ -224,8 +225,7 @@ void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint
   for (size_t i = 0; i < N_STEPS; i++)
     kbox_verdict_set(&p->v[sandbox_steps[i]], sandbox_steps[i], KBOX_VERDICT_MISSING, 0, NULL,
                      "not probed: the probe sandbox ended before this step");
-  struct sandbox_probe *sp = calloc(1, sizeof(*sp));
-  if (sp == NULL) abort();
+  struct sandbox_probe *sp = xcalloc(1, sizeof(*sp));
   sp->spec = *spec;
   sp->spec.sandbox.ns_flags = ns_flags;
   char tmpdir[64] = "";

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
+
 static double tv_seconds(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
 
 const char *kbox_report_reason(const struct kbox_sandbox *sb) {
@@ -74,7 +76,7 @@ int kbox_report_write(const char *path, json_t *report, kbox_error_t *err) {
   }
   /* A regular file appears whole or not at all: a temporary file next to it, then rename. */
   char *tmp = NULL;
-  if (asprintf(&tmp, "%s.kbox-tmp.%d", path, (int)getpid()) < 0) abort();
+  tmp = xasprintf("%s.kbox-tmp.%d", path, (int)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     kbox_error_make(err, errno, "--report: cannot create %s", tmp);

@@ -15,6 +15,7 @@
 #include "sandbox/caps.h"
 #include "sandbox/channel.h"
 #include "security/security.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/proc.h"
@@ -35,7 +36,7 @@ void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kb
     kbox_error_free(&image_env_err);
   for (size_t i = 0; i < spec->sandbox.env.n; i++) {
     const char *eq = strchr(spec->sandbox.env.v[i], '=');
-    cleanup_free char *key = strndup(spec->sandbox.env.v[i], (size_t)(eq - spec->sandbox.env.v[i]));
+    cleanup_free char *key = xstrndup(spec->sandbox.env.v[i], (size_t)(eq - spec->sandbox.env.v[i]));
     kbox_strv_setenv(env, key, eq + 1);
   }
 }
@@ -73,7 +74,7 @@ static int exec_command(char **argv, struct kbox_strv *env, kbox_error_t *err) {
                                 "cannot execute %s", cmd);
   }
   const char *path = kbox_strv_getenv(env, "PATH");
-  cleanup_free char *copy = strdup(path ? path : DEFAULT_PATH);
+  cleanup_free char *copy = xstrdup(path ? path : DEFAULT_PATH);
   int seen_eacces = 0;
   char *save = NULL;
   for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
