@@ -12,6 +12,7 @@
 
 #include "kernel/jscan.h"
 #include "security/sha256.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -42,7 +43,7 @@ static bool below(const char *s, const char *dir) {
 
 int kbox_audit_check_hidden(const struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->audit_path == NULL) return 0;
-  cleanup_free char *dir = strdup(spec->audit_path);
+  cleanup_free char *dir = xstrdup(spec->audit_path);
   char *slash = strrchr(dir, '/');
   if (slash == dir) dir[1] = '\0';
   else if (slash != NULL) *slash = '\0';
@@ -93,11 +94,10 @@ int kbox_audit_open(struct kbox_audit **out, const char *path, const char *id, k
     close(fd);
     return kbox_error_make(err, 0, "--audit: %s is not a regular file", path);
   }
-  struct kbox_audit *a = calloc(1, sizeof(*a));
-  if (a == NULL) abort();
+  struct kbox_audit *a = xcalloc(1, sizeof(*a));
   a->fd = fd;
-  a->path = strdup(path);
-  a->id = strdup(id);
+  a->path = xstrdup(path);
+  a->id = xstrdup(id);
   *out = a;
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 /* IPKernelApp's flags (no value) and aliases (one value) that are safe to pass on as they are. */
@@ -58,7 +59,7 @@ static bool names_hidden_path(const struct kbox_spec *s, const char *value) {
   value += strspn(value, " [('\"u");
   if (value[0] == '~') return true;
   if (value[0] != '/') return false;
-  cleanup_free char *p = strndup(value, strcspn(value, "'\",])"));
+  cleanup_free char *p = xstrndup(value, strcspn(value, "'\",])"));
   return strstr(p, "/..") != NULL || !visible_at_same_path(s, p);
 }
 
@@ -74,7 +75,7 @@ static int map_dir(struct kbox_spec *s, const char *name, const char *value, str
   for (size_t i = 0; i < s->sandbox.overlays.n; i++) known |= strcmp(s->sandbox.overlays.v[i], real) == 0;
   if (!known) kbox_strv_add(&s->sandbox.overlays, real);
   char *arg = NULL;
-  if (asprintf(&arg, "--%s=%s", name, real) < 0) abort();
+  arg = xasprintf("--%s=%s", name, real);
   kbox_strv_add_owned(out, arg);
   return 0;
 }
@@ -92,7 +93,7 @@ static int check_trait(const struct kbox_spec *s, const char *arg, const char *n
   if (names_hidden_path(s, value))
     return refuse(err, arg, "it names a host path the sandbox does not show at the same path (use --profile-dir, --workdir or --bind)");
   char *a = NULL;
-  if (asprintf(&a, "--%.*s=%s", (int)n, name, value) < 0) abort();
+  a = xasprintf("--%.*s=%s", (int)n, name, value);
   kbox_strv_add_owned(out, a);
   return 0;
 }
@@ -119,7 +120,7 @@ static int check_one(struct kbox_spec *s, char **argv, size_t argc, size_t *i, b
     return 0;
   }
   if (!aliased) {
-    cleanup_free char *opt = strndup(name, n);
+    cleanup_free char *opt = xstrndup(name, n);
     if (dashes == 2 && is_run_option != NULL && is_run_option(opt))
       return refuse(err, arg, "it is a kbox run option: give it before --connection-file (or to 'kbox kernelspec install')");
     return refuse(err, arg, "unknown (kbox passes --profile-dir, --ipython-dir, --Class.trait=value and IPKernelApp's flags)");
@@ -129,7 +130,7 @@ static int check_one(struct kbox_spec *s, char **argv, size_t argc, size_t *i, b
     if (*i + 1 >= argc) return kbox_error_make(err, 0, "kernel argument '%s' needs a value", arg);
     value = argv[++*i];
   }
-  cleanup_free char *bare = strndup(name, n);
+  cleanup_free char *bare = xstrndup(name, n);
   if (strcmp(bare, "profile-dir") == 0 || strcmp(bare, "ipython-dir") == 0) return map_dir(s, bare, value, out, err);
   if (trait) return check_trait(s, arg, name, value, out, err);
   if (strcmp(bare, "profile") == 0 && strchr(value, '/') != NULL)
@@ -143,7 +144,7 @@ static int check_one(struct kbox_spec *s, char **argv, size_t argc, size_t *i, b
     return 0;
   }
   char *a = NULL;
-  if (asprintf(&a, "--%s=%s", bare, value) < 0) abort();
+  a = xasprintf("--%s=%s", bare, value);
   kbox_strv_add_owned(out, a);
   return 0;
 }

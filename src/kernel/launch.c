@@ -14,6 +14,7 @@
 #include "kernel/runlock.h"
 #include "kernel/state.h"
 #include "sandbox/idmap.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -25,7 +26,8 @@ static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
   char base[3800];
   if (kbox_state_base(base, sizeof(base), true, err) < 0) return -1;
   kbox_runlock_sweep(base);
-  if (asprintf(&k->rundir, "%s/%s", base, k->spec->id) < 0 || asprintf(&k->kdir, "%s/k", k->rundir) < 0) abort();
+  k->rundir = xasprintf("%s/%s", base, k->spec->id);
+  k->kdir = xasprintf("%s/k", k->rundir);
   /* Before the directory exists: a SIGKILLed kbox must not leave it (and the key in it) behind. */
   k->reaper_fd = kbox_kreaper_start(k->rundir, err);
   if (k->reaper_fd < 0) return -1;
@@ -97,7 +99,7 @@ static int kernel_conn(struct kbox_kernel *k, kbox_error_t *err) {
    then the client's kernel arguments. */
 static void kernel_argv(struct kbox_kernel *k) {
   const char *cmd = k->spec->kernel.cmd ? k->spec->kernel.cmd : DEFAULT_KERNEL_CMD;
-  cleanup_free char *copy = strdup(cmd);
+  cleanup_free char *copy = xstrdup(cmd);
   const char *cf = KBOX_KERNEL_INNER_DIR "/kernel.json";
   char *save = NULL;
   for (char *tok = strtok_r(copy, " \t\n", &save); tok != NULL; tok = strtok_r(NULL, " \t\n", &save)) {
@@ -111,7 +113,7 @@ static void kernel_argv(struct kbox_kernel *k) {
       continue;
     }
     char *arg = NULL;
-    if (asprintf(&arg, "%.*s%s%s", (int)(at - tok), tok, cf, at + strlen(ph)) < 0) abort();
+    arg = xasprintf("%.*s%s%s", (int)(at - tok), tok, cf, at + strlen(ph));
     kbox_strv_add_owned(&k->spec->sandbox.argv, arg);
   }
   /* What the client appended (checked by kbox_kernel_args_check). */

@@ -10,6 +10,7 @@
 #include "kernel/launch.h"
 #include "sandbox/idmap.h"
 #include "sandbox/net_relay.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 
@@ -55,7 +56,7 @@ int kbox_netpolicy_prepare(struct kbox_netpolicy *np, struct kbox_spec *spec, co
   json_object_seed(0); /* before a second thread uses jansson */
   if (kbox_proxy_open(&np->proxy, &cfg, err) < 0) return -1;
   free(spec->sandbox.net_relay_sock);
-  if (asprintf(&spec->sandbox.net_relay_sock, "%s/%s", KBOX_KERNEL_INNER_DIR, KBOX_NET_PROXY_SOCK) < 0) abort();
+  spec->sandbox.net_relay_sock = xasprintf("%s/%s", KBOX_KERNEL_INNER_DIR, KBOX_NET_PROXY_SOCK);
   proxy_env(spec);
   return 0;
 }
@@ -73,7 +74,7 @@ static void publish(struct kbox_netpolicy *np, struct kbox_broker *b) {
     *nl = '\0';
     kbox_warn("%s", start + (strncmp(start, "kbox: ", 6) == 0 ? 6 : 0));
     char *line = NULL;
-    if (asprintf(&line, "%s\n", start) < 0) abort();
+    line = xasprintf("%s\n", start);
     kbox_broker_publish_stream(b, "stderr", line);
     free(line);
     start = nl + 1;

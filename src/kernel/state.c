@@ -13,6 +13,7 @@
 
 #include "cgroup/cgroup.h"
 #include "kernel/runlock.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -191,8 +192,7 @@ int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err) {
     }
     if (*n == cap) {
       cap = cap ? cap * 2 : 8;
-      *out = realloc(*out, cap * sizeof(**out));
-      if (*out == NULL) abort();
+      *out = xrealloc(*out, cap * sizeof(**out));
     }
     struct kbox_state *st = &(*out)[*n];
     memset(st, 0, sizeof(*st));
