@@ -10,6 +10,7 @@
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
 #include "sandbox/probe.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -116,8 +117,7 @@ int kbox_cmd_doctor(int argc, char **argv) {
     rc = kbox_error_report(&err);
   } else {
     kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_ERROR);
-    struct kbox_probe *p = calloc(1, sizeof(*p));
-    if (p == NULL) abort();
+    struct kbox_probe *p = xcalloc(1, sizeof(*p));
     kbox_probe_run(p, &spec, true);
     if (json) print_json(p, &spec, note);
     else print_text(p, &spec, note);

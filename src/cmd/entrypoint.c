@@ -389,7 +389,7 @@ static int serve(struct entry *e, int sigfd) {
 
 int kbox_cmd_entrypoint(int argc, char **argv) {
   become_init_if_pid1();
-  struct entry *e = calloc(1, sizeof(*e));
+  struct entry *e = xcalloc(1, sizeof(*e));
   cleanup_error kbox_error_t err = NULL;
   bool help = false, started = false;
   int code = 0, sigfd = -1;

@@ -13,6 +13,7 @@
 #include "sandbox/image.h"
 #include "sandbox/mounts.h"
 #include "security/security.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/parse.h"
@@ -124,7 +125,7 @@ int kbox_run_opts_set_workdir(struct kbox_spec *spec, const char *dir, kbox_erro
 int kbox_run_opts_set_id(struct kbox_spec *spec, const char *id, kbox_error_t *err) {
   if (kbox_validate_id("--id", id, err) < 0) return -1;
   free(spec->id);
-  spec->id = strdup(id);
+  spec->id = xstrdup(id);
   spec->id_given = true;
   return 0;
 }
@@ -173,11 +174,11 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     spec->audit_path = NULL;
     if (arg[0] != '/') { /* absolute, so a kernelspec finds the same file from any cwd */
       cleanup_free char *cwd = getcwd(NULL, 0);
-      if (cwd == NULL || asprintf(&spec->audit_path, "%s/%s", cwd, arg) < 0)
-        return kbox_error_make(err, errno, "--audit: cannot make %s absolute", arg);
+      if (cwd == NULL) return kbox_error_make(err, errno, "--audit: cannot make %s absolute", arg);
+      spec->audit_path = xasprintf("%s/%s", cwd, arg);
       return 0;
     }
-    spec->audit_path = strdup(arg);
+    spec->audit_path = xstrdup(arg);
     return 0;
   case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->sandbox.env, err);
   case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->sandbox.env, err);
@@ -185,11 +186,11 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   case OPT_HOSTNAME:
     if (kbox_validate_hostname("--hostname", arg, err) < 0) return -1;
     free(spec->sandbox.hostname);
-    spec->sandbox.hostname = strdup(arg);
+    spec->sandbox.hostname = xstrdup(arg);
     return 0;
   case OPT_ID: return kbox_run_opts_set_id(spec, arg, err);
   case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->limits.timeout_ms, err);
-  case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
+  case OPT_REPORT: free(spec->report_path); spec->report_path = xstrdup(arg); return 0;
   case OPT_MEMORY:
     spec->limits.memory_set = true;
     return kbox_parse_size_min("--memory", arg, KBOX_MIN_MEMORY, "the sandbox's own setup needs that much", &spec->limits.memory_bytes, err);
@@ -205,9 +206,9 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     spec->limits.nofile = u;
     spec->limits.nofile_set = true;
     return 0;
-  case OPT_CGROUP_PARENT: free(spec->limits.cgroup_parent); spec->limits.cgroup_parent = strdup(arg); return 0;
+  case OPT_CGROUP_PARENT: free(spec->limits.cgroup_parent); spec->limits.cgroup_parent = xstrdup(arg); return 0;
   case OPT_REQUIRE_LIMITS: spec->limits.require_limits = true; return 0;
-  case OPT_PROFILE: free(spec->sec.profile); spec->sec.profile = strdup(arg); return 0;
+  case OPT_PROFILE: free(spec->sec.profile); spec->sec.profile = xstrdup(arg); return 0;
   case OPT_SECCOMP:
     if (strcmp(arg, "unconfined") != 0)
       return kbox_error_make(err, 0, "--seccomp: only 'unconfined' is accepted (use --profile to choose a filter)");
@@ -218,24 +219,24 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
     spec->sandbox.workdir = getcwd(NULL, 0);
     if (spec->sandbox.workdir == NULL) return kbox_error_make(err, errno, "--workdir-from-cwd: cannot read the current directory");
     return 0;
-  case OPT_CONNECTION_FILE: free(spec->kernel.connection_file); spec->kernel.connection_file = strdup(arg); return 0;
+  case OPT_CONNECTION_FILE: free(spec->kernel.connection_file); spec->kernel.connection_file = xstrdup(arg); return 0;
   case OPT_IP:
     if (strlen(arg) == 0 || strlen(arg) > 200) return kbox_error_make(err, 0, "--ip: must be 1 to 200 characters");
     free(spec->kernel.ip);
-    spec->kernel.ip = strdup(arg);
+    spec->kernel.ip = xstrdup(arg);
     return 0;
   case OPT_TRANSPORT:
     if (strcmp(arg, "tcp") != 0 && strcmp(arg, "ipc") != 0)
       return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", kbox_quote(arg, q, sizeof(q)));
     free(spec->kernel.transport);
-    spec->kernel.transport = strdup(arg);
+    spec->kernel.transport = xstrdup(arg);
     return 0;
   case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->kernel.port_lo, &spec->kernel.port_hi, err);
   case OPT_KERNEL_CMD:
     if (strstr(arg, "{connection_file}") == NULL && strstr(arg, "{kbox_connection_file}") == NULL)
       return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", kbox_quote(arg, q, sizeof(q)));
     free(spec->kernel.cmd);
-    spec->kernel.cmd = strdup(arg);
+    spec->kernel.cmd = xstrdup(arg);
     return 0;
   case OPT_MAX_MESSAGE:
     if (kbox_parse_size("--max-message", arg, &spec->kernel.max_message, err) < 0) return -1;
@@ -315,11 +316,11 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->id == NULL) {
     char hex[13];
     if (kbox_random_hex(hex, 6, err) < 0) return -1;
-    spec->id = strdup(hex);
+    spec->id = xstrdup(hex);
   }
-  if (spec->sandbox.hostname == NULL) spec->sandbox.hostname = strdup(spec->id);
+  if (spec->sandbox.hostname == NULL) spec->sandbox.hostname = xstrdup(spec->id);
   if (spec->sandbox.rootfs.n == 0 && kbox_image_add_layers("default", &spec->sandbox.rootfs, err) < 0) return -1;
-  if (spec->sec.profile == NULL) spec->sec.profile = strdup("default");
+  if (spec->sec.profile == NULL) spec->sec.profile = xstrdup("default");
   kbox_trace_step("options parsed");
   if (kbox_security_prepare(&spec->sec, err) < 0) return -1;
   kbox_security_fill_limits(&spec->sec, &spec->limits);
@@ -327,7 +328,7 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   kbox_trace_step("security profile loaded, seccomp filter ready");
   if (kbox_kernel_args_check(spec, is_run_option, err) < 0) return -1;
   const char *audit = getenv(KBOX_AUDIT_ENV);
-  if (spec->audit_path == NULL && audit != NULL && audit[0] != '\0') spec->audit_path = strdup(audit);
+  if (spec->audit_path == NULL && audit != NULL && audit[0] != '\0') spec->audit_path = xstrdup(audit);
   if (kbox_net_rules_check(&spec->sandbox.net_allow, "--net allow", err) < 0) return -1; /* rules of a profile */
   spec->rootless = geteuid() != 0; /* the one place: every verb that builds a spec finishes it here */
   if (kbox_spec_validate(spec, err) < 0) return -1;
