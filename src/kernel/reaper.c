@@ -14,6 +14,7 @@
 #include "kernel/runlock.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/orphan.h"
 #include "util/proc.h"
 
 /* Records on the pipe: a type byte, then a NUL-terminated string. */
@@ -112,26 +113,18 @@ __attribute__((noreturn)) static void reaper_main(int fd) {
   _exit(0);
 }
 
+/* reaper_main for kbox_orphan_start. */
+__attribute__((noreturn)) static void reaper_start(int fd, void *unused) { reaper_main(fd); }
+
 int kbox_kreaper_start(const char *rundir, kbox_error_t *err) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe for the run directory reaper");
+  int wfd;
   fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(p[0]);
-    close(p[1]);
-    return kbox_error_make(err, errno, "fork of the run directory reaper");
-  }
-  if (pid == 0) {
-    close(p[1]);
-    if (fork() == 0) reaper_main(p[0]); /* double fork: nobody's child to wait for */
-    _exit(0);
-  }
-  close(p[0]);
+  pid_t pid = kbox_orphan_start(reaper_start, NULL, "run directory reaper", &wfd, err);
+  if (pid < 0) return -1;
   int st;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  send_rec(p[1], REC_RUNDIR, rundir);
-  return p[1];
+  send_rec(wfd, REC_RUNDIR, rundir);
+  return wfd;
 }
 
 void kbox_kreaper_forget_rundir(int fd) { send_rec(fd, REC_FORGET, ""); }
