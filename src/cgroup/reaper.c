@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/orphan.h"
 #include "util/proc.h"
 
 #define REAPER_BUF 65536 /* room for the paths of every directory of one sandbox */
@@ -66,25 +67,16 @@ __attribute__((noreturn)) static void reaper_main(int fd, const char *prime_path
   _exit(0);
 }
 
+/* reaper_main with its argument (for kbox_orphan_start). */
+__attribute__((noreturn)) static void reaper_start(int fd, void *prime_path) { reaper_main(fd, prime_path); }
+
 int kbox_cgroup_reaper_start(struct kbox_cgroup *cg, kbox_error_t *err) {
   if (cg->reaper_fd >= 0) return 0;
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe for the cgroup reaper");
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(p[0]);
-    close(p[1]);
-    return kbox_error_make(err, errno, "fork of the cgroup reaper");
-  }
-  if (pid == 0) {
-    close(p[1]);
-    /* Double fork: the reaper is nobody's child we must wait for. */
-    if (fork() == 0) reaper_main(p[0], cg->v1_prime);
-    _exit(0);
-  }
-  close(p[0]);
+  int wfd;
+  pid_t pid = kbox_orphan_start(reaper_start, cg->v1_prime, "cgroup reaper", &wfd, err);
+  if (pid < 0) return -1;
   cg->reaper_parent = pid; /* it exits at once; waited for in kbox_cgroup_destroy, off the start-up path */
-  cg->reaper_fd = p[1];
+  cg->reaper_fd = wfd;
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
 #include "sandbox/probe.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -49,14 +50,14 @@ static int build_spec(struct kbox_strv *a, struct kbox_spec *spec, char *layer, 
   bool help = false;
   kbox_spec_init(spec);
   if (kbox_run_opts_parse((int)a->n, a->v, spec, &help, err) < 0) return -1;
-  if (spec->argv.n > 0) return kbox_error_make(err, 0, "doctor takes no command (got '%s')", spec->argv.v[0]);
+  if (spec->sandbox.argv.n > 0) return kbox_error_make(err, 0, "doctor takes no command (got '%s')", spec->sandbox.argv.v[0]);
   if (kbox_run_opts_finish(spec, err) == 0) return 0;
-  if (chooses_rootfs(a) || spec->rootfs.n > 0) return -1;
+  if (chooses_rootfs(a) || spec->sandbox.rootfs.n > 0) return -1;
   snprintf(note, nn, "%s; probed with an empty layer instead", (*err)->msg);
   kbox_error_free(err);
   snprintf(layer, n, "/tmp/kbox-doctor-layer-XXXXXX");
   if (mkdtemp(layer) == NULL) return kbox_error_make(err, errno, "mkdtemp %s", layer);
-  kbox_strv_add(&spec->rootfs, layer);
+  kbox_strv_add(&spec->sandbox.rootfs, layer);
   return kbox_run_opts_finish(spec, err);
 }
 
@@ -69,9 +70,9 @@ static bool full_isolation(const struct kbox_probe *p) {
 static void print_json(const struct kbox_probe *p, const struct kbox_spec *spec, const char *note) {
   json_t *arr = json_array(), *layers = json_array();
   for (size_t i = 0; i < N_ORDER; i++) json_array_append_new(arr, kbox_verdict_json(p, order[i]));
-  for (size_t i = 0; i < spec->rootfs.n; i++) json_array_append_new(layers, json_string(spec->rootfs.v[i]));
-  json_t *probed = json_pack("{s:o, s:s, s:b, s:o}", "rootfs", layers, "profile", spec->profile, "rootless",
-                             spec->rootless, "workdir", spec->workdir ? json_string(spec->workdir) : json_null());
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) json_array_append_new(layers, json_string(spec->sandbox.rootfs.v[i]));
+  json_t *probed = json_pack("{s:o, s:s, s:b, s:o}", "rootfs", layers, "profile", spec->sec.profile, "rootless",
+                             spec->rootless, "workdir", spec->sandbox.workdir ? json_string(spec->sandbox.workdir) : json_null());
   if (note[0] != '\0') json_object_set_new(probed, "note", json_string(note));
   json_t *o = json_pack("{s:o, s:b, s:o}", "checks", arr, "full_isolation", full_isolation(p), "probed", probed);
   json_dumpf(o, stdout, JSON_INDENT(2));
@@ -81,8 +82,8 @@ static void print_json(const struct kbox_probe *p, const struct kbox_spec *spec,
 
 static void print_text(const struct kbox_probe *p, const struct kbox_spec *spec, const char *note) {
   printf("probed as 'kbox run' would run here: %s, rootfs", spec->rootless ? "rootless" : "as root");
-  for (size_t i = 0; i < spec->rootfs.n; i++) printf("%s%s", i ? ":" : " ", spec->rootfs.v[i]);
-  printf(", profile %s\n", spec->profile);
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) printf("%s%s", i ? ":" : " ", spec->sandbox.rootfs.v[i]);
+  printf(", profile %s\n", spec->sec.profile);
   if (note[0] != '\0') printf("note: %s\n", note);
   for (size_t i = 0; i < N_ORDER; i++) {
     const struct kbox_verdict *v = &p->v[order[i]];
@@ -116,8 +117,7 @@ int kbox_cmd_doctor(int argc, char **argv) {
     rc = kbox_error_report(&err);
   } else {
     kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_ERROR);
-    struct kbox_probe *p = calloc(1, sizeof(*p));
-    if (p == NULL) abort();
+    struct kbox_probe *p = xcalloc(1, sizeof(*p));
     kbox_probe_run(p, &spec, true);
     if (json) print_json(p, &spec, note);
     else print_text(p, &spec, note);

@@ -254,13 +254,13 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
   struct kbox_spec *s = &e->spec;
   kbox_spec_init(s);
   if (kbox_run_opts_set_id(s, c->kernel_id, err) < 0) return -1; /* first: a spec with an id is freed at exit */
-  s->kernel_ip = xstrdup("0.0.0.0");
-  s->connection_file = xstrdup(e->conn_path);
-  s->port_lo = c->port_lo;
-  s->port_hi = c->port_hi;
-  s->idle_timeout_ms = c->idle_timeout_s * 1000;
+  s->kernel.ip = xstrdup("0.0.0.0");
+  s->kernel.connection_file = xstrdup(e->conn_path);
+  s->kernel.port_lo = c->port_lo;
+  s->kernel.port_hi = c->port_hi;
+  s->kernel.idle_timeout_ms = c->idle_timeout_s * 1000;
   s->verbosity = c->verbosity;
-  if (c->profile != NULL) s->profile = xstrdup(c->profile);
+  if (c->profile != NULL) s->sec.profile = xstrdup(c->profile);
   if (c->working_dir != NULL && kbox_run_opts_set_workdir(s, c->working_dir, err) < 0) return -1;
   if (c->rootfs != NULL && kbox_run_opts_add_rootfs(s, c->rootfs, err) < 0) return -1;
   if (kbox_run_opts_finish(s, err) < 0) return -1;
@@ -280,10 +280,10 @@ static int build_spec(struct entry *e, kbox_error_t *err) {
 static int check_protections(struct entry *e, kbox_error_t *err) {
   if (kbox_protections_parse_require(e->cfg.require, &e->required, err) < 0) return -1;
   kbox_protections_probe(&e->st.prot, &e->spec);
-  e->spec.ns_flags = kbox_protections_ns_flags(&e->st.prot);
+  e->spec.sandbox.ns_flags = kbox_protections_ns_flags(&e->st.prot);
   /* a required protection allows no fallback that weakens it: the refused step fails the start */
-  e->spec.fallbacks = kbox_pod_status_fallbacks(e->required);
-  if (e->required & (1u << KBOX_PROT_CGROUP)) e->spec.require_limits = true;
+  e->spec.sandbox.fallbacks = kbox_pod_status_fallbacks(e->required);
+  if (e->required & (1u << KBOX_PROT_CGROUP)) e->spec.limits.require_limits = true;
   if (kbox_protections_check(&e->st.prot, e->required, err) < 0) return -1;
   if ((kbox_protections_ns_flags(&e->st.prot) & CORE_NS) != CORE_NS) {
     kbox_error_make(err, 0, "this pod permits neither user namespaces nor the capabilities to create pid/mount/net/ipc/uts namespaces, which the nested sandbox needs");
@@ -434,7 +434,7 @@ static int serve(struct entry *e, int sigfd) {
 
 int kbox_cmd_entrypoint(int argc, char **argv) {
   become_init_if_pid1();
-  struct entry *e = calloc(1, sizeof(*e));
+  struct entry *e = xcalloc(1, sizeof(*e));
   cleanup_error kbox_error_t err = NULL;
   bool help = false, started = false;
   int code = 0, sigfd = -1;

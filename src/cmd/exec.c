@@ -1,24 +1,20 @@
 /* kbox exec: run code in a sandboxed kernel and print one PyBoxOut-shaped JSON object.
-   One-shot mode starts `kbox run` (kernel mode) as a child process: the sandbox, broker and
-   supervision stay in one tested place, the child's --report gives the verdict, and a crash of
-   either side cannot corrupt the other. --id uses a detached kernel's state instead. */
+   One-shot mode starts `kbox run` (kernel mode) as a child process (kernel/runchild.c): the
+   sandbox, broker and supervision stay in one tested place, the child's --report gives the
+   verdict, and a crash of either side cannot corrupt the other. --id uses a detached kernel's state instead. */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
-#include "kernel/broker.h"
 #include "kernel/client.h"
+#include "kernel/runchild.h"
 #include "kernel/state.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -32,7 +28,7 @@ enum {
   EXEC_DIED = 2,     /* the kernel died during execution (not out of memory) */
   EXEC_OOM = 3,      /* the kernel was killed for exceeding --memory */
   EXEC_TIMEOUT = 124,
-  EXEC_FAILURE = 125, /* bad options, the sandbox or kernel did not start, unknown id */
+  EXEC_FAILURE = KBOX_RUN_CHILD_FAILED, /* bad options, the sandbox or kernel did not start, unknown id */
 };
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -75,17 +71,6 @@ static void exec_usage(FILE *out) {
           "  kbox exec -c 'import math; math.sqrt(16)'\n"
           "  kbox exec --memory 512M --timeout 10 analysis.py\n"
           "  kbox run --id s1 --detach >/dev/null && kbox exec --id s1 -c 'x = 41' && kbox exec --id s1 -c 'x + 1'\n");
-}
-
-/* Read fd (at most max bytes) into a string ("" if it cannot be read or is larger). */
-static char *slurp_fd(int fd, size_t max) {
-  char *text = NULL;
-  kbox_error_t err = NULL;
-  if (kbox_read_fd(fd, "input", max, &text, NULL, &err) < 0) {
-    kbox_error_free(&err);
-    text = strdup("");
-  }
-  return text;
 }
 
 /* FILE or - (standard input, which may be a pipe) as one cell, at most MAX_CODE bytes, standard input
@@ -181,122 +166,6 @@ static int parse(int argc, char **argv, struct exec_opts *o, bool *help, kbox_er
   return 0;
 }
 
-/* A started one-shot kernel: the `kbox run` child and what it reports. */
-struct child {
-  pid_t pid;
-  int pidfd;
-  int report_fd; /* memfd the child's --report goes to */
-  int err_fd;    /* memfd with the child's stderr */
-  int status;
-  bool reaped;
-};
-
-/* Why the child ended before printing its connection JSON: the message of its last "error:" line
-   (e.g. "the kbox layer is missing at ..."), else its last line, else its exit status. */
-static int child_failed(struct child *ch, kbox_error_t *err) {
-  while (waitpid(ch->pid, &ch->status, 0) < 0 && errno == EINTR) {
-  }
-  ch->reaped = true;
-  lseek(ch->err_fd, 0, SEEK_SET);
-  cleanup_free char *text = slurp_fd(ch->err_fd, 65536);
-  const char *cause = NULL;
-  size_t len = 0;
-  for (char *line = text, *next; line != NULL && *line != '\0'; line = next) {
-    next = strchr(line, '\n');
-    size_t n = next ? (size_t)(next - line) : strlen(line);
-    if (next) next++;
-    const char *e = memmem(line, n, ": error: ", 9);
-    if (e != NULL) cause = e + 9, len = n - (size_t)(e + 9 - line);
-    else if (n > 0 && (cause == NULL || memmem(cause, len, ": error: ", 9) == NULL)) cause = line, len = n;
-  }
-  if (cause != NULL && len > 0) return kbox_error_make(err, 0, "the sandboxed kernel did not start: %.*s", (int)len, cause);
-  return kbox_error_make(err, 0, "the sandboxed kernel did not start (kbox run exited with status %d and said nothing)",
-                         WIFEXITED(ch->status) ? WEXITSTATUS(ch->status) : 128 + WTERMSIG(ch->status));
-}
-
-/* Start `kbox run RUN_ARGS --report /proc/self/fd/N` with stdout on a pipe; read the connection
-   JSON line from it. */
-static int start_child(struct exec_opts *o, struct child *ch, struct kbox_conn *conn, kbox_error_t *err) {
-  ch->report_fd = memfd_create("kbox-report", MFD_CLOEXEC);
-  ch->err_fd = memfd_create("kbox-stderr", MFD_CLOEXEC);
-  int p[2];
-  if (ch->report_fd < 0 || ch->err_fd < 0 || pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "memfd/pipe");
-  char report[64];
-  snprintf(report, sizeof(report), "/proc/self/fd/%d", ch->report_fd);
-  struct kbox_strv av = {0};
-  kbox_strv_add(&av, "kbox");
-  kbox_strv_add(&av, "run");
-  for (size_t i = 0; i < o->run_args.n; i++) kbox_strv_add(&av, o->run_args.v[i]);
-  kbox_strv_add(&av, "--report");
-  kbox_strv_add(&av, report);
-  ch->pid = fork();
-  if (ch->pid < 0) {
-    kbox_strv_free(&av);
-    return kbox_error_make(err, errno, "fork");
-  }
-  if (ch->pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0); /* our death shuts the kernel down */
-    int null = open("/dev/null", O_RDONLY);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0 || dup2(ch->err_fd, 2) < 0) _exit(EXEC_FAILURE);
-    fcntl(ch->report_fd, F_SETFD, 0);
-    execv("/proc/self/exe", av.v);
-    dprintf(2, "kbox: exec /proc/self/exe: %s\n", strerror(errno));
-    _exit(EXEC_FAILURE);
-  }
-  kbox_strv_free(&av);
-  close(p[1]);
-  cleanup_close int rd = p[0];
-  ch->pidfd = kbox_pidfd_open(ch->pid, 0);
-  char line[8192];
-  size_t n = 0;
-  long long deadline = kbox_now_ms() + START_MS;
-  while (n < sizeof(line) - 1 && memchr(line, '\n', n) == NULL) {
-    long long left = deadline - kbox_now_ms();
-    struct pollfd pfd = {.fd = rd, .events = POLLIN};
-    if (left <= 0) return kbox_error_make(err, 0, "the kernel did not start within %d s", START_MS / 1000);
-    if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return kbox_error_make(err, errno, "poll");
-    ssize_t r = read(rd, line + n, sizeof(line) - 1 - n);
-    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (r <= 0) return child_failed(ch, err);
-    n += (size_t)r;
-  }
-  line[n] = '\0';
-  json_error_t je;
-  json_t *j = json_loads(line, JSON_DISABLE_EOF_CHECK, &je);
-  if (j == NULL) return kbox_error_make(err, 0, "kbox run printed no connection JSON: %s", je.text);
-  kbox_conn_init(conn);
-  int rc = kbox_conn_from_json(j, conn, "kbox run's connection JSON", err);
-  json_decref(j);
-  return rc;
-}
-
-/* Shut the child down (SIGTERM: graceful kernel shutdown), kill it if it lingers, reap it. */
-static void stop_child(struct child *ch) {
-  if (ch->pid <= 0 || ch->reaped) return;
-  kill(ch->pid, SIGTERM);
-  struct pollfd pfd = {.fd = ch->pidfd, .events = POLLIN};
-  if (ch->pidfd < 0 || poll(&pfd, 1, 10000) <= 0) kill(ch->pid, SIGKILL);
-  while (waitpid(ch->pid, &ch->status, 0) < 0 && errno == EINTR) {
-  }
-  ch->reaped = true;
-}
-
-static json_t *read_memfd_json(int fd) {
-  lseek(fd, 0, SEEK_SET);
-  cleanup_free char *s = slurp_fd(fd, 1u << 20);
-  return s[0] ? json_loads(s, 0, NULL) : NULL;
-}
-
-/* Copy the child's stderr to ours (when something went wrong): its last 64 KiB, the kernel's own
-   output included, which can be of any size. */
-static void show_child_stderr(const struct child *ch) {
-  if (ch->err_fd < 0) return;
-  off_t end = lseek(ch->err_fd, 0, SEEK_END);
-  lseek(ch->err_fd, end > 65536 ? end - 65536 : 0, SEEK_SET);
-  cleanup_free char *s = slurp_fd(ch->err_fd, 65536);
-  fputs(s, stderr);
-}
-
 /* Run every cell; returns the end of the last one run. */
 static enum kbox_exec_end run_cells(struct exec_opts *o, struct kbox_client *c, int gone_fd, struct kbox_pyboxout *out) {
   enum kbox_exec_end end = KBOX_EXEC_OK;
@@ -381,7 +250,8 @@ static int emit(struct exec_opts *o, struct kbox_pyboxout *out, const char *stat
 
 static int exec_oneshot(struct exec_opts *o) {
   cleanup_error kbox_error_t err = NULL;
-  struct child ch = {.pid = -1, .pidfd = -1, .report_fd = -1, .err_fd = -1};
+  struct kbox_run_child ch;
+  kbox_run_child_init(&ch);
   struct kbox_conn conn;
   struct kbox_client c = {0};
   struct kbox_pyboxout out;
@@ -389,23 +259,21 @@ static int exec_oneshot(struct exec_opts *o) {
   const char *status = "sandbox_error";
   int code = EXEC_FAILURE;
   enum kbox_exec_end end = KBOX_EXEC_FAILED;
-  if (start_child(o, &ch, &conn, &err) < 0 || kbox_client_open(&c, &conn, &err) < 0 ||
+  if (kbox_run_child_start(&ch, &o->run_args, START_MS, &conn, &err) < 0 || kbox_client_open(&c, &conn, &err) < 0 ||
       kbox_client_wait_ready(&c, 30000, ch.pidfd, &err) < 0) {
     kbox_pyboxout_set_kbox_error(&out, "SandboxError", err->msg);
   } else {
     end = run_cells(o, &c, ch.pidfd, &out);
   }
   kbox_client_close(&c);
-  stop_child(&ch);
-  json_t *report = ch.report_fd >= 0 ? read_memfd_json(ch.report_fd) : NULL;
+  kbox_run_child_stop(&ch);
+  json_t *report = kbox_run_child_report(&ch);
   bool oom = json_is_true(json_object_get(report, "oom_killed"));
   if (err == NULL) code = outcome(o, end, oom, false, &out, &status);
-  if (code == EXEC_DIED || code == EXEC_OOM || code == EXEC_FAILURE) show_child_stderr(&ch);
+  if (code == EXEC_DIED || code == EXEC_OOM || code == EXEC_FAILURE) kbox_run_child_show_stderr(&ch);
   code = emit(o, &out, status, report, code);
   kbox_pyboxout_free(&out);
-  if (ch.pidfd >= 0) close(ch.pidfd);
-  if (ch.report_fd >= 0) close(ch.report_fd);
-  if (ch.err_fd >= 0) close(ch.err_fd);
+  kbox_run_child_close(&ch);
   return code;
 }
 

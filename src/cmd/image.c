@@ -13,6 +13,7 @@
 
 #include "cmd/commands.h"
 #include "config.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/paths.h"
 #include "util/parse.h"
@@ -56,8 +57,7 @@ int kbox_cmd_image(int argc, char **argv) {
      lives in the libexec dir, the recipe in the data dir). */
   kbox_image_data_path("rootfs/packages.txt", "packages.txt", packages, sizeof(packages));
   builder_path(tool, sizeof(tool));
-  cleanup_free char **args = calloc((size_t)argc + 6, sizeof(char *));
-  if (args == NULL) abort();
+  cleanup_free char **args = xcalloc((size_t)argc + 6, sizeof(char *));
   char *fixed[] = {tool, "--images-dir", dir, "--default-packages", packages};
   size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
   memcpy(args, fixed, sizeof(fixed));

@@ -14,6 +14,7 @@
 #include "cmd/commands.h"
 #include "cmd/run_opts.h"
 #include "kernel/kernel_args.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
@@ -41,9 +42,9 @@ static void ks_usage(FILE *out) {
 static char *user_data_dir(void) {
   char *out = NULL;
   const char *j = getenv("JUPYTER_DATA_DIR"), *x = getenv("XDG_DATA_HOME"), *h = getenv("HOME");
-  if (j != NULL && j[0] != '\0') out = strdup(j);
-  else if (x != NULL && x[0] != '\0' && asprintf(&out, "%s/jupyter", x) < 0) out = NULL;
-  else if (out == NULL && asprintf(&out, "%s/.local/share/jupyter", h ? h : "/") < 0) out = NULL;
+  if (j != NULL && j[0] != '\0') out = xstrdup(j);
+  else if (x != NULL && x[0] != '\0') out = xasprintf("%s/jupyter", x);
+  else out = xasprintf("%s/.local/share/jupyter", h ? h : "/");
   return out;
 }
 
@@ -78,10 +79,8 @@ static int parse(int argc, char **argv, struct ks_opts *o, bool *help, kbox_erro
 
 /* Directory holding the kernels/ folder for --user/--prefix/system. */
 static char *data_dir(const struct ks_opts *o) {
-  char *out = NULL;
   if (o->user) return user_data_dir();
-  if (o->prefix != NULL && asprintf(&out, "%s/share/jupyter", o->prefix) < 0) return NULL;
-  return out ? out : strdup(SYSTEM_DIR);
+  return o->prefix != NULL ? xasprintf("%s/share/jupyter", o->prefix) : xstrdup(SYSTEM_DIR);
 }
 
 /* A run option for kernel.json: {connection_file} inside a value (--kernel-cmd) becomes
@@ -89,8 +88,7 @@ static char *data_dir(const struct ks_opts *o) {
 static json_t *kernel_cmd_arg(const char *arg) {
   const char *at = strstr(arg, "{connection_file}");
   if (at == NULL) return json_string(arg);
-  char *s = NULL;
-  if (asprintf(&s, "%.*s{kbox_connection_file}%s", (int)(at - arg), arg, at + strlen("{connection_file}")) < 0) abort();
+  char *s = xasprintf("%.*s{kbox_connection_file}%s", (int)(at - arg), arg, at + strlen("{connection_file}"));
   json_t *j = json_string(s);
   free(s);
   return j;
@@ -102,8 +100,8 @@ static int install(struct ks_opts *o, kbox_error_t *err) {
   kbox_spec_init(&spec);
   bool help = false;
   int rc = kbox_run_opts_parse((int)o->run.n, o->run.v, &spec, &help, err);
-  bool has_cmd = spec.argv.n > 0;
-  size_t n_kargs = spec.kernel_args.n; /* a suffix of o->run: they go after {connection_file} */
+  bool has_cmd = spec.sandbox.argv.n > 0;
+  size_t n_kargs = spec.kernel.args.n; /* a suffix of o->run: they go after {connection_file} */
   if (rc == 0) rc = kbox_kernel_args_check(&spec, NULL, err);
   kbox_spec_free(&spec);
   if (rc < 0) return kbox_error_prefix(err, "kernelspec run options");
@@ -123,8 +121,8 @@ static int install(struct ks_opts *o, kbox_error_t *err) {
                          o->display ? o->display : "Python 3 (kbox sandbox)", "language", "python",
                          "interrupt_mode", "signal", "metadata", "kbox", 1);
   cleanup_free char *base = data_dir(o);
-  cleanup_free char *dir = NULL, *file = NULL;
-  if (base == NULL || asprintf(&dir, "%s/kernels/%s", base, o->name) < 0 || asprintf(&file, "%s/kernel.json", dir) < 0) abort();
+  cleanup_free char *dir = xasprintf("%s/kernels/%s", base, o->name);
+  cleanup_free char *file = xasprintf("%s/kernel.json", dir);
   if (kbox_mkdir_p(dir, 0755, err) < 0) {
     json_decref(ks);
     return kbox_error_hint(err, "use --user or --prefix DIR for a directory you can write");
@@ -150,7 +148,7 @@ static bool is_kbox_spec(const char *dir) {
 static void search_dirs(struct kbox_strv *out) {
   const char *jp = getenv("JUPYTER_PATH");
   if (jp != NULL) {
-    cleanup_free char *copy = strdup(jp);
+    cleanup_free char *copy = xstrdup(jp);
     char *save = NULL;
     for (char *t = strtok_r(copy, ":", &save); t != NULL; t = strtok_r(NULL, ":", &save)) kbox_strv_add(out, t);
   }

@@ -82,7 +82,7 @@ int kbox_cmd_run(int argc, char **argv) {
   }
   kbox_log_set_level(spec.verbosity >= 2 ? KBOX_LOG_DEBUG : spec.verbosity ? KBOX_LOG_INFO : KBOX_LOG_WARN);
   kbox_log_set_id(spec.id);
-  if (spec.kernel_mode || spec.detach || spec.net == KBOX_NET_ALLOW || spec.audit_path != NULL) {
+  if (spec.kernel.mode || spec.kernel.detach || spec.sandbox.net == KBOX_NET_ALLOW || spec.audit_path != NULL) {
     /* Kernel mode, and the host-side proxy and audit log of --net allow and --audit (which need
        libcrypto and threads), live in kbox-kernel.so (src/cmd/run_kernel.c), loaded only now. */
     const struct kbox_kmod *m = kbox_kmod_get();

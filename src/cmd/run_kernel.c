@@ -22,7 +22,7 @@
    workload's exit status, so 125 with the option named (126/127 belong to `run -- CMD`). */
 static void kernel_cmd_error(const struct kbox_spec *spec, kbox_error_t err) {
   if (err == NULL || (err->exit_code != KBOX_EXIT_NOTFOUND && err->exit_code != KBOX_EXIT_NOEXEC)) return;
-  kbox_error_prefix(&err, "%s", spec->kernel_cmd != NULL ? "--kernel-cmd" : "the default kernel command (python3 -m ipykernel_launcher)");
+  kbox_error_prefix(&err, "%s", spec->kernel.cmd != NULL ? "--kernel-cmd" : "the default kernel command (python3 -m ipykernel_launcher)");
   err->exit_code = KBOX_EXIT_RUNTIME;
 }
 
@@ -69,7 +69,7 @@ static int hold_for_pool(struct kbox_sandbox *sb, struct kbox_spec *spec, int si
    the exit code. k holds the kernel (kernel mode) or only the --net/--audit guard (command mode). */
 static int run_sandbox(struct kbox_kernel *k, struct kbox_spec *spec, int sigfd) {
   kbox_error_t err = NULL;
-  struct kbox_kernel *kern = spec->kernel_mode ? k : NULL;
+  struct kbox_kernel *kern = spec->kernel.mode ? k : NULL;
   struct kbox_sandbox sb;
   int code;
   /* Kernel mode starts from a warm zygote when it can, else cold (src/warm). */
@@ -118,16 +118,16 @@ int kbox_cmd_run_kernel(struct kbox_spec *spec) {
   int code = 0;
   /* --detach: get-or-create by id; the caller's process prints the connection JSON and returns while
      a background child goes on as the supervisor (src/kernel/detach.c). */
-  if (spec->detach && kbox_detach_start(spec, &code, &err) != 0) return err != NULL ? kbox_error_report(&err) : code;
+  if (spec->kernel.detach && kbox_detach_start(spec, &code, &err) != 0) return err != NULL ? kbox_error_report(&err) : code;
   cleanup_close int sigfd = kbox_sandbox_signalfd(&err);
   if (sigfd < 0) return kbox_error_report(&err);
   /* Run dir, connection files, broker sockets, kernel argv (src/kernel); --net allow, --audit. */
   struct kbox_kernel kern = {0};
-  if ((spec->kernel_mode && kbox_kernel_prepare(&kern, spec, &err) < 0) || kbox_guard_prepare(&kern, spec, &err) < 0)
+  if ((spec->kernel.mode && kbox_kernel_prepare(&kern, spec, &err) < 0) || kbox_guard_prepare(&kern, spec, &err) < 0)
     code = kbox_error_report(&err);
   else
     code = run_sandbox(&kern, spec, sigfd);
-  if (spec->detach) kbox_detach_end(&kern);
+  if (spec->kernel.detach) kbox_detach_end(&kern);
   kbox_guard_cleanup(&kern);
   kbox_kernel_cleanup(&kern); /* no-op when neither kernel mode nor --net allow made a run dir */
   kbox_trace_step("run dir removed");

@@ -13,6 +13,7 @@
 #include "sandbox/image.h"
 #include "sandbox/mounts.h"
 #include "security/security.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/parse.h"
@@ -93,8 +94,8 @@ void kbox_run_opts_help(FILE *out) {
 
 /* --startup-dir DIR: a read-only bind at the fixed path the kbox layer's IPython config reads. */
 static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
-  for (size_t i = 0; i < spec->n_binds; i++)
-    if (strcmp(spec->binds[i].dst, KBOX_USER_STARTUP_DIR) == 0)
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++)
+    if (strcmp(spec->sandbox.binds[i].dst, KBOX_USER_STARTUP_DIR) == 0)
       return kbox_error_make(err, 0, "--startup-dir: given twice (put all startup files in one directory)");
   cleanup_free char *dir = realpath(arg, NULL);
   struct stat st;
@@ -111,20 +112,20 @@ static int add_startup_dir(struct kbox_spec *spec, const char *arg, kbox_error_t
 int kbox_run_opts_add_rootfs(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
   char *dir = realpath(arg, NULL);
   if (dir == NULL) return kbox_error_make(err, errno, "--rootfs: %s", arg);
-  kbox_strv_add_owned(&spec->rootfs, dir);
+  kbox_strv_add_owned(&spec->sandbox.rootfs, dir);
   return 0;
 }
 
 int kbox_run_opts_set_workdir(struct kbox_spec *spec, const char *dir, kbox_error_t *err) {
-  free(spec->workdir);
-  spec->workdir = realpath(dir, NULL);
-  return spec->workdir != NULL ? 0 : kbox_error_make(err, errno, "--workdir: %s", dir);
+  free(spec->sandbox.workdir);
+  spec->sandbox.workdir = realpath(dir, NULL);
+  return spec->sandbox.workdir != NULL ? 0 : kbox_error_make(err, errno, "--workdir: %s", dir);
 }
 
 int kbox_run_opts_set_id(struct kbox_spec *spec, const char *id, kbox_error_t *err) {
   if (kbox_validate_id("--id", id, err) < 0) return -1;
   free(spec->id);
-  spec->id = strdup(id);
+  spec->id = xstrdup(id);
   spec->id_given = true;
   return 0;
 }
@@ -132,10 +133,10 @@ int kbox_run_opts_set_id(struct kbox_spec *spec, const char *id, kbox_error_t *e
 /* --net none | allow=RULE[,RULE...] (rules checked now, so a kernelspec with a bad rule is refused
    at install time). */
 static int parse_net(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
-  spec->net_set = true;
+  spec->sandbox.net_set = true;
   if (strcmp(arg, "none") == 0) {
-    spec->net = KBOX_NET_NONE;
-    kbox_strv_free(&spec->net_allow);
+    spec->sandbox.net = KBOX_NET_NONE;
+    kbox_strv_free(&spec->sandbox.net_allow);
     return 0;
   }
   char q[256];
@@ -146,8 +147,8 @@ static int parse_net(struct kbox_spec *spec, const char *arg, kbox_error_t *err)
   int rc = kbox_net_rules_parse(&r, arg + 6, "--net allow", err);
   kbox_net_rules_free(&r);
   if (rc < 0) return -1;
-  spec->net = KBOX_NET_ALLOW;
-  kbox_strv_add(&spec->net_allow, arg + 6);
+  spec->sandbox.net = KBOX_NET_ALLOW;
+  kbox_strv_add(&spec->sandbox.net_allow, arg + 6);
   return 0;
 }
 
@@ -157,95 +158,95 @@ static int apply_opt(struct kbox_spec *spec, int id, const char *arg, bool *help
   char q[256];
   switch (id) {
   case OPT_ROOTFS: return kbox_run_opts_add_rootfs(spec, arg, err);
-  case OPT_COLD: spec->cold = true; return 0;
-  case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->rootfs, err);
+  case OPT_COLD: spec->kernel.cold = true; return 0;
+  case OPT_IMAGE: return kbox_image_add_layers(arg, &spec->sandbox.rootfs, err);
   case OPT_STARTUP_DIR: return add_startup_dir(spec, arg, err);
   case OPT_DISK:
-    spec->disk_set = true;
-    return kbox_parse_size_min("--disk", arg, 1 << 20, "a tmpfs of size 0 would have no limit at all", &spec->disk_bytes, err);
+    spec->limits.disk_set = true;
+    return kbox_parse_size_min("--disk", arg, 1 << 20, "a tmpfs of size 0 would have no limit at all", &spec->limits.disk_bytes, err);
   case OPT_WORKDIR: return kbox_run_opts_set_workdir(spec, arg, err);
   case OPT_BIND: return kbox_spec_parse_bind(spec, arg, err);
   case OPT_NET: return parse_net(spec, arg, err);
-  case OPT_NET_MAX_BYTES: return kbox_parse_size("--net-max-bytes", arg, &spec->net_max_bytes, err);
+  case OPT_NET_MAX_BYTES: return kbox_parse_size("--net-max-bytes", arg, &spec->sandbox.net_max_bytes, err);
   case OPT_AUDIT:
     if (arg[0] == '\0') return kbox_error_make(err, 0, "--audit: needs a file name");
     free(spec->audit_path);
     spec->audit_path = NULL;
     if (arg[0] != '/') { /* absolute, so a kernelspec finds the same file from any cwd */
       cleanup_free char *cwd = getcwd(NULL, 0);
-      if (cwd == NULL || asprintf(&spec->audit_path, "%s/%s", cwd, arg) < 0)
-        return kbox_error_make(err, errno, "--audit: cannot make %s absolute", arg);
+      if (cwd == NULL) return kbox_error_make(err, errno, "--audit: cannot make %s absolute", arg);
+      spec->audit_path = xasprintf("%s/%s", cwd, arg);
       return 0;
     }
-    spec->audit_path = strdup(arg);
+    spec->audit_path = xstrdup(arg);
     return 0;
-  case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->env, err);
-  case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->env, err);
-  case OPT_USER: return kbox_parse_user("--user", arg, &spec->uid, &spec->gid, err);
+  case OPT_ENV: return kbox_env_parse_assignment("--env", arg, &spec->sandbox.env, err);
+  case OPT_ENV_FILE: return kbox_envfile_load(arg, &spec->sandbox.env, err);
+  case OPT_USER: return kbox_parse_user("--user", arg, &spec->sandbox.uid, &spec->sandbox.gid, err);
   case OPT_HOSTNAME:
     if (kbox_validate_hostname("--hostname", arg, err) < 0) return -1;
-    free(spec->hostname);
-    spec->hostname = strdup(arg);
+    free(spec->sandbox.hostname);
+    spec->sandbox.hostname = xstrdup(arg);
     return 0;
   case OPT_ID: return kbox_run_opts_set_id(spec, arg, err);
-  case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->timeout_ms, err);
-  case OPT_REPORT: free(spec->report_path); spec->report_path = strdup(arg); return 0;
+  case OPT_TIMEOUT: return kbox_parse_seconds("--timeout", arg, &spec->limits.timeout_ms, err);
+  case OPT_REPORT: free(spec->report_path); spec->report_path = xstrdup(arg); return 0;
   case OPT_MEMORY:
-    spec->memory_set = true;
-    return kbox_parse_size_min("--memory", arg, KBOX_MIN_MEMORY, "the sandbox's own setup needs that much", &spec->memory_bytes, err);
-  case OPT_SWAP: spec->swap_set = true; return kbox_parse_size("--swap", arg, &spec->swap_bytes, err);
+    spec->limits.memory_set = true;
+    return kbox_parse_size_min("--memory", arg, KBOX_MIN_MEMORY, "the sandbox's own setup needs that much", &spec->limits.memory_bytes, err);
+  case OPT_SWAP: spec->limits.swap_set = true; return kbox_parse_size("--swap", arg, &spec->limits.swap_bytes, err);
   case OPT_PIDS:
     if (kbox_parse_uint("--pids", arg, 1, 4194304, &u, err) < 0) return -1;
-    spec->pids = u;
-    spec->pids_set = true;
+    spec->limits.pids = u;
+    spec->limits.pids_set = true;
     return 0;
-  case OPT_CPUS: spec->cpus_set = true; return kbox_parse_double("--cpus", arg, 4096, &spec->cpus, err);
+  case OPT_CPUS: spec->limits.cpus_set = true; return kbox_parse_double("--cpus", arg, 4096, &spec->limits.cpus, err);
   case OPT_NOFILE:
     if (kbox_parse_uint("--nofile", arg, 16, 1048576, &u, err) < 0) return -1;
-    spec->nofile = u;
-    spec->nofile_set = true;
+    spec->limits.nofile = u;
+    spec->limits.nofile_set = true;
     return 0;
-  case OPT_CGROUP_PARENT: free(spec->cgroup_parent); spec->cgroup_parent = strdup(arg); return 0;
-  case OPT_REQUIRE_LIMITS: spec->require_limits = true; return 0;
-  case OPT_PROFILE: free(spec->profile); spec->profile = strdup(arg); return 0;
+  case OPT_CGROUP_PARENT: free(spec->limits.cgroup_parent); spec->limits.cgroup_parent = xstrdup(arg); return 0;
+  case OPT_REQUIRE_LIMITS: spec->limits.require_limits = true; return 0;
+  case OPT_PROFILE: free(spec->sec.profile); spec->sec.profile = xstrdup(arg); return 0;
   case OPT_SECCOMP:
     if (strcmp(arg, "unconfined") != 0)
       return kbox_error_make(err, 0, "--seccomp: only 'unconfined' is accepted (use --profile to choose a filter)");
-    spec->seccomp_unconfined = true;
+    spec->sec.seccomp_unconfined = true;
     return 0;
   case OPT_WORKDIR_FROM_CWD:
-    free(spec->workdir);
-    spec->workdir = getcwd(NULL, 0);
-    if (spec->workdir == NULL) return kbox_error_make(err, errno, "--workdir-from-cwd: cannot read the current directory");
+    free(spec->sandbox.workdir);
+    spec->sandbox.workdir = getcwd(NULL, 0);
+    if (spec->sandbox.workdir == NULL) return kbox_error_make(err, errno, "--workdir-from-cwd: cannot read the current directory");
     return 0;
-  case OPT_CONNECTION_FILE: free(spec->connection_file); spec->connection_file = strdup(arg); return 0;
+  case OPT_CONNECTION_FILE: free(spec->kernel.connection_file); spec->kernel.connection_file = xstrdup(arg); return 0;
   case OPT_IP:
     if (strlen(arg) == 0 || strlen(arg) > 200) return kbox_error_make(err, 0, "--ip: must be 1 to 200 characters");
-    free(spec->kernel_ip);
-    spec->kernel_ip = strdup(arg);
+    free(spec->kernel.ip);
+    spec->kernel.ip = xstrdup(arg);
     return 0;
   case OPT_TRANSPORT:
     if (strcmp(arg, "tcp") != 0 && strcmp(arg, "ipc") != 0)
       return kbox_error_make(err, 0, "--transport: '%s' is not supported (use tcp or ipc)", kbox_quote(arg, q, sizeof(q)));
-    free(spec->kernel_transport);
-    spec->kernel_transport = strdup(arg);
+    free(spec->kernel.transport);
+    spec->kernel.transport = xstrdup(arg);
     return 0;
-  case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->port_lo, &spec->port_hi, err);
+  case OPT_PORT_RANGE: return kbox_parse_port_range("--port-range", arg, &spec->kernel.port_lo, &spec->kernel.port_hi, err);
   case OPT_KERNEL_CMD:
     if (strstr(arg, "{connection_file}") == NULL && strstr(arg, "{kbox_connection_file}") == NULL)
       return kbox_error_make(err, 0, "--kernel-cmd: '%s' has no {connection_file} placeholder", kbox_quote(arg, q, sizeof(q)));
-    free(spec->kernel_cmd);
-    spec->kernel_cmd = strdup(arg);
+    free(spec->kernel.cmd);
+    spec->kernel.cmd = xstrdup(arg);
     return 0;
   case OPT_MAX_MESSAGE:
-    if (kbox_parse_size("--max-message", arg, &spec->max_message, err) < 0) return -1;
-    if (spec->max_message < 4096 || spec->max_message > (1ULL << 31))
+    if (kbox_parse_size("--max-message", arg, &spec->kernel.max_message, err) < 0) return -1;
+    if (spec->kernel.max_message < 4096 || spec->kernel.max_message > (1ULL << 31))
       return kbox_error_make(err, 0, "--max-message: must be between 4K and 2G");
     return 0;
-  case OPT_EXEC_TIMEOUT: return kbox_parse_seconds("--exec-timeout", arg, &spec->exec_timeout_ms, err);
-  case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->idle_timeout_ms, err);
-  case OPT_DETACH: spec->detach = true; return 0;
-  case OPT_INSECURE_NO_KEY: spec->insecure_no_key = true; return 0;
+  case OPT_EXEC_TIMEOUT: return kbox_parse_seconds("--exec-timeout", arg, &spec->kernel.exec_timeout_ms, err);
+  case OPT_IDLE_TIMEOUT: return kbox_parse_seconds("--idle-timeout", arg, &spec->kernel.idle_timeout_ms, err);
+  case OPT_DETACH: spec->kernel.detach = true; return 0;
+  case OPT_INSECURE_NO_KEY: spec->kernel.insecure_no_key = true; return 0;
   case OPT_VERBOSE: spec->verbosity++; return 0;
   case OPT_TRACE_SETUP: kbox_trace_enable(); return 0;
   case OPT_HELP: *help_shown = true; return 0;
@@ -263,7 +264,7 @@ int kbox_run_opts_takes_arg(const char *name) {
    arguments start after --connection-file FILE (a kernelspec puts it last, and jupyter_client
    appends its extra_arguments after it) or at the first option kbox run does not know. */
 static void take_kernel_args(struct kbox_spec *spec, int argc, char **argv, int from) {
-  for (int i = from; i < argc; i++) kbox_strv_add(&spec->kernel_args, argv[i]);
+  for (int i = from; i < argc; i++) kbox_strv_add(&spec->kernel.args, argv[i]);
 }
 
 /* Is there a "--" (a command follows) in argv[from..)? */
@@ -307,7 +308,7 @@ int kbox_run_opts_parse(int argc, char **argv, struct kbox_spec *spec, bool *hel
       return 0;
     }
   }
-  for (int i = optind; i < argc; i++) kbox_strv_add(&spec->argv, argv[i]);
+  for (int i = optind; i < argc; i++) kbox_strv_add(&spec->sandbox.argv, argv[i]);
   return 0;
 }
 
@@ -315,18 +316,20 @@ int kbox_run_opts_finish(struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->id == NULL) {
     char hex[13];
     if (kbox_random_hex(hex, 6, err) < 0) return -1;
-    spec->id = strdup(hex);
+    spec->id = xstrdup(hex);
   }
-  if (spec->hostname == NULL) spec->hostname = strdup(spec->id);
-  if (spec->rootfs.n == 0 && kbox_image_add_layers("default", &spec->rootfs, err) < 0) return -1;
-  if (spec->profile == NULL) spec->profile = strdup("default");
+  if (spec->sandbox.hostname == NULL) spec->sandbox.hostname = xstrdup(spec->id);
+  if (spec->sandbox.rootfs.n == 0 && kbox_image_add_layers("default", &spec->sandbox.rootfs, err) < 0) return -1;
+  if (spec->sec.profile == NULL) spec->sec.profile = xstrdup("default");
   kbox_trace_step("options parsed");
-  if (kbox_security_prepare(spec, err) < 0) return -1;
+  if (kbox_security_prepare(&spec->sec, err) < 0) return -1;
+  kbox_security_fill_limits(&spec->sec, &spec->limits);
+  kbox_security_fill_net(&spec->sec, &spec->sandbox, &spec->audit_path);
   kbox_trace_step("security profile loaded, seccomp filter ready");
   if (kbox_kernel_args_check(spec, is_run_option, err) < 0) return -1;
   const char *audit = getenv(KBOX_AUDIT_ENV);
-  if (spec->audit_path == NULL && audit != NULL && audit[0] != '\0') spec->audit_path = strdup(audit);
-  if (kbox_net_rules_check(&spec->net_allow, "--net allow", err) < 0) return -1; /* rules of a profile */
+  if (spec->audit_path == NULL && audit != NULL && audit[0] != '\0') spec->audit_path = xstrdup(audit);
+  if (kbox_net_rules_check(&spec->sandbox.net_allow, "--net allow", err) < 0) return -1; /* rules of a profile */
   spec->rootless = geteuid() != 0; /* the one place: every verb that builds a spec finishes it here */
   if (kbox_spec_validate(spec, err) < 0) return -1;
   bool locked_mounts = spec->rootless || !kbox_mounts_in_initial_userns();

@@ -12,6 +12,7 @@
 
 #include "kernel/jscan.h"
 #include "security/sha256.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -42,7 +43,7 @@ static bool below(const char *s, const char *dir) {
 
 int kbox_audit_check_hidden(const struct kbox_spec *spec, kbox_error_t *err) {
   if (spec->audit_path == NULL) return 0;
-  cleanup_free char *dir = strdup(spec->audit_path);
+  cleanup_free char *dir = xstrdup(spec->audit_path);
   char *slash = strrchr(dir, '/');
   if (slash == dir) dir[1] = '\0';
   else if (slash != NULL) *slash = '\0';
@@ -50,9 +51,9 @@ int kbox_audit_check_hidden(const struct kbox_spec *spec, kbox_error_t *err) {
   cleanup_free char *real = realpath(dir, NULL);
   if (real == NULL) return kbox_error_make(err, errno, "--audit: the directory of %s", spec->audit_path);
   const char *where = NULL;
-  if (spec->workdir != NULL && below(real, spec->workdir)) where = spec->workdir;
-  for (size_t i = 0; where == NULL && i < spec->n_binds; i++)
-    if (below(real, spec->binds[i].src)) where = spec->binds[i].src;
+  if (spec->sandbox.workdir != NULL && below(real, spec->sandbox.workdir)) where = spec->sandbox.workdir;
+  for (size_t i = 0; where == NULL && i < spec->sandbox.n_binds; i++)
+    if (below(real, spec->sandbox.binds[i].src)) where = spec->sandbox.binds[i].src;
   if (where != NULL)
     return kbox_error_make(err, 0, "--audit: %s is inside %s, which the sandbox shares; the kernel could read or change "
                                    "its own audit log. Put the log outside every --workdir/--bind directory",
@@ -71,8 +72,8 @@ void kbox_audit_mask(struct kbox_spec *spec) {
   if (spec->audit_path == NULL) return;
   cleanup_free char *real = realpath(spec->audit_path, NULL);
   if (real == NULL) return;
-  for (size_t i = 0; i < spec->rootfs.n; i++) {
-    cleanup_free char *layer = realpath(spec->rootfs.v[i], NULL);
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) {
+    cleanup_free char *layer = realpath(spec->sandbox.rootfs.v[i], NULL);
     const char *in = layer ? inside_layer(real, layer) : NULL;
     /* The sandbox mounts its own /tmp, /dev, /proc and /sys: the host's files there never show (and
        a mask would only reveal the log's name by creating its mount point). */
@@ -80,7 +81,7 @@ void kbox_audit_mask(struct kbox_spec *spec) {
     for (size_t o = 0; in != NULL && o < sizeof(own) / sizeof(own[0]); o++)
       if (strncmp(in, own[o], strlen(own[o])) == 0) in = NULL;
     bool have = false;
-    for (size_t b = 0; in != NULL && b < spec->n_binds; b++) have = have || strcmp(spec->binds[b].dst, in) == 0;
+    for (size_t b = 0; in != NULL && b < spec->sandbox.n_binds; b++) have = have || strcmp(spec->sandbox.binds[b].dst, in) == 0;
     if (in != NULL && !have) kbox_spec_add_bind(spec, "/dev/null", in, true); /* nodev: cannot even be opened */
   }
 }
@@ -93,11 +94,10 @@ int kbox_audit_open(struct kbox_audit **out, const char *path, const char *id, k
     close(fd);
     return kbox_error_make(err, 0, "--audit: %s is not a regular file", path);
   }
-  struct kbox_audit *a = calloc(1, sizeof(*a));
-  if (a == NULL) abort();
+  struct kbox_audit *a = xcalloc(1, sizeof(*a));
   a->fd = fd;
-  a->path = strdup(path);
-  a->id = strdup(id);
+  a->path = xstrdup(path);
+  a->id = xstrdup(id);
   *out = a;
   return 0;
 }
@@ -167,20 +167,20 @@ static void hex(const unsigned char *p, size_t n, char *out) {
 void kbox_audit_start(struct kbox_audit *a, const struct kbox_spec *s, const char *how, int pid) {
   if (a == NULL) return;
   json_t *layers = json_array();
-  for (size_t i = 0; i < s->rootfs.n; i++) json_array_append_new(layers, json_string(s->rootfs.v[i]));
+  for (size_t i = 0; i < s->sandbox.rootfs.n; i++) json_array_append_new(layers, json_string(s->sandbox.rootfs.v[i]));
   json_t *allow = json_array();
-  for (size_t i = 0; i < s->net_allow.n; i++) json_array_append_new(allow, json_string(s->net_allow.v[i]));
-  json_t *limits = json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:f, s:f, s:f}", "memory_bytes", (json_int_t)s->memory_bytes,
-                             "swap_bytes", (json_int_t)s->swap_bytes, "pids", (json_int_t)s->pids, "cpus", s->cpus,
-                             "disk_bytes", (json_int_t)s->disk_bytes, "nofile", (json_int_t)s->nofile, "timeout_seconds",
-                             (double)s->timeout_ms / 1000.0, "exec_timeout_seconds", (double)s->exec_timeout_ms / 1000.0,
-                             "idle_timeout_seconds", (double)s->idle_timeout_ms / 1000.0);
+  for (size_t i = 0; i < s->sandbox.net_allow.n; i++) json_array_append_new(allow, json_string(s->sandbox.net_allow.v[i]));
+  json_t *limits = json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:f, s:f, s:f}", "memory_bytes", (json_int_t)s->limits.memory_bytes,
+                             "swap_bytes", (json_int_t)s->limits.swap_bytes, "pids", (json_int_t)s->limits.pids, "cpus", s->limits.cpus,
+                             "disk_bytes", (json_int_t)s->limits.disk_bytes, "nofile", (json_int_t)s->limits.nofile, "timeout_seconds",
+                             (double)s->limits.timeout_ms / 1000.0, "exec_timeout_seconds", (double)s->kernel.exec_timeout_ms / 1000.0,
+                             "idle_timeout_seconds", (double)s->kernel.idle_timeout_ms / 1000.0);
   json_t *argv = json_array();
-  for (size_t i = 0; i < s->argv.n; i++) json_array_append_new(argv, json_string(s->argv.v[i]));
+  for (size_t i = 0; i < s->sandbox.argv.n; i++) json_array_append_new(argv, json_string(s->sandbox.argv.v[i]));
   json_t *f = json_pack("{s:s, s:o, s:s, s:b, s:o, s:{s:s, s:o, s:I}, s:o, s:s?, s:i, s:b}", "how", how, "image", layers,
-                        "profile", s->profile ? s->profile : "default", "seccomp_unconfined", s->seccomp_unconfined,
-                        "limits", limits, "net", "mode", s->net == KBOX_NET_ALLOW ? "allow" : "none", "allow", allow,
-                        "max_bytes", (json_int_t)s->net_max_bytes, "argv", argv, "workdir", s->workdir, "pid", pid,
+                        "profile", s->sec.profile ? s->sec.profile : "default", "seccomp_unconfined", s->sec.seccomp_unconfined,
+                        "limits", limits, "net", "mode", s->sandbox.net == KBOX_NET_ALLOW ? "allow" : "none", "allow", allow,
+                        "max_bytes", (json_int_t)s->sandbox.net_max_bytes, "argv", argv, "workdir", s->sandbox.workdir, "pid", pid,
                         "rootless", s->rootless);
   kbox_audit_record(a, "kernel_start", f);
 }

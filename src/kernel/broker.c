@@ -11,6 +11,7 @@
 
 #include "kernel/audit.h"
 #include "kernel/jscan.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 #define BATCH 64            /* messages per socket per dispatch round */
@@ -495,8 +496,7 @@ static struct kbox_jspan member(const struct kbox_frames *f, size_t i, const cha
 static void keep_parent(struct kbox_broker *b, const struct kbox_frames *f, size_t i) {
   free(b->exec_parent);
   b->exec_parent_len = kbox_frame_size(f, i);
-  b->exec_parent = malloc(b->exec_parent_len + 1);
-  if (b->exec_parent == NULL) abort();
+  b->exec_parent = xmalloc(b->exec_parent_len + 1);
   memcpy(b->exec_parent, kbox_frame_data(f, i), b->exec_parent_len);
 }
 
@@ -615,15 +615,14 @@ static void account(struct kbox_broker *b, struct kbox_frames *f) {
   size_t big = 0;
   for (size_t i = 1; i < f->n; i++)
     if (kbox_frame_size(f, i) > kbox_frame_size(f, big)) big = i;
-  struct held *h = malloc(sizeof(*h));
-  if (h == NULL) abort();
+  struct held *h = xmalloc(sizeof(*h));
   h->bytes = f->bytes;
   h->queued = &b->iopub_queued;
   zmq_msg_init(&h->orig);
   zmq_msg_move(&h->orig, &f->v[big]);
   size_t now = atomic_fetch_add(&b->iopub_queued, h->bytes) + h->bytes;
   if (now > b->iopub_peak) b->iopub_peak = now;
-  if (zmq_msg_init_data(&f->v[big], zmq_msg_data(&h->orig), zmq_msg_size(&h->orig), held_free, h) != 0) abort();
+  if (zmq_msg_init_data(&f->v[big], zmq_msg_data(&h->orig), zmq_msg_size(&h->orig), held_free, h) != 0) kbox_oom(); /* its only failure: ENOMEM */
 }
 
 /* Send one iopub message lossily (to the subscribers that can take it). */

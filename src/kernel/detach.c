@@ -76,7 +76,7 @@ static int wait_child(pid_t pid, int rd, int logrd, const char *log, const struc
 }
 
 int kbox_detach_start(struct kbox_spec *spec, int *code, kbox_error_t *err) {
-  if (!spec->kernel_mode)
+  if (!spec->kernel.mode)
     return kbox_error_make(err, 0, "--detach starts a kernel in the background: give no command after the options");
   if (spec->id_given && print_existing(spec->id)) {
     *code = 0;
@@ -118,7 +118,7 @@ void kbox_detach_record(struct kbox_kernel *k, pid_t sandbox_pid) {
   if (k->rundir == NULL) return;
   kbox_state_drop_verdict(k->spec->id); /* an earlier kernel's with this id */
   char log[4200];
-  if (k->spec->detach && kbox_state_log_path(k->spec->id, log, sizeof(log), &err) == 0)
+  if (k->spec->kernel.detach && kbox_state_log_path(k->spec->id, log, sizeof(log), &err) == 0)
     kbox_kreaper_watch_file(k->reaper_fd, log); /* removed should this supervisor be SIGKILLed */
   kbox_error_free(&err);
   if (kbox_state_record(k->rundir, k->spec, &k->host, sandbox_pid, &err) < 0) {
@@ -138,7 +138,7 @@ void kbox_detach_verdict(const struct kbox_kernel *k, const struct kbox_sandbox 
 }
 
 void kbox_detach_end(const struct kbox_kernel *k) {
-  if (!k->spec->detach || k->ready_ms == 0) return;
+  if (!k->spec->kernel.detach || k->ready_ms == 0) return;
   char log[4200];
   kbox_error_t err = NULL;
   if (kbox_state_log_path(k->spec->id, log, sizeof(log), &err) == 0) unlink(log);

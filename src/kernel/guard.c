@@ -8,12 +8,12 @@ int kbox_guard_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error
     if (kbox_audit_open(&k->audit, spec->audit_path, spec->id, err) < 0) return -1;
     kbox_audit_mask(spec);
   }
-  if (spec->net != KBOX_NET_ALLOW) {
+  if (spec->sandbox.net != KBOX_NET_ALLOW) {
     memset(&k->net, 0, sizeof(k->net));
     return 0;
   }
-  if (!spec->kernel_mode && kbox_kernel_rundir_only(k, spec, err) < 0) return -1;
-  return kbox_netpolicy_prepare(&k->net, spec, k->kdir, spec->kernel_mode, k->audit, err);
+  if (!spec->kernel.mode && kbox_kernel_rundir_only(k, spec, err) < 0) return -1;
+  return kbox_netpolicy_prepare(&k->net, spec, k->kdir, spec->kernel.mode, k->audit, err);
 }
 
 /* A cell's busy or idle status: deliver the proxy's notices held for that cell. */
@@ -22,14 +22,14 @@ static void exec_hook(void *ctx, struct kbox_broker *b) { kbox_netpolicy_service
 int kbox_guard_start(struct kbox_kernel *k, const struct kbox_sandbox *sb, kbox_error_t *err) {
   if (kbox_netpolicy_start(&k->net, err) < 0) return -1;
   const struct kbox_spec *s = sb->spec;
-  if (s->kernel_mode && k->net.on) {
+  if (s->kernel.mode && k->net.on) {
     k->broker.exec_hook = exec_hook;
     k->broker.exec_hook_ctx = &k->net;
   }
   if (k->audit == NULL) return 0;
- const char *how = k->how ? k->how : !s->kernel_mode ? "command" : k->conn_given ? "kernelspec" : s->detach ? "detach" : "run";
+ const char *how = k->how ? k->how : !s->kernel.mode ? "command" : k->conn_given ? "kernelspec" : s->kernel.detach ? "detach" : "run";
   kbox_audit_start(k->audit, s, how, sb->pid);
-  if (s->kernel_mode) k->broker.audit = k->audit;
+  if (s->kernel.mode) k->broker.audit = k->audit;
   return 0;
 }
 

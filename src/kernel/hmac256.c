@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
+
 #define BLOCK 64 /* SHA-256 block size */
 
 struct kbox_hmac256 {
@@ -19,8 +21,7 @@ struct kbox_hmac256 {
 };
 
 struct kbox_hmac256 *kbox_hmac256_new(const void *key, size_t keylen) {
-  struct kbox_hmac256 *h = calloc(1, sizeof(*h));
-  if (h == NULL) return NULL;
+  struct kbox_hmac256 *h = xcalloc(1, sizeof(*h));
   unsigned char k[BLOCK] = {0}, pad[BLOCK];
   if (keylen > BLOCK) SHA256(key, keylen, k);
   else memcpy(k, key, keylen);

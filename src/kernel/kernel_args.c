@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 /* IPKernelApp's flags (no value) and aliases (one value) that are safe to pass on as they are. */
@@ -45,11 +46,11 @@ static bool below(const char *path, const char *dir) {
 
 /* Does the sandbox see host path p at the same path (profile/ipython dirs, workdir, same-path binds)? */
 static bool visible_at_same_path(const struct kbox_spec *s, const char *p) {
-  for (size_t i = 0; i < s->overlays.n; i++)
-    if (below(p, s->overlays.v[i])) return true;
-  if (s->workdir != NULL && below(p, s->workdir)) return true;
-  for (size_t i = 0; i < s->n_binds; i++)
-    if (strcmp(s->binds[i].src, s->binds[i].dst) == 0 && below(p, s->binds[i].src)) return true;
+  for (size_t i = 0; i < s->sandbox.overlays.n; i++)
+    if (below(p, s->sandbox.overlays.v[i])) return true;
+  if (s->sandbox.workdir != NULL && below(p, s->sandbox.workdir)) return true;
+  for (size_t i = 0; i < s->sandbox.n_binds; i++)
+    if (strcmp(s->sandbox.binds[i].src, s->sandbox.binds[i].dst) == 0 && below(p, s->sandbox.binds[i].src)) return true;
   return false;
 }
 
@@ -58,7 +59,7 @@ static bool names_hidden_path(const struct kbox_spec *s, const char *value) {
   value += strspn(value, " [('\"u");
   if (value[0] == '~') return true;
   if (value[0] != '/') return false;
-  cleanup_free char *p = strndup(value, strcspn(value, "'\",])"));
+  cleanup_free char *p = xstrndup(value, strcspn(value, "'\",])"));
   return strstr(p, "/..") != NULL || !visible_at_same_path(s, p);
 }
 
@@ -71,10 +72,10 @@ static int map_dir(struct kbox_spec *s, const char *name, const char *value, str
   if (!S_ISDIR(st.st_mode)) return kbox_error_make(err, 0, "kernel argument '--%s' refused: %s is not a directory", name, value);
   if (strcmp(real, "/") == 0) return refuse(err, value, "the host's root cannot be a profile directory");
   bool known = false;
-  for (size_t i = 0; i < s->overlays.n; i++) known |= strcmp(s->overlays.v[i], real) == 0;
-  if (!known) kbox_strv_add(&s->overlays, real);
+  for (size_t i = 0; i < s->sandbox.overlays.n; i++) known |= strcmp(s->sandbox.overlays.v[i], real) == 0;
+  if (!known) kbox_strv_add(&s->sandbox.overlays, real);
   char *arg = NULL;
-  if (asprintf(&arg, "--%s=%s", name, real) < 0) abort();
+  arg = xasprintf("--%s=%s", name, real);
   kbox_strv_add_owned(out, arg);
   return 0;
 }
@@ -92,7 +93,7 @@ static int check_trait(const struct kbox_spec *s, const char *arg, const char *n
   if (names_hidden_path(s, value))
     return refuse(err, arg, "it names a host path the sandbox does not show at the same path (use --profile-dir, --workdir or --bind)");
   char *a = NULL;
-  if (asprintf(&a, "--%.*s=%s", (int)n, name, value) < 0) abort();
+  a = xasprintf("--%.*s=%s", (int)n, name, value);
   kbox_strv_add_owned(out, a);
   return 0;
 }
@@ -119,7 +120,7 @@ static int check_one(struct kbox_spec *s, char **argv, size_t argc, size_t *i, b
     return 0;
   }
   if (!aliased) {
-    cleanup_free char *opt = strndup(name, n);
+    cleanup_free char *opt = xstrndup(name, n);
     if (dashes == 2 && is_run_option != NULL && is_run_option(opt))
       return refuse(err, arg, "it is a kbox run option: give it before --connection-file (or to 'kbox kernelspec install')");
     return refuse(err, arg, "unknown (kbox passes --profile-dir, --ipython-dir, --Class.trait=value and IPKernelApp's flags)");
@@ -129,7 +130,7 @@ static int check_one(struct kbox_spec *s, char **argv, size_t argc, size_t *i, b
     if (*i + 1 >= argc) return kbox_error_make(err, 0, "kernel argument '%s' needs a value", arg);
     value = argv[++*i];
   }
-  cleanup_free char *bare = strndup(name, n);
+  cleanup_free char *bare = xstrndup(name, n);
   if (strcmp(bare, "profile-dir") == 0 || strcmp(bare, "ipython-dir") == 0) return map_dir(s, bare, value, out, err);
   if (trait) return check_trait(s, arg, name, value, out, err);
   if (strcmp(bare, "profile") == 0 && strchr(value, '/') != NULL)
@@ -143,7 +144,7 @@ static int check_one(struct kbox_spec *s, char **argv, size_t argc, size_t *i, b
     return 0;
   }
   char *a = NULL;
-  if (asprintf(&a, "--%s=%s", bare, value) < 0) abort();
+  a = xasprintf("--%s=%s", bare, value);
   kbox_strv_add_owned(out, a);
   return 0;
 }
@@ -157,15 +158,15 @@ static const char *dir_value(char **argv, size_t argc, size_t i) {
 }
 
 int kbox_kernel_args_check(struct kbox_spec *spec, bool (*is_run_option)(const char *name), kbox_error_t *err) {
-  if (spec->kernel_args.n == 0) return 0;
-  char **av = spec->kernel_args.v;
-  size_t ac = spec->kernel_args.n;
+  if (spec->kernel.args.n == 0) return 0;
+  char **av = spec->kernel.args.v;
+  size_t ac = spec->kernel.args.n;
   /* Directories first, so that a trait value inside a profile directory counts as visible. */
   for (size_t i = 0; i < ac; i++) {
     const char *d = dir_value(av, ac, i);
     cleanup_free char *real = d != NULL ? realpath(d, NULL) : NULL;
     struct stat st;
-    if (real != NULL && strcmp(real, "/") != 0 && stat(real, &st) == 0 && S_ISDIR(st.st_mode)) kbox_strv_add(&spec->overlays, real);
+    if (real != NULL && strcmp(real, "/") != 0 && stat(real, &st) == 0 && S_ISDIR(st.st_mode)) kbox_strv_add(&spec->sandbox.overlays, real);
   }
   struct kbox_strv out = {0};
   for (size_t i = 0; i < ac; i++)
@@ -173,7 +174,7 @@ int kbox_kernel_args_check(struct kbox_spec *spec, bool (*is_run_option)(const c
       kbox_strv_free(&out);
       return -1;
     }
-  kbox_strv_free(&spec->kernel_args);
-  spec->kernel_args = out;
+  kbox_strv_free(&spec->kernel.args);
+  spec->kernel.args = out;
   return 0;
 }

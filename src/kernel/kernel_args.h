@@ -5,8 +5,8 @@
 
 #include "spec/spec.h"
 
-/* Check spec->kernel_args and rewrite them for the kernel: --profile-dir/--ipython-dir DIR become
-   --profile-dir=REAL with REAL added to spec->overlays; --Class.trait=value and IPKernelApp flags
+/* Check spec->kernel.args and rewrite them for the kernel: --profile-dir/--ipython-dir DIR become
+   --profile-dir=REAL with REAL added to spec->sandbox.overlays; --Class.trait=value and IPKernelApp flags
    pass unchanged. An argument that would weaken the sandbox or cannot be honoured is an error
    naming it (is_run_option: true for a kbox run option name, to say where it belongs). Call once every run option is known (the workdir and binds decide which host
    paths the kernel can see). */

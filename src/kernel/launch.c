@@ -14,6 +14,7 @@
 #include "kernel/runlock.h"
 #include "kernel/state.h"
 #include "sandbox/idmap.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -26,7 +27,8 @@ static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
   char base[3800];
   if (kbox_state_base(base, sizeof(base), true, err) < 0) return -1;
   kbox_runlock_sweep(base);
-  if (asprintf(&k->rundir, "%s/%s", base, k->spec->id) < 0 || asprintf(&k->kdir, "%s/k", k->rundir) < 0) abort();
+  k->rundir = xasprintf("%s/%s", base, k->spec->id);
+  k->kdir = xasprintf("%s/k", k->rundir);
   /* Before the directory exists: a SIGKILLed kbox must not leave it (and the key in it) behind. */
   k->reaper_fd = kbox_kreaper_start(k->rundir, err);
   if (k->reaper_fd < 0) return -1;
@@ -45,7 +47,7 @@ static int make_rundir(struct kbox_kernel *k, kbox_error_t *err) {
   if (!k->spec->rootless) {
     struct kbox_idmap map;
     if (kbox_idmap_compute(k->spec, &map, err) < 0) return -1;
-    if (chown(k->kdir, map.base + k->spec->uid, map.base + k->spec->gid) < 0)
+    if (chown(k->kdir, map.base + k->spec->sandbox.uid, map.base + k->spec->sandbox.gid) < 0)
       return kbox_error_make(err, errno, "chown %s", k->kdir);
   }
   return 0;
@@ -56,19 +58,19 @@ static int host_conn(struct kbox_kernel *k, kbox_error_t *err) {
   struct kbox_spec *s = k->spec;
   kbox_conn_init(&k->host);
   snprintf(k->host.kernel_name, sizeof(k->host.kernel_name), "kbox");
-  if (s->connection_file != NULL && access(s->connection_file, F_OK) == 0) {
+  if (s->kernel.connection_file != NULL && access(s->kernel.connection_file, F_OK) == 0) {
     k->conn_given = true;
-    if (kbox_conn_read(s->connection_file, &k->host, err) < 0) return -1;
-    k->host.max_message = s->max_message;
-    if (kbox_conn_check_key(&k->host, s->connection_file, s->insecure_no_key, err) < 0) return -1;
-    return kbox_conn_check_ports(&k->host, s->connection_file, err);
+    if (kbox_conn_read(s->kernel.connection_file, &k->host, err) < 0) return -1;
+    k->host.max_message = s->kernel.max_message;
+    if (kbox_conn_check_key(&k->host, s->kernel.connection_file, s->kernel.insecure_no_key, err) < 0) return -1;
+    return kbox_conn_check_ports(&k->host, s->kernel.connection_file, err);
   }
-  k->host.max_message = s->max_message;
-  if (s->kernel_transport != NULL) snprintf(k->host.transport, sizeof(k->host.transport), "%s", s->kernel_transport);
-  if (s->kernel_ip != NULL) snprintf(k->host.ip, sizeof(k->host.ip), "%s", s->kernel_ip);
+  k->host.max_message = s->kernel.max_message;
+  if (s->kernel.transport != NULL) snprintf(k->host.transport, sizeof(k->host.transport), "%s", s->kernel.transport);
+  if (s->kernel.ip != NULL) snprintf(k->host.ip, sizeof(k->host.ip), "%s", s->kernel.ip);
   else if (strcmp(k->host.transport, "ipc") == 0) snprintf(k->host.ip, sizeof(k->host.ip), "%s/client", k->rundir);
   if (kbox_conn_new_key(&k->host, err) < 0) return -1;
-  if (s->connection_file != NULL) kbox_kreaper_watch_conn(k->reaper_fd, s->connection_file, k->host.key);
+  if (s->kernel.connection_file != NULL) kbox_kreaper_watch_conn(k->reaper_fd, s->kernel.connection_file, k->host.key);
   return 0;
 }
 
@@ -89,7 +91,7 @@ static int kernel_conn(struct kbox_kernel *k, kbox_error_t *err) {
   if (!k->spec->rootless) {
     struct kbox_idmap map;
     if (kbox_idmap_compute(k->spec, &map, err) < 0) return -1;
-    if (chown(path, map.base + k->spec->uid, map.base + k->spec->gid) < 0) return kbox_error_make(err, errno, "chown %s", path);
+    if (chown(path, map.base + k->spec->sandbox.uid, map.base + k->spec->sandbox.gid) < 0) return kbox_error_make(err, errno, "chown %s", path);
   }
   return 0;
 }
@@ -97,8 +99,8 @@ static int kernel_conn(struct kbox_kernel *k, kbox_error_t *err) {
 /* argv of the kernel: --kernel-cmd (or the default) split on blanks, {connection_file} replaced,
    then the client's kernel arguments. */
 static void kernel_argv(struct kbox_kernel *k) {
-  const char *cmd = k->spec->kernel_cmd ? k->spec->kernel_cmd : DEFAULT_KERNEL_CMD;
-  cleanup_free char *copy = strdup(cmd);
+  const char *cmd = k->spec->kernel.cmd ? k->spec->kernel.cmd : DEFAULT_KERNEL_CMD;
+  cleanup_free char *copy = xstrdup(cmd);
   const char *cf = KBOX_KERNEL_INNER_DIR "/kernel.json";
   char *save = NULL;
   for (char *tok = strtok_r(copy, " \t\n", &save); tok != NULL; tok = strtok_r(NULL, " \t\n", &save)) {
@@ -108,26 +110,26 @@ static void kernel_argv(struct kbox_kernel *k) {
     char *at = strstr(tok, ph);
     if (at == NULL) at = strstr(tok, ph = "{connection_file}");
     if (at == NULL) {
-      kbox_strv_add(&k->spec->argv, tok);
+      kbox_strv_add(&k->spec->sandbox.argv, tok);
       continue;
     }
     char *arg = NULL;
-    if (asprintf(&arg, "%.*s%s%s", (int)(at - tok), tok, cf, at + strlen(ph)) < 0) abort();
-    kbox_strv_add_owned(&k->spec->argv, arg);
+    arg = xasprintf("%.*s%s%s", (int)(at - tok), tok, cf, at + strlen(ph));
+    kbox_strv_add_owned(&k->spec->sandbox.argv, arg);
   }
   /* What the client appended (checked by kbox_kernel_args_check). */
-  for (size_t i = 0; i < k->spec->kernel_args.n; i++) kbox_strv_add(&k->spec->argv, k->spec->kernel_args.v[i]);
+  for (size_t i = 0; i < k->spec->kernel.args.n; i++) kbox_strv_add(&k->spec->sandbox.argv, k->spec->kernel.args.v[i]);
 }
 
 /* The kernel's environment: no JPY_PARENT_PID (ipykernel would watch a parent that is pid 1). */
 static void kernel_env(struct kbox_spec *s) {
   struct kbox_strv kept = {0};
-  for (size_t i = 0; i < s->env.n; i++)
-    if (strncmp(s->env.v[i], "JPY_PARENT_PID=", 15) != 0) kbox_strv_add(&kept, s->env.v[i]);
+  for (size_t i = 0; i < s->sandbox.env.n; i++)
+    if (strncmp(s->sandbox.env.v[i], "JPY_PARENT_PID=", 15) != 0) kbox_strv_add(&kept, s->sandbox.env.v[i]);
   if (kbox_strv_getenv(&kept, "PYDEVD_DISABLE_FILE_VALIDATION") == NULL)
     kbox_strv_setenv(&kept, "PYDEVD_DISABLE_FILE_VALIDATION", "1");
-  kbox_strv_free(&s->env);
-  s->env = kept;
+  kbox_strv_free(&s->sandbox.env);
+  s->sandbox.env = kept;
 }
 
 int kbox_kernel_rundir_only(struct kbox_kernel *k, struct kbox_spec *spec, kbox_error_t *err) {
@@ -159,7 +161,7 @@ int kbox_kernel_prepare(struct kbox_kernel *k, struct kbox_spec *spec, kbox_erro
 
 int kbox_kernel_open_broker(struct kbox_kernel *k, kbox_error_t *err) {
   const struct kbox_spec *spec = k->spec;
-  if (kbox_broker_open(&k->broker, &k->host, &k->kern, spec->port_lo, spec->port_hi, spec->max_message, err) < 0) {
+  if (kbox_broker_open(&k->broker, &k->host, &k->kern, spec->kernel.port_lo, spec->kernel.port_hi, spec->kernel.max_message, err) < 0) {
     kbox_broker_close(&k->broker, 0);
     return kbox_error_prefix(err, "kernel broker");
   }
@@ -173,7 +175,7 @@ void kbox_kernel_cleanup(struct kbox_kernel *k) {
   if (k->broker_open) kbox_broker_close(&k->broker, 0);
   k->broker_open = false;
   kbox_kreaper_unlink_ipc(&k->host); /* libzmq leaves the socket files of its ipc listeners */
-  if (k->conn_written && k->spec->connection_file != NULL) unlink(k->spec->connection_file);
+  if (k->conn_written && k->spec->kernel.connection_file != NULL) unlink(k->spec->kernel.connection_file);
   k->conn_written = false;
   if (k->rundir != NULL) kbox_runlock_remove(k->rundir, k->run_lock); /* closes run_lock */
   else if (k->run_lock >= 0) close(k->run_lock);

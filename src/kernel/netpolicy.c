@@ -10,6 +10,7 @@
 #include "kernel/launch.h"
 #include "sandbox/idmap.h"
 #include "sandbox/net_relay.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 
@@ -25,37 +26,37 @@ static void proxy_env(struct kbox_spec *spec) {
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", KBOX_NET_RELAY_PORT);
   static const char *const names[] = {"HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (kbox_strv_getenv(&spec->env, names[i]) == NULL) kbox_strv_setenv(&spec->env, names[i], url);
-  if (kbox_strv_getenv(&spec->env, "NO_PROXY") == NULL) kbox_strv_setenv(&spec->env, "NO_PROXY", "localhost,127.0.0.1,::1");
-  if (kbox_strv_getenv(&spec->env, "no_proxy") == NULL) kbox_strv_setenv(&spec->env, "no_proxy", "localhost,127.0.0.1,::1");
+    if (kbox_strv_getenv(&spec->sandbox.env, names[i]) == NULL) kbox_strv_setenv(&spec->sandbox.env, names[i], url);
+  if (kbox_strv_getenv(&spec->sandbox.env, "NO_PROXY") == NULL) kbox_strv_setenv(&spec->sandbox.env, "NO_PROXY", "localhost,127.0.0.1,::1");
+  if (kbox_strv_getenv(&spec->sandbox.env, "no_proxy") == NULL) kbox_strv_setenv(&spec->sandbox.env, "no_proxy", "localhost,127.0.0.1,::1");
 }
 
 int kbox_netpolicy_prepare(struct kbox_netpolicy *np, struct kbox_spec *spec, const char *kdir, bool kernel_mode,
                            struct kbox_audit *audit, kbox_error_t *err) {
   memset(np, 0, sizeof(*np));
   np->notes[0] = np->notes[1] = -1;
-  if (spec->net != KBOX_NET_ALLOW) return 0;
+  if (spec->sandbox.net != KBOX_NET_ALLOW) return 0;
   np->on = true;
-  if (kbox_net_rules_parse_all(&np->rules, &spec->net_allow, "--net allow", err) < 0) return -1;
+  if (kbox_net_rules_parse_all(&np->rules, &spec->sandbox.net_allow, "--net allow", err) < 0) return -1;
   if (kernel_mode && pipe2(np->notes, O_CLOEXEC | O_NONBLOCK) < 0) return kbox_error_make(err, errno, "--net: pipe");
   char path[4096];
   snprintf(path, sizeof(path), "%s/%s", kdir, KBOX_NET_PROXY_SOCK);
   struct kbox_proxy_config cfg = {
       .rules = &np->rules, .sock_path = path, .sock_uid = (uid_t)-1, .sock_gid = (gid_t)-1,
-      .max_bytes = spec->net_max_bytes, .max_conns = KBOX_NET_DEFAULT_MAX_CONNS, .idle_ms = KBOX_NET_IDLE_MS,
+      .max_bytes = spec->sandbox.net_max_bytes, .max_conns = KBOX_NET_DEFAULT_MAX_CONNS, .idle_ms = KBOX_NET_IDLE_MS,
       .total_ms = KBOX_NET_TOTAL_MS, .notify_fd = kernel_mode ? np->notes[1] : 2,
       .on_event = audit ? on_event : NULL, .event_ctx = audit,
   };
   if (!spec->rootless) {
     struct kbox_idmap map;
     if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
-    cfg.sock_uid = map.base + spec->uid;
-    cfg.sock_gid = map.base + spec->gid;
+    cfg.sock_uid = map.base + spec->sandbox.uid;
+    cfg.sock_gid = map.base + spec->sandbox.gid;
   }
   json_object_seed(0); /* before a second thread uses jansson */
   if (kbox_proxy_open(&np->proxy, &cfg, err) < 0) return -1;
-  free(spec->net_relay_sock);
-  if (asprintf(&spec->net_relay_sock, "%s/%s", KBOX_KERNEL_INNER_DIR, KBOX_NET_PROXY_SOCK) < 0) abort();
+  free(spec->sandbox.net_relay_sock);
+  spec->sandbox.net_relay_sock = xasprintf("%s/%s", KBOX_KERNEL_INNER_DIR, KBOX_NET_PROXY_SOCK);
   proxy_env(spec);
   return 0;
 }
@@ -73,7 +74,7 @@ static void publish(struct kbox_netpolicy *np, struct kbox_broker *b) {
     *nl = '\0';
     kbox_warn("%s", start + (strncmp(start, "kbox: ", 6) == 0 ? 6 : 0));
     char *line = NULL;
-    if (asprintf(&line, "%s\n", start) < 0) abort();
+    line = xasprintf("%s\n", start);
     kbox_broker_publish_stream(b, "stderr", line);
     free(line);
     start = nl + 1;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "util/alloc.h"
 #include "util/log.h"
 
 #define FD_RESERVE 256 /* descriptors kept free for everything else kbox opens */
@@ -138,8 +139,7 @@ static void accepted(struct kbox_peers *p, enum kbox_channel ch, int fd) {
   if (old != NULL) forget(pp, old); /* a disconnect we did not see (the event queue is unbounded: should not happen) */
   if (pp->n == pp->cap) {
     pp->cap = pp->cap ? pp->cap * 2 : 64;
-    pp->v = realloc(pp->v, pp->cap * sizeof(pp->v[0]));
-    if (pp->v == NULL) abort();
+    pp->v = xrealloc(pp->v, pp->cap * sizeof(pp->v[0]));
   }
   pp->v[pp->n++] = (struct kbox_peer){.fd = fd};
   pp->open++;

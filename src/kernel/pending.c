@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernel/jscan.h"
+#include "util/alloc.h"
 
 static void req_free(struct kbox_pending_req *r) {
   free(r->ident);
@@ -45,14 +46,12 @@ void kbox_pending_add(struct kbox_pending *p, const struct kbox_frames *f, size_
   if (p->n == KBOX_PENDING_MAX) remove_at(p, 0);
   if (p->n == p->cap) {
     p->cap = p->cap ? p->cap * 2 : 8;
-    p->v = realloc(p->v, p->cap * sizeof(p->v[0]));
-    if (p->v == NULL) abort();
+    p->v = xrealloc(p->v, p->cap * sizeof(p->v[0]));
   }
   struct kbox_pending_req *r = &p->v[p->n++];
   memset(r, 0, sizeof(*r));
   r->ident_len = kbox_frame_size(f, 0);
-  r->ident = malloc(r->ident_len + 1);
-  if (r->ident == NULL) abort();
+  r->ident = xmalloc(r->ident_len + 1);
   memcpy(r->ident, kbox_frame_data(f, 0), r->ident_len);
   r->header = h;
   snprintf(r->msg_id, sizeof(r->msg_id), "%s", id);
@@ -95,8 +94,7 @@ static int send_one(void *sock, struct kbox_auth *auth, const void *ident, size_
 static char *reply_type(json_t *header) {
   const char *t = json_string_value(json_object_get(header, "msg_type"));
   size_t n = strlen(t) - 8;
-  char *out = malloc(n + 7);
-  if (out == NULL) abort();
+  char *out = xmalloc(n + 7);
   memcpy(out, t, n);
   memcpy(out + n, "_reply", 7);
   return out;

@@ -1,4 +1,5 @@
 #include "kernel/pyboxout.h"
+#include "util/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,7 @@ void kbox_pyboxout_add_stream(struct kbox_pyboxout *o, const char *name, const c
   if (n > 0 && o->stream[0] != '\0' && strcmp(o->stream, name) == 0) {
     json_t *last = json_object_get(json_array_get(o->data, n - 1), "text/plain");
     size_t old = json_string_length(last);
-    char *joined = malloc(old + keep + 1);
-    if (joined == NULL) abort();
+    char *joined = xmalloc(old + keep + 1);
     memcpy(joined, json_string_value(last), old);
     memcpy(joined + old, text, keep);
     json_string_setn_nocheck(last, joined, old + keep);

@@ -14,6 +14,7 @@
 #include "kernel/runlock.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/orphan.h"
 #include "util/proc.h"
 
 /* Records on the pipe: a type byte, then a NUL-terminated string. */
@@ -115,26 +116,20 @@ __attribute__((noreturn)) static void reaper_main(int fd) {
 static pid_t middle[8]; /* the reapers' short-lived parents, not reaped yet */
 static size_t middle_n;
 
+/* reaper_main for kbox_orphan_start. */
+__attribute__((noreturn)) static void reaper_start(int fd, void *unused) { reaper_main(fd); }
+
 int kbox_kreaper_start(const char *rundir, kbox_error_t *err) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) return kbox_error_make(err, errno, "pipe for the run directory reaper");
+  int wfd;
   fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(p[0]);
-    close(p[1]);
-    return kbox_error_make(err, errno, "fork of the run directory reaper");
-  }
-  if (pid == 0) {
-    close(p[1]);
-    if (fork() == 0) reaper_main(p[0]); /* double fork: nobody's child to wait for */
-    _exit(0);
-  }
-  close(p[0]);
-  /* Not waited for here (it may not run for milliseconds on a busy machine): at cleanup. */
+  pid_t pid = kbox_orphan_start(reaper_start, NULL, "run directory reaper", &wfd, err);
+  if (pid < 0) return -1;
+  /* Its intermediate process is not waited for here (it may not run for milliseconds on a busy
+     machine): at cleanup (kbox_kreaper_wait_started). */
   if (middle_n < sizeof(middle) / sizeof(middle[0])) middle[middle_n++] = pid;
-  send_rec(p[1], REC_RUNDIR, rundir);
-  return p[1];
+  else while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+  send_rec(wfd, REC_RUNDIR, rundir);
+  return wfd;
 }
 
 void kbox_kreaper_wait_started(void) {

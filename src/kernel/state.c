@@ -13,6 +13,7 @@
 
 #include "cgroup/cgroup.h"
 #include "kernel/runlock.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -193,8 +194,7 @@ int kbox_state_list(struct kbox_state **out, size_t *n, kbox_error_t *err) {
     }
     if (*n == cap) {
       cap = cap ? cap * 2 : 8;
-      *out = realloc(*out, cap * sizeof(**out));
-      if (*out == NULL) abort();
+      *out = xrealloc(*out, cap * sizeof(**out));
     }
     struct kbox_state *st = &(*out)[*n];
     memset(st, 0, sizeof(*st));
@@ -341,13 +341,13 @@ char *kbox_state_conn_line(const struct kbox_conn *host, const char *id) {
 /* options.json: what the kernel was started with (limits first, for ps). */
 static char *options_text(const struct kbox_spec *s) {
   json_t *rootfs = json_array();
-  for (size_t i = 0; i < s->rootfs.n; i++) json_array_append_new(rootfs, json_string(s->rootfs.v[i]));
+  for (size_t i = 0; i < s->sandbox.rootfs.n; i++) json_array_append_new(rootfs, json_string(s->sandbox.rootfs.v[i]));
   json_t *o = json_pack("{s:s, s:{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}, s:o, s:s?, s:s?, s:s?, s:b}",
-                        "id", s->id, "limits", "memory", (json_int_t)s->memory_bytes, "swap", (json_int_t)s->swap_bytes,
-                        "pids", (json_int_t)s->pids, "cpus", s->cpus, "disk", (json_int_t)s->disk_bytes,
-                        "timeout_ms", (json_int_t)s->timeout_ms, "exec_timeout_ms", (json_int_t)s->exec_timeout_ms,
-                        "idle_timeout_ms", (json_int_t)s->idle_timeout_ms, "rootfs", rootfs, "workdir", s->workdir,
-                        "profile", s->profile, "kernel_cmd", s->kernel_cmd, "detached", s->detach);
+                        "id", s->id, "limits", "memory", (json_int_t)s->limits.memory_bytes, "swap", (json_int_t)s->limits.swap_bytes,
+                        "pids", (json_int_t)s->limits.pids, "cpus", s->limits.cpus, "disk", (json_int_t)s->limits.disk_bytes,
+                        "timeout_ms", (json_int_t)s->limits.timeout_ms, "exec_timeout_ms", (json_int_t)s->kernel.exec_timeout_ms,
+                        "idle_timeout_ms", (json_int_t)s->kernel.idle_timeout_ms, "rootfs", rootfs, "workdir", s->sandbox.workdir,
+                        "profile", s->sec.profile, "kernel_cmd", s->kernel.cmd, "detached", s->kernel.detach);
   char *t = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
   json_decref(o);
   return t;

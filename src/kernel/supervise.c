@@ -52,7 +52,7 @@ static int open_parent(const struct kbox_spec *spec) {
   const char *env = getenv("JPY_PARENT_PID");
   uint64_t pid = 0;
   kbox_error_t err = NULL;
-  if (spec->detach || env == NULL || env[0] == '\0') return -1;
+  if (spec->kernel.detach || env == NULL || env[0] == '\0') return -1;
   if (kbox_parse_uint("JPY_PARENT_PID", env, 2, 4194304, &pid, &err) < 0 || (pid_t)pid == getpid()) {
     kbox_error_free(&err);
     return -1;
@@ -78,9 +78,9 @@ static void begin_shutdown(struct loop *l, const char *why, long long now) {
 static bool publish(struct loop *l) {
   struct kbox_kernel *k = l->k;
   if (k->conn_given) return true;
-  if (k->spec->connection_file != NULL) {
+  if (k->spec->kernel.connection_file != NULL) {
     kbox_error_t err = NULL;
-    if (kbox_conn_write(k->spec->connection_file, &k->host, k->spec->id, true, &err) < 0) {
+    if (kbox_conn_write(k->spec->kernel.connection_file, &k->host, k->spec->id, true, &err) < 0) {
       kbox_error_report(&err);
       k->ended_by = "connection_file_error";
       kbox_sandbox_kill(l->sb);
@@ -129,7 +129,7 @@ static void on_signal(void *data, int sig) {
 /* --exec-timeout: interrupt a cell that runs too long, kill the sandbox if that did not help. */
 static void check_exec(struct loop *l, long long now) {
   struct kbox_broker *b = &l->k->broker;
-  uint64_t limit = l->k->spec->exec_timeout_ms;
+  uint64_t limit = l->k->spec->kernel.exec_timeout_ms;
   if (limit == 0 || b->exec_id[0] == '\0') return;
   if (strcmp(b->exec_id, l->interrupted_id) != 0) {
     if (now - b->exec_started_ms < (long long)limit) return;
@@ -183,12 +183,12 @@ static void check_memory(struct loop *l, long long now) {
   l->next_pressure = now + PRESSURE_POLL_MS;
   long long used = memory_now(l->sb);
   json_t *parent = kbox_pending_header(&b->pending, b->exec_id);
-  if (used < 0 || parent == NULL || (uint64_t)used * 100 < s->memory_bytes * PRESSURE_PERCENT) return;
+  if (used < 0 || parent == NULL || (uint64_t)used * 100 < s->limits.memory_bytes * PRESSURE_PERCENT) return;
   snprintf(l->warned_id, sizeof(l->warned_id), "%s", b->exec_id);
   char lim[32], text[256];
-  human_size(s->memory_bytes, lim, sizeof(lim));
+  human_size(s->limits.memory_bytes, lim, sizeof(lim));
   snprintf(text, sizeof(text), "kbox: warning: the sandbox uses %lld%% of its memory limit (%s, --memory); past it the kernel is killed and its state lost\n",
-           (long long)((uint64_t)used * 100 / s->memory_bytes), lim);
+           (long long)((uint64_t)used * 100 / s->limits.memory_bytes), lim);
   json_t *c = json_pack("{s:s, s:s}", "name", "stderr", "text", text);
   struct kbox_frames f;
   kbox_frames_init(&f);
@@ -225,16 +225,16 @@ static long long deadlines(struct loop *l, long long now) {
   check_memory(l, now);
   if (b->exec_id[0] != '\0' && strcmp(b->exec_id, l->warned_id) != 0 && l->sb->cgroup != NULL && l->next_pressure < next)
     next = l->next_pressure > now ? l->next_pressure : now + PRESSURE_POLL_MS;
-  if (s->exec_timeout_ms && b->exec_id[0] != '\0') {
+  if (s->kernel.exec_timeout_ms && b->exec_id[0] != '\0') {
     long long at = strcmp(b->exec_id, l->interrupted_id) == 0 ? l->interrupted_at + EXEC_GRACE_MS
-                                                              : b->exec_started_ms + (long long)s->exec_timeout_ms;
+                                                              : b->exec_started_ms + (long long)s->kernel.exec_timeout_ms;
     if (at < next) next = at;
   }
-  if (s->idle_timeout_ms && b->ready && l->kill_at == 0 && !b->busy) {
-    long long at = b->last_activity_ms + (long long)s->idle_timeout_ms;
+  if (s->kernel.idle_timeout_ms && b->ready && l->kill_at == 0 && !b->busy) {
+    long long at = b->last_activity_ms + (long long)s->kernel.idle_timeout_ms;
     if (now >= at) {
       kbox_log(KBOX_LOG_WARN, "no client activity for %.3gs and the kernel idle: shutting it down (--idle-timeout)",
-               (double)s->idle_timeout_ms / 1000.0);
+               (double)s->kernel.idle_timeout_ms / 1000.0);
       begin_shutdown(l, "idle_timeout", now);
     } else if (at < next) {
       next = at;
@@ -285,20 +285,20 @@ static void death_cause(const struct kbox_kernel *k, const struct kbox_sandbox *
   }
   if (st != NULL && st->oom_kills > 0) {
     *ename = "SandboxMemoryLimit";
-    human_size(s->memory_bytes, lim, sizeof(lim));
+    human_size(s->limits.memory_bytes, lim, sizeof(lim));
     snprintf(ev, n, "the kernel was killed: the sandbox ran out of memory (limit %s%s, --memory); " STATE_GONE, lim, peak);
   } else if (strcmp(by, "exec_timeout") == 0) {
     *ename = "SandboxTimeout";
     snprintf(ev, n, "the cell ran past --exec-timeout %.3gs and ignored the interrupt, so the kernel was killed; " STATE_GONE,
-             (double)s->exec_timeout_ms / 1000.0);
+             (double)s->kernel.exec_timeout_ms / 1000.0);
   } else if (sb->timed_out || strcmp(by, "timeout") == 0) {
     *ename = "SandboxTimeout";
     snprintf(ev, n, "the kernel ran past the sandbox's wall-clock limit (--timeout %.3gs) and was killed; " STATE_GONE,
-             (double)s->timeout_ms / 1000.0);
+             (double)s->limits.timeout_ms / 1000.0);
   } else if (st != NULL && st->pids_max_hits > 0) {
     *ename = "SandboxProcessLimit";
     snprintf(ev, n, "the kernel %s after the sandbox hit its process limit (%llu processes/threads, --pids; %lld fork(s) refused%s); " STATE_GONE,
-             how, (unsigned long long)s->pids, (long long)st->pids_max_hits, peak);
+             how, (unsigned long long)s->limits.pids, (long long)st->pids_max_hits, peak);
   } else if (by[0] != '\0' && strcmp(by, "startup_timeout") != 0) {
     *ename = "KernelShutdown";
     snprintf(ev, n, "kbox shut the kernel down (%s) before it finished this request; " STATE_GONE, by);

@@ -2,6 +2,7 @@
 
 #include "kernel/hmac256.h"
 #include "kernel/jscan.h"
+#include "util/alloc.h"
 
 #include <errno.h>
 #include <openssl/core_names.h>
@@ -33,8 +34,7 @@ void kbox_frames_free(struct kbox_frames *f) {
 static zmq_msg_t *frames_push(struct kbox_frames *f) {
   if (f->n == f->cap) {
     f->cap = f->cap ? f->cap * 2 : 16;
-    f->v = realloc(f->v, f->cap * sizeof(*f->v));
-    if (f->v == NULL) abort();
+    f->v = xrealloc(f->v, f->cap * sizeof(*f->v));
   }
   zmq_msg_init(&f->v[f->n]);
   return &f->v[f->n++];
@@ -43,7 +43,7 @@ static zmq_msg_t *frames_push(struct kbox_frames *f) {
 void kbox_frames_add(struct kbox_frames *f, const void *data, size_t len) {
   zmq_msg_t *m = frames_push(f);
   zmq_msg_close(m);
-  if (zmq_msg_init_size(m, len) != 0) abort();
+  if (zmq_msg_init_size(m, len) != 0) kbox_oom(); /* its only failure: ENOMEM */
   if (len > 0) memcpy(zmq_msg_data(m), data, len);
   f->bytes += len;
 }
@@ -51,7 +51,7 @@ void kbox_frames_add(struct kbox_frames *f, const void *data, size_t len) {
 void kbox_frames_set(struct kbox_frames *f, size_t i, const void *data, size_t len) {
   f->bytes -= zmq_msg_size(&f->v[i]);
   zmq_msg_close(&f->v[i]);
-  if (zmq_msg_init_size(&f->v[i], len) != 0) abort();
+  if (zmq_msg_init_size(&f->v[i], len) != 0) kbox_oom();
   if (len > 0) memcpy(zmq_msg_data(&f->v[i]), data, len);
   f->bytes += len;
 }
@@ -156,7 +156,6 @@ int kbox_auth_init(struct kbox_auth *a, const char *scheme, const char *key, kbo
     return kbox_error_make(err, 0, "signature scheme \"%s\" is not supported (use hmac-sha256)", scheme);
   if (strcmp(digest, "SHA256") == 0) {
     a->sha256 = kbox_hmac256_new(key, strlen(key));
-    if (a->sha256 == NULL) abort();
     return 0;
   }
   EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
@@ -325,7 +324,7 @@ static void now_iso(char *buf, size_t n) {
 /* Append a JSON value as a compact frame. */
 static void add_json(struct kbox_frames *f, json_t *j) {
   char *s = json_dumps(j, JSON_COMPACT);
-  if (s == NULL) abort();
+  if (s == NULL) kbox_oom(); /* jansson's only failure for a value kbox built */
   kbox_frames_add(f, s, strlen(s));
   free(s);
 }

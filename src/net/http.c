@@ -1,4 +1,5 @@
 #include "net/http.h"
+#include "util/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +47,7 @@ static bool hop_header(const char *p, size_t len) {
 static void rewrite(struct kbox_http_req *r, const char *method, size_t ml, bool slash, const char *path, size_t pl,
                     const char *version, size_t vl, const char *headers, size_t hl) {
   size_t cap = ml + pl + vl + hl + 64;
-  char *out = malloc(cap);
-  if (out == NULL) abort();
+  char *out = xmalloc(cap);
   size_t n = (size_t)snprintf(out, cap, "%.*s %s%.*s %.*s\r\n", (int)ml, method, slash ? "/" : "", (int)pl, path,
                               (int)vl, version);
   for (const char *p = headers, *end = headers + hl; p < end;) {

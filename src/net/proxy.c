@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "net/http.h"
+#include "util/alloc.h"
 #include "util/log.h"
 #include "util/clock.h"
 
@@ -103,8 +104,7 @@ static void count(struct kbox_proxy *p, const char *host, bool allowed) {
     allowed ? p->other_allowed++ : p->other_blocked++;
     return;
   }
-  p->hosts = realloc(p->hosts, (p->n_hosts + 1) * sizeof(*p->hosts));
-  if (p->hosts == NULL) abort();
+  p->hosts = xrealloc(p->hosts, (p->n_hosts + 1) * sizeof(*p->hosts));
   struct host_count *h = &p->hosts[p->n_hosts++];
   snprintf(h->host, sizeof(h->host), "%s", host);
   h->allowed = allowed;
@@ -133,8 +133,7 @@ static void load_test_map(struct kbox_proxy *p) {
   const char *env = getenv(KBOX_TEST_RESOLVE_ENV);
   if (env == NULL || *env == '\0') return;
   kbox_warn("%s is set: names are mapped by the test-only resolver, not resolved (tests only)", KBOX_TEST_RESOLVE_ENV);
-  char *copy = strdup(env);
-  if (copy == NULL) abort();
+  char *copy = xstrdup(env);
   for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok != NULL && p->n_test < TEST_MAP_MAX;
        tok = strtok_r(NULL, ",", &save)) {
     char *eq = strchr(tok, '=');
@@ -184,8 +183,7 @@ static void conn_free(struct kbox_proxy *p, struct conn *c) {
     if (gai_cancel(c->gai) == EAI_CANCELED || gai_error(c->gai) != EAI_INPROGRESS) {
       free_gai(c->gai);
     } else {
-      p->orphans = realloc(p->orphans, (p->n_orphans + 1) * sizeof(*p->orphans));
-      if (p->orphans == NULL) abort();
+      p->orphans = xrealloc(p->orphans, (p->n_orphans + 1) * sizeof(*p->orphans));
       p->orphans[p->n_orphans++] = c->gai;
     }
   }
@@ -333,12 +331,11 @@ static void start_resolve(struct kbox_proxy *p, struct conn *c, long long now) {
     add_addr(c, (struct sockaddr *)&a6, sizeof(a6), c->port);
     return screen(p, c, false, now);
   }
-  struct gaicb *g = calloc(1, sizeof(*g));
-  struct addrinfo *hints = calloc(1, sizeof(*hints));
-  if (g == NULL || hints == NULL) abort();
+  struct gaicb *g = xcalloc(1, sizeof(*g));
+  struct addrinfo *hints = xcalloc(1, sizeof(*hints));
   hints->ai_socktype = SOCK_STREAM;
   hints->ai_flags = AI_ADDRCONFIG;
-  g->ar_name = strdup(c->host);
+  g->ar_name = xstrdup(c->host);
   g->ar_request = hints;
   struct sigevent sev = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = resolved_cb};
   sev.sigev_value.sival_int = p->wake;
@@ -572,16 +569,14 @@ static void accept_all(struct kbox_proxy *p, long long now) {
                p->cfg.max_conns);
       notify(p, line);
     }
-    struct conn *c = calloc(1, sizeof(*c));
-    if (c == NULL) abort();
+    struct conn *c = xcalloc(1, sizeof(*c));
     c->cfd = fd;
     c->ufd = -1;
     c->st = S_HEAD;
     c->started = c->last = now;
     c->deadline = now + HEAD_MS;
     if (busy) respond(c, "503 Service Unavailable", "kbox: too many connections open at once through the proxy\n", now);
-    p->conns = realloc(p->conns, (p->n_conns + 1) * sizeof(*p->conns));
-    if (p->conns == NULL) abort();
+    p->conns = xrealloc(p->conns, (p->n_conns + 1) * sizeof(*p->conns));
     p->conns[p->n_conns++] = c;
   }
 }
@@ -619,8 +614,7 @@ static void *loop(void *arg) {
     size_t need = 2 + 2 * p->n_conns;
     if (need > cap) {
       cap = need * 2;
-      pfd = realloc(pfd, cap * sizeof(*pfd));
-      if (pfd == NULL) abort();
+      pfd = xrealloc(pfd, cap * sizeof(*pfd));
     }
     size_t n = 0;
     pfd[n++] = (struct pollfd){.fd = p->wake, .events = POLLIN};
@@ -664,8 +658,7 @@ int kbox_proxy_open(struct kbox_proxy **out, const struct kbox_proxy_config *cfg
   struct sockaddr_un sun = {.sun_family = AF_UNIX};
   if (strlen(cfg->sock_path) >= sizeof(sun.sun_path))
     return kbox_error_make(err, 0, "--net: socket path %s is too long", cfg->sock_path);
-  struct kbox_proxy *p = calloc(1, sizeof(*p));
-  if (p == NULL) abort();
+  struct kbox_proxy *p = xcalloc(1, sizeof(*p));
   p->cfg = *cfg;
   p->lfd = p->wake = -1;
   load_test_map(p);

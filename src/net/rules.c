@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 bool kbox_net_host_normalise(const char *in, size_t n, char *out, size_t outsz) {
@@ -72,14 +73,12 @@ static int parse_one(struct kbox_net_rule *r, const char *tok, const char *what,
 }
 
 int kbox_net_rules_parse(struct kbox_net_rules *r, const char *list, const char *what, kbox_error_t *err) {
-  cleanup_free char *copy = strdup(list);
-  if (copy == NULL) abort();
+  cleanup_free char *copy = xstrdup(list);
   size_t added = 0;
   for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
     while (*tok == ' ') tok++;
     if (*tok == '\0') continue;
-    r->v = realloc(r->v, (r->n + 1) * sizeof(*r->v));
-    if (r->v == NULL) abort();
+    r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
     if (parse_one(&r->v[r->n], tok, what, err) < 0) return -1;
     r->n++;
     added++;

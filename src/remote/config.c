@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -79,7 +80,7 @@ void kbox_remote_config_free(struct kbox_remote_config *c) {
 
 static void set_raw(struct kbox_remote_config *c, int id, const char *value, const char *from) {
   free(c->raw[id]);
-  c->raw[id] = strdup(value);
+  c->raw[id] = xstrdup(value);
   c->raw_from[id] = from;
 }
 
@@ -166,7 +167,7 @@ static const char *from(const struct kbox_remote_config *c, int id) {
 }
 
 static char *dup_raw(const struct kbox_remote_config *c, int id) {
-  return c->raw[id] != NULL && c->raw[id][0] != '\0' ? strdup(c->raw[id]) : NULL;
+  return c->raw[id] != NULL && c->raw[id][0] != '\0' ? xstrdup(c->raw[id]) : NULL;
 }
 
 /* Fixed ports: any KERNEL_*_PORT set selects them; unset ones take the controller defaults. */
@@ -236,7 +237,7 @@ static int finish_key(struct kbox_remote_config *c, kbox_error_t *err) {
     c->key = text;
   }
   if (c->key == NULL && c->mode == KBOX_REMOTE_CONTROLLER) {
-    c->key = strdup(c->kernel_id);
+    c->key = xstrdup(c->kernel_id);
     c->key_is_kernel_id = true;
   }
   return 0;
@@ -255,7 +256,7 @@ static int finish_eg(struct kbox_remote_config *c, kbox_error_t *err) {
 }
 
 static int finish_misc(struct kbox_remote_config *c, kbox_error_t *err) {
-  c->language = c->raw[KBOX_RS_LANGUAGE] ? strdup(c->raw[KBOX_RS_LANGUAGE]) : strdup("python");
+  c->language = c->raw[KBOX_RS_LANGUAGE] ? xstrdup(c->raw[KBOX_RS_LANGUAGE]) : xstrdup("python");
   if (strcasecmp(c->language, "python") != 0)
     return kbox_error_make(err, 0, "%s '%s' is not supported by this image (only python)", from(c, KBOX_RS_LANGUAGE), c->language);
   if (c->raw[KBOX_RS_IDLE_TIMEOUT] && c->raw[KBOX_RS_IDLE_TIMEOUT][0] &&
@@ -279,7 +280,7 @@ static int finish_misc(struct kbox_remote_config *c, kbox_error_t *err) {
       return kbox_error_make(err, 0, "%s '%s': expected 'listening' or 'ready'", from(c, KBOX_RS_EG_RESPOND), respond);
     c->respond_when_ready = true;
   }
-  if (c->raw[KBOX_RS_STATUS_FILE] == NULL) c->status_file = strdup("/tmp/kbox-status.json");
+  if (c->raw[KBOX_RS_STATUS_FILE] == NULL) c->status_file = xstrdup("/tmp/kbox-status.json");
   else c->status_file = dup_raw(c, KBOX_RS_STATUS_FILE);
   return 0;
 }
@@ -298,7 +299,7 @@ int kbox_remote_config_finish(struct kbox_remote_config *c, kbox_error_t *err) {
   if (c->raw[KBOX_RS_KERNEL_ID] == NULL || c->raw[KBOX_RS_KERNEL_ID][0] == '\0')
     return kbox_error_make(err, 0, "KERNEL_ID is not set; the kernel's id is required");
   if (kbox_validate_id(from(c, KBOX_RS_KERNEL_ID), c->raw[KBOX_RS_KERNEL_ID], err) < 0) return -1;
-  c->kernel_id = strdup(c->raw[KBOX_RS_KERNEL_ID]);
+  c->kernel_id = xstrdup(c->raw[KBOX_RS_KERNEL_ID]);
   if (finish_range(c, err) < 0 || finish_key(c, err) < 0 || finish_misc(c, err) < 0) return -1;
   if (c->key_is_kernel_id)
     kbox_warn("no KERNEL_KEY or KERNEL_KEY_FILE: signing messages with KERNEL_ID, which the controller publishes; anyone who can read the Kernel resource can forge messages. Mount a secret and set KERNEL_KEY_FILE");

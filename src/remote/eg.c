@@ -17,26 +17,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 char *kbox_base64_encode(const unsigned char *data, size_t len) {
-  char *out = malloc(4 * ((len + 2) / 3) + 1);
-  if (out == NULL) return NULL;
+  char *out = xmalloc(4 * ((len + 2) / 3) + 1);
   EVP_EncodeBlock((unsigned char *)out, data, (int)len);
   return out;
 }
 
 unsigned char *kbox_base64_decode(const char *text, size_t *len) {
   size_t n = strlen(text);
-  cleanup_free char *clean = malloc(n + 1);
-  if (clean == NULL) return NULL;
+  cleanup_free char *clean = xmalloc(n + 1);
   size_t m = 0;
   for (size_t i = 0; i < n; i++)
     if (!isspace((unsigned char)text[i])) clean[m++] = text[i];
   clean[m] = '\0';
   if (m == 0 || m % 4 != 0) return NULL;
-  unsigned char *out = malloc(m / 4 * 3 + 1);
-  if (out == NULL) return NULL;
+  unsigned char *out = xmalloc(m / 4 * 3 + 1);
   int r = EVP_DecodeBlock(out, (const unsigned char *)clean, (int)m);
   if (r < 0) {
     free(out);
@@ -101,7 +99,7 @@ int kbox_eg_check_public_key(const char *public_key, kbox_error_t *err) {
 static int aes_ecb_encrypt(const unsigned char key[16], const char *plain, unsigned char **out, int *out_len,
                            kbox_error_t *err) {
   int n = (int)strlen(plain);
-  unsigned char *buf = malloc((size_t)n + 16);
+  unsigned char *buf = xmalloc((size_t)n + 16);
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   int l1 = 0, l2 = 0;
   int ok = buf != NULL && ctx != NULL && EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), NULL, key, NULL) == 1 &&
@@ -125,7 +123,7 @@ static int rsa_wrap(EVP_PKEY *key, const unsigned char *secret, size_t n, unsign
   unsigned char *buf = NULL;
   int ok = ctx != NULL && EVP_PKEY_encrypt_init(ctx) == 1 &&
            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
-           EVP_PKEY_encrypt(ctx, NULL, &len, secret, n) == 1 && (buf = malloc(len)) != NULL &&
+           EVP_PKEY_encrypt(ctx, NULL, &len, secret, n) == 1 && (buf = xmalloc(len)) != NULL &&
            EVP_PKEY_encrypt(ctx, buf, &len, secret, n) == 1;
   EVP_PKEY_CTX_free(ctx);
   if (!ok) {
@@ -183,8 +181,8 @@ int kbox_eg_split_address(const char *address, char **host, char **port, kbox_er
   }
   for (const char *p = colon + 1; *p; p++)
     if (!isdigit((unsigned char)*p)) return kbox_error_make(err, 0, "RESPONSE_ADDRESS '%s': port is not a number", address);
-  *host = strndup(h, hlen);
-  *port = strdup(colon + 1);
+  *host = xstrndup(h, hlen);
+  *port = xstrdup(colon + 1);
   return 0;
 }
 

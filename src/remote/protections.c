@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 
 const char *kbox_prot_name(enum kbox_prot which) { return kbox_feature_key((enum kbox_feature)which); }
@@ -35,7 +36,7 @@ uint64_t kbox_protections_ns_flags(const struct kbox_protections *p) { return kb
 int kbox_protections_parse_require(const char *list, uint32_t *mask, kbox_error_t *err) {
   *mask = 0;
   if (list == NULL) return 0;
-  cleanup_free char *copy = strdup(list);
+  cleanup_free char *copy = xstrdup(list);
   char *save = NULL;
   for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
     if (strcmp(tok, "all") == 0) {

@@ -46,12 +46,11 @@ void kbox_probe_cgroup(struct kbox_verdict *v, const struct kbox_spec *spec) {
      meet the sandbox cgroup that kbox run creates next under the spec's id. */
   char id[128];
   snprintf(id, sizeof(id), "probe-%.100s", spec->id ? spec->id : "x");
-  struct kbox_spec s = *spec;
-  s.id = id;
-  s.require_limits = false;
+  struct kbox_spec_limits lim = spec->limits;
+  lim.require_limits = false;
   struct kbox_cgroup *cg = NULL;
   /* Both halves as kbox run does them (the v1 half runs while pid 1 mounts there; here, before). */
-  if (kbox_limits_setup(&s, &cg, &err) < 0 || kbox_limits_finish(&s, cg, &err) < 0) {
+  if (kbox_limits_setup(&lim, id, &cg, &err) < 0 || kbox_limits_finish(&lim, cg, &err) < 0) {
     kbox_cgroup_destroy(cg);
     cg = NULL;
     kbox_verdict_set(v, KBOX_FEAT_CGROUP, KBOX_VERDICT_MISSING, err->errno_, NULL, "mode %s; creating the sandbox cgroup: %s", mode, err->msg);

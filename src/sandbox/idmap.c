@@ -22,13 +22,13 @@
 int kbox_idmap_compute(const struct kbox_spec *spec, struct kbox_idmap *map, kbox_error_t *err) {
   memset(map, 0, sizeof(*map));
   if (spec->rootless) {
-    snprintf(map->uid_map, sizeof(map->uid_map), "%u %u 1\n", spec->uid, spec->host_uid);
-    snprintf(map->gid_map, sizeof(map->gid_map), "%u %u 1\n", spec->gid, spec->host_gid);
+    snprintf(map->uid_map, sizeof(map->uid_map), "%u %u 1\n", spec->sandbox.uid, spec->host_uid);
+    snprintf(map->gid_map, sizeof(map->gid_map), "%u %u 1\n", spec->sandbox.gid, spec->host_gid);
     map->deny_setgroups = true;
     return 0;
   }
   uint64_t base = KBOX_DEFAULT_ID_BASE;
-  if (spec->ns_flags != 0 && !(spec->ns_flags & CLONE_NEWUSER)) return 0; /* no new userns: ids are not shifted (base 0) */
+  if (spec->sandbox.ns_flags != 0 && !(spec->sandbox.ns_flags & CLONE_NEWUSER)) return 0; /* no new userns: ids are not shifted (base 0) */
   const char *env = getenv("KBOX_ID_BASE");
   if (env != NULL && kbox_parse_uint("KBOX_ID_BASE", env, 1, 4294967295ULL - KBOX_ID_RANGE, &base, err) < 0)
     return -1;
@@ -112,8 +112,8 @@ int kbox_idmap_bind_owned(const char *path, const struct kbox_spec *spec, const 
   struct stat st;
   if (stat(path, &st) < 0) return kbox_error_make(err, errno, "stat %s", path);
   char um[64], gm[64];
-  snprintf(um, sizeof(um), "%u %u 1\n", st.st_uid, map->base + spec->uid);
-  snprintf(gm, sizeof(gm), "%u %u 1\n", st.st_gid, map->base + spec->gid);
+  snprintf(um, sizeof(um), "%u %u 1\n", st.st_uid, map->base + spec->sandbox.uid);
+  snprintf(gm, sizeof(gm), "%u %u 1\n", st.st_gid, map->base + spec->sandbox.gid);
   cleanup_close int userns = kbox_idmap_userns_fd(um, gm, err);
   if (userns < 0) return -1;
   cleanup_close int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);

@@ -32,9 +32,9 @@ __attribute__((noreturn)) static void init_fail(int chan, kbox_error_t *err) {
    sethostname) and the spec allows it, keep the namespace with the name it inherited. */
 static int set_hostname(struct kbox_init_args *a, kbox_error_t *err) {
   const struct kbox_spec *s = a->spec;
-  if (sethostname(s->hostname, strlen(s->hostname)) == 0) return 0;
+  if (sethostname(s->sandbox.hostname, strlen(s->sandbox.hostname)) == 0) return 0;
   int e = errno;
-  if (!(s->fallbacks & (1u << KBOX_STEP_HOSTNAME))) {
+  if (!(s->sandbox.fallbacks & (1u << KBOX_STEP_HOSTNAME))) {
     kbox_error_make(err, e, "naming the sandbox's uts namespace (sethostname)");
     return kbox_error_hint(err, "the container's seccomp profile allows sethostname only with CAP_SYS_ADMIN (the podman/CRI-O default profile): run it with a profile that allows it (podman/docker --security-opt seccomp=FILE; Kubernetes seccompProfile Localhost; see docs/pods.md)");
   }
@@ -72,8 +72,8 @@ static int wait_for(int chan, int type) {
    only mapped id), which also re-arms the parent-death signal that a credential change clears. */
 static int become_mapped_root(struct kbox_init_args *a, kbox_error_t *err) {
   const struct kbox_spec *s = a->spec;
-  uid_t uid = s->rootless ? s->uid : 0;
-  gid_t gid = s->rootless ? s->gid : 0;
+  uid_t uid = s->rootless ? s->sandbox.uid : 0;
+  gid_t gid = s->rootless ? s->sandbox.gid : 0;
   if (setresgid(gid, gid, gid) < 0) return kbox_error_make(err, errno, "setresgid %u in the user namespace", gid);
   if (setresuid(uid, uid, uid) < 0) return kbox_error_make(err, errno, "setresuid %u in the user namespace", uid);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -152,7 +152,7 @@ void kbox_init_main(struct kbox_init_args *a) {
   if (sfd < 0) init_fail(a->chan, &err);
   if (setup_sandbox(a, &err) < 0) init_fail(a->chan, &err);
   kbox_mounts_free(a->mounts);
-  if (a->spec->net_relay_sock != NULL && kbox_net_relay_start(a->spec->net_relay_sock, &err) < 0) init_fail(a->chan, &err);
+  if (a->spec->sandbox.net_relay_sock != NULL && kbox_net_relay_start(a->spec->sandbox.net_relay_sock, &err) < 0) init_fail(a->chan, &err);
   /* The host attached us to v1 cgroups while we mounted; JOINED says which limits are rlimits. */
   kbox_rlimits_plan_set_bits((unsigned)wait_for(a->chan, KBOX_MSG_JOINED));
   kbox_trace_step("JOINED received (in the v1 cgroups)");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "sandbox/idmap.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -42,9 +43,9 @@ static void close_all(int *fds, size_t n) {
 }
 
 void kbox_mounts_free(struct kbox_mounts *m) {
-  close_all(m->lower_fds, m->spec->rootfs.n);
-  close_all(m->bind_fds, m->spec->n_binds);
-  close_all(m->overlay_fds, m->spec->overlays.n);
+  close_all(m->lower_fds, m->spec->sandbox.rootfs.n);
+  close_all(m->bind_fds, m->spec->sandbox.n_binds);
+  close_all(m->overlay_fds, m->spec->sandbox.overlays.n);
   if (m->workdir_fd >= 0) close(m->workdir_fd);
   if (m->layer_userns >= 0) close(m->layer_userns);
   if (m->root_fd >= 0) close(m->root_fd);
@@ -92,13 +93,12 @@ static int set_attrs(int fd, const char *what, uint64_t attrs, kbox_error_t *err
    sandbox user (as for --workdir); read-only either way, the writes go to the overlay's upper. */
 static int open_overlay_sources(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  m->overlay_fds = calloc(s->overlays.n + 1, sizeof(int));
-  if (m->overlay_fds == NULL) abort();
-  for (size_t i = 0; i < s->overlays.n; i++) m->overlay_fds[i] = -1;
+  m->overlay_fds = xcalloc(s->sandbox.overlays.n + 1, sizeof(int));
+  for (size_t i = 0; i < s->sandbox.overlays.n; i++) m->overlay_fds[i] = -1;
   struct kbox_idmap map;
   bool idmap = !s->rootless && m->layer_userns >= 0 && kbox_idmap_compute(s, &map, err) == 0;
-  for (size_t i = 0; i < s->overlays.n; i++) {
-    const char *dir = s->overlays.v[i];
+  for (size_t i = 0; i < s->sandbox.overlays.n; i++) {
+    const char *dir = s->sandbox.overlays.v[i];
     if (idmap && kbox_idmap_bind_owned(dir, s, &map, &m->overlay_fds[i], err) < 0) {
       kbox_info("%s cannot be idmapped (%s): its files appear owned by nobody inside", dir, (*err)->msg);
       kbox_error_free(err);
@@ -111,21 +111,20 @@ static int open_overlay_sources(struct kbox_mounts *m, kbox_error_t *err) {
 
 int kbox_mounts_open_sources(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  m->lower_fds = calloc(s->rootfs.n + 1, sizeof(int));
-  m->bind_fds = calloc(s->n_binds + 1, sizeof(int));
-  if (m->lower_fds == NULL || m->bind_fds == NULL) abort();
-  for (size_t i = 0; i < s->rootfs.n; i++) m->lower_fds[i] = -1;
-  for (size_t i = 0; i < s->n_binds; i++) m->bind_fds[i] = -1;
-  for (size_t i = 0; i < s->rootfs.n; i++)
-    if (open_layer(m, s->rootfs.v[i], &m->lower_fds[i], err) < 0) return -1;
-  for (size_t i = 0; i < s->n_binds; i++) {
-    if (clone_tree("--bind", s->binds[i].src, &m->bind_fds[i], err) < 0) return -1;
-    uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (s->binds[i].ro ? MOUNT_ATTR_RDONLY : 0);
-    if (set_attrs(m->bind_fds[i], s->binds[i].src, attrs, err) < 0) return -1;
+  m->lower_fds = xcalloc(s->sandbox.rootfs.n + 1, sizeof(int));
+  m->bind_fds = xcalloc(s->sandbox.n_binds + 1, sizeof(int));
+  for (size_t i = 0; i < s->sandbox.rootfs.n; i++) m->lower_fds[i] = -1;
+  for (size_t i = 0; i < s->sandbox.n_binds; i++) m->bind_fds[i] = -1;
+  for (size_t i = 0; i < s->sandbox.rootfs.n; i++)
+    if (open_layer(m, s->sandbox.rootfs.v[i], &m->lower_fds[i], err) < 0) return -1;
+  for (size_t i = 0; i < s->sandbox.n_binds; i++) {
+    if (clone_tree("--bind", s->sandbox.binds[i].src, &m->bind_fds[i], err) < 0) return -1;
+    uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (s->sandbox.binds[i].ro ? MOUNT_ATTR_RDONLY : 0);
+    if (set_attrs(m->bind_fds[i], s->sandbox.binds[i].src, attrs, err) < 0) return -1;
   }
-  if (s->workdir != NULL && m->workdir_fd < 0) {
-    if (clone_tree("--workdir", s->workdir, &m->workdir_fd, err) < 0) return -1;
-    if (set_attrs(m->workdir_fd, s->workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err) < 0) return -1;
+  if (s->sandbox.workdir != NULL && m->workdir_fd < 0) {
+    if (clone_tree("--workdir", s->sandbox.workdir, &m->workdir_fd, err) < 0) return -1;
+    if (set_attrs(m->workdir_fd, s->sandbox.workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, err) < 0) return -1;
   }
   return open_overlay_sources(m, err);
 }
@@ -149,7 +148,7 @@ static int attach(int fd, const char *dst, kbox_error_t *err) {
 static int make_target(struct kbox_mounts *m, const char *path, bool dir, int *out_fd, kbox_error_t *err) {
   if (m->root_fd < 0 && (m->root_fd = open(m->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
     return kbox_error_make(err, errno, "open %s", m->root);
-  cleanup_free char *copy = strdup(path);
+  cleanup_free char *copy = xstrdup(path);
   cleanup_close int cur = -1;
   char *save = NULL;
   char *tok = strtok_r(copy, "/", &save);
@@ -196,10 +195,9 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
   if (do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, err) < 0)
     return kbox_error_prefix(err, "making mounts private");
   char opts[96];
-  snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long)s->disk_bytes);
+  snprintf(opts, sizeof(opts), "size=%llu,mode=0755", (unsigned long long)s->limits.disk_bytes);
   if (do_mount("kbox", m->scratch, "tmpfs", MS_NOSUID | MS_NODEV, opts, err) < 0) return -1;
-  cleanup_free char *lowers = calloc(s->rootfs.n + 1, 81);
-  if (lowers == NULL) abort();
+  cleanup_free char *lowers = xcalloc(s->sandbox.rootfs.n + 1, 81);
   static const char *const dirs[] = {"upper", "work", "root", "tmp", "shm", "lower"};
   for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
     char p[128];
@@ -209,7 +207,7 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
     if (dirs[i][0] == 't' || dirs[i][0] == 's') chmod(p, 01777);
   }
   /* Overlay lists the top layer first; --rootfs given later stacks higher. */
-  for (size_t k = s->rootfs.n; k-- > 0;) {
+  for (size_t k = s->sandbox.rootfs.n; k-- > 0;) {
     char p[80];
     snprintf(p, sizeof(p), "%.40s/lower/%zu", m->scratch, k);
     if (mkdir(p, 0755) < 0) return kbox_error_make(err, errno, "mkdir %s", p);
@@ -221,8 +219,7 @@ int kbox_mounts_rootfs(struct kbox_mounts *m, kbox_error_t *err) {
   }
   if (kbox_mounts_home(m, err) < 0) return -1;
   cleanup_free char *ovl = NULL;
-  if (asprintf(&ovl, "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lowers, m->scratch, m->scratch) < 0)
-    abort();
+  ovl = xasprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr", lowers, m->scratch, m->scratch);
   if (do_mount("overlay", m->root, "overlay", MS_NOSUID | MS_NODEV, ovl, err) < 0)
     return kbox_error_prefix(err, "assembling the overlay root");
   return 0;
@@ -325,9 +322,9 @@ static int bind_zygote_proc(struct kbox_mounts *m, kbox_error_t *err) {
 
 /* A fresh /proc for the sandbox's pid namespace, or (when the spec allows it) the fallback above. */
 static int mount_proc(struct kbox_mounts *m, kbox_error_t *err) {
-  if (m->spec->warm_zygote && m->spec->ns_flags != 0 && !(m->spec->ns_flags & CLONE_NEWPID)) return bind_zygote_proc(m, err);
+  if (m->spec->sandbox.warm_zygote && m->spec->sandbox.ns_flags != 0 && !(m->spec->sandbox.ns_flags & CLONE_NEWPID)) return bind_zygote_proc(m, err);
   if (mount_inside(m, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) == 0) return 0;
-  if (!(m->spec->fallbacks & (1u << KBOX_STEP_PROC))) {
+  if (!(m->spec->sandbox.fallbacks & (1u << KBOX_STEP_PROC))) {
     kbox_error_prefix(err, "mounting a fresh /proc");
     return kbox_error_hint(err, "the container's /proc is masked (podman/docker default, Kubernetes procMount Default), which forbids a new procfs: run it with an unmasked /proc (podman/docker --security-opt unmask=ALL; Kubernetes procMount: Unmasked with hostUsers: false; see docs/pods.md)");
   }
@@ -348,9 +345,9 @@ int kbox_mounts_system(struct kbox_mounts *m, kbox_error_t *err) {
   }
   if (mount_dev(m, err) < 0) return kbox_error_prefix(err, "building /dev");
   char first_mask[512] = "";
-  for (size_t i = 0; !m->spec->warm_zygote && kbox_masked_paths[i] != NULL; i++)
+  for (size_t i = 0; !m->spec->sandbox.warm_zygote && kbox_masked_paths[i] != NULL; i++)
     if (mask_path(m, kbox_masked_paths[i], first_mask, err) < 0) return kbox_error_prefix(err, "masking %s", kbox_masked_paths[i]);
-  for (size_t i = 0; !m->spec->warm_zygote && kbox_readonly_paths[i] != NULL; i++)
+  for (size_t i = 0; !m->spec->sandbox.warm_zygote && kbox_readonly_paths[i] != NULL; i++)
     if (readonly_path(m, kbox_readonly_paths[i], err) < 0) return -1;
   char tmp[128];
   snprintf(tmp, sizeof(tmp), "%s/tmp", m->scratch);
@@ -373,15 +370,15 @@ static int mount_overlay(struct kbox_mounts *m, size_t i, kbox_error_t *err) {
   snprintf(u, sizeof(u), "%s/u", dir);
   snprintf(w, sizeof(w), "%s/w", dir);
   if (mkdir(dir, 0755) < 0 || mkdir(l, 0755) < 0 || mkdir(u, 0755) < 0 || mkdir(w, 0700) < 0)
-    return kbox_error_make(err, errno, "creating the writable layer of %s", s->overlays.v[i]);
+    return kbox_error_make(err, errno, "creating the writable layer of %s", s->sandbox.overlays.v[i]);
   if (attach(m->overlay_fds[i], l, err) < 0) return -1;
   close(m->overlay_fds[i]);
   m->overlay_fds[i] = -1;
   struct stat st;
-  if (stat(l, &st) < 0 || chmod(u, (st.st_mode & 07777) | 0700) < 0 || chown(u, s->uid, s->gid) < 0)
-    return kbox_error_make(err, errno, "preparing the writable layer of %s", s->overlays.v[i]);
+  if (stat(l, &st) < 0 || chmod(u, (st.st_mode & 07777) | 0700) < 0 || chown(u, s->sandbox.uid, s->sandbox.gid) < 0)
+    return kbox_error_make(err, errno, "preparing the writable layer of %s", s->sandbox.overlays.v[i]);
   cleanup_close int target = -1;
-  if (make_target(m, s->overlays.v[i], true, &target, err) < 0) return -1;
+  if (make_target(m, s->sandbox.overlays.v[i], true, &target, err) < 0) return -1;
   char p[64], opts[512];
   fd_path(target, p, sizeof(p));
   snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", l, u, w);
@@ -390,16 +387,16 @@ static int mount_overlay(struct kbox_mounts *m, size_t i, kbox_error_t *err) {
 
 int kbox_mounts_shared(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  if (s->workdir != NULL && attach_inside(m, m->workdir_fd, s->workdir, err) < 0)
-    return kbox_error_prefix(err, "--workdir %s", s->workdir);
-  for (size_t i = 0; i < s->n_binds; i++)
-    if (attach_inside(m, m->bind_fds[i], s->binds[i].dst, err) < 0)
-      return kbox_error_prefix(err, "--bind %s", s->binds[i].src);
+  if (s->sandbox.workdir != NULL && attach_inside(m, m->workdir_fd, s->sandbox.workdir, err) < 0)
+    return kbox_error_prefix(err, "--workdir %s", s->sandbox.workdir);
+  for (size_t i = 0; i < s->sandbox.n_binds; i++)
+    if (attach_inside(m, m->bind_fds[i], s->sandbox.binds[i].dst, err) < 0)
+      return kbox_error_prefix(err, "--bind %s", s->sandbox.binds[i].src);
   /* Shorter paths first: an ipython dir goes below the profile dir inside it. */
-  for (size_t len = 1, done = 0; done < s->overlays.n && len < 4096; len++)
-    for (size_t i = 0; i < s->overlays.n; i++)
-      if (strlen(s->overlays.v[i]) == len) {
-        if (mount_overlay(m, i, err) < 0) return kbox_error_prefix(err, "--profile-dir %s", s->overlays.v[i]);
+  for (size_t len = 1, done = 0; done < s->sandbox.overlays.n && len < 4096; len++)
+    for (size_t i = 0; i < s->sandbox.overlays.n; i++)
+      if (strlen(s->sandbox.overlays.v[i]) == len) {
+        if (mount_overlay(m, i, err) < 0) return kbox_error_prefix(err, "--profile-dir %s", s->sandbox.overlays.v[i]);
         done++;
       }
   return 0;
@@ -428,15 +425,15 @@ static void passwd_home(const char *path, uid_t uid, char *out, size_t n) {
 static void find_home(struct kbox_mounts *m) {
   const struct kbox_spec *s = m->spec;
   m->home[0] = '\0';
-  for (size_t k = s->rootfs.n; k-- > 0 && m->home[0] == '\0';) {
+  for (size_t k = s->sandbox.rootfs.n; k-- > 0 && m->home[0] == '\0';) {
     char p[128];
     snprintf(p, sizeof(p), "%.40s/lower/%zu/etc/passwd", m->scratch, k);
-    if (access(p, F_OK) == 0) passwd_home(p, s->uid, m->home, sizeof(m->home));
+    if (access(p, F_OK) == 0) passwd_home(p, s->sandbox.uid, m->home, sizeof(m->home));
     if (access(p, F_OK) == 0) break;
   }
   if (m->home[0] == '\0' || strcmp(m->home, "/") == 0 || strcmp(m->home, "/nonexistent") == 0 ||
       strstr(m->home, "..") != NULL)
-    snprintf(m->home, sizeof(m->home), "/home/%s", s->uid == 1000 ? "jovyan" : "user");
+    snprintf(m->home, sizeof(m->home), "/home/%s", s->sandbox.uid == 1000 ? "jovyan" : "user");
 }
 
 int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err) {
@@ -452,7 +449,7 @@ int kbox_mounts_home(struct kbox_mounts *m, kbox_error_t *err) {
     c += len;
     if (mkdir(path, 0755) < 0 && errno != EEXIST) return kbox_error_make(err, errno, "creating home %s", m->home);
   }
-  if (chown(path, s->uid, s->gid) < 0) return kbox_error_make(err, errno, "chown home %s to %u:%u", m->home, s->uid, s->gid);
+  if (chown(path, s->sandbox.uid, s->sandbox.gid) < 0) return kbox_error_make(err, errno, "chown home %s to %u:%u", m->home, s->sandbox.uid, s->sandbox.gid);
   return 0;
 }
 
@@ -490,10 +487,10 @@ bool kbox_mounts_in_initial_userns(void) {
 }
 
 int kbox_mounts_check_rootless_layers(const struct kbox_spec *spec, kbox_error_t *err) {
-  for (size_t i = 0; i < spec->rootfs.n; i++) {
-    cleanup_free char *real = realpath(spec->rootfs.v[i], NULL);
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) {
+    cleanup_free char *real = realpath(spec->sandbox.rootfs.v[i], NULL);
     if (real != NULL && has_submounts(real)) {
-      kbox_error_make(err, 0, "--rootfs %s: kbox %s cannot use a directory with other filesystems mounted below it (the kernel locks them and overlayfs refuses the layer)", spec->rootfs.v[i],
+      kbox_error_make(err, 0, "--rootfs %s: kbox %s cannot use a directory with other filesystems mounted below it (the kernel locks them and overlayfs refuses the layer)", spec->sandbox.rootfs.v[i],
                       spec->rootless ? "running rootless" : "running outside the host's initial user namespace (e.g. in a container)");
       return kbox_error_hint(err, "use a rootfs directory (see 'kbox image build', or KBOX_ROOTFS for kbox entrypoint) or run kbox as root of the host");
     }

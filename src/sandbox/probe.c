@@ -18,6 +18,7 @@
 #include "sandbox/ns.h"
 #include "sandbox/probe_child.h"
 #include "sandbox/probe_sandbox.h"
+#include "util/alloc.h"
 
 struct feature_info {
   const char *key, *title;
@@ -98,7 +99,7 @@ static const char *cause(const kbox_error_t err) { return err->errno_ != 0 ? str
 static void probe_userns(struct kbox_probe *p, const struct kbox_spec *spec) {
   kbox_error_t err = NULL;
   struct kbox_spec s = *spec;
-  s.ns_flags = CLONE_NEWUSER;
+  s.sandbox.ns_flags = CLONE_NEWUSER;
   struct kbox_idmap map;
   if (try_clone(spec, CLONE_NEWUSER, &err) < 0) {
     kbox_verdict_set(&p->v[KBOX_FEAT_USERNS], KBOX_FEAT_USERNS, KBOX_VERDICT_MISSING, err->errno_, NULL,
@@ -200,8 +201,7 @@ static bool threaded(void) {
 
 void kbox_probe_explain_failure(const struct kbox_spec *spec, kbox_error_t *err) {
   if (*err == NULL || (*err)->exit_code != KBOX_EXIT_RUNTIME || threaded()) return;
-  struct kbox_probe *p = calloc(1, sizeof(*p));
-  if (p == NULL) abort();
+  struct kbox_probe *p = xcalloc(1, sizeof(*p));
   kbox_probe_run(p, spec, false);
   char list[512] = "";
   size_t off = 0;

@@ -49,8 +49,8 @@ __attribute__((noreturn)) static void child_main(const struct kbox_spec *spec, s
   char go = 0;
   if (read(chan, &go, 1) != 1) _exit(KBOX_EXIT_RUNTIME);
   if (job->ns_flags & CLONE_NEWUSER) {
-    uid_t uid = spec->rootless ? spec->uid : 0;
-    gid_t gid = spec->rootless ? spec->gid : 0;
+    uid_t uid = spec->rootless ? spec->sandbox.uid : 0;
+    gid_t gid = spec->rootless ? spec->sandbox.gid : 0;
     if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
       kbox_probe_report(chan, -1, KBOX_VERDICT_MISSING, errno, "taking uid %u in the new user namespace: %s", uid, strerror(errno));
       _exit(KBOX_EXIT_RUNTIME);
@@ -104,7 +104,7 @@ static int collect(int chan, pid_t pid, struct kbox_probe_job *job, struct kbox_
 static int after_clone(const struct kbox_spec *spec, struct kbox_probe_job *job, pid_t pid, kbox_error_t *err) {
   if (job->ns_flags & CLONE_NEWUSER) {
     struct kbox_spec s = *spec;
-    s.ns_flags = job->ns_flags;
+    s.sandbox.ns_flags = job->ns_flags;
     struct kbox_idmap map;
     if (kbox_idmap_compute(&s, &map, err) < 0 || kbox_idmap_write(pid, &map, err) < 0) return -1;
   }

@@ -18,6 +18,7 @@
 #include "sandbox/probe_child.h"
 #include "sandbox/workload.h"
 #include "security/security.h"
+#include "util/alloc.h"
 
 /* Aspects of the idmap verdict, composed by the parent. */
 enum { ASPECT_LAYERS, ASPECT_WORKDIR, ASPECT_WRITE };
@@ -86,11 +87,11 @@ static void step_system(int chan, struct sandbox_probe *sp, bool have_root) {
   }
   kbox_mounts_system(&sp->mounts, &err);
   kbox_probe_report_result(chan, KBOX_FEAT_PROC, &err, "a fresh /proc with masked and read-only paths, /sys read-only, a minimal /dev");
-  if (sp->spec.workdir != NULL && kbox_mounts_shared(&sp->mounts, &err) < 0) {
+  if (sp->spec.sandbox.workdir != NULL && kbox_mounts_shared(&sp->mounts, &err) < 0) {
     aspect_report(chan, ASPECT_WORKDIR, KBOX_VERDICT_MISSING, err->msg);
     kbox_error_free(&err);
   } else {
-    sp->shared = sp->spec.workdir != NULL;
+    sp->shared = sp->spec.sandbox.workdir != NULL;
   }
   if (kbox_mounts_pivot(&sp->mounts, &err) < 0 && have_root) {
     kbox_probe_report(chan, KBOX_FEAT_OVERLAY, KBOX_VERDICT_MISSING, err->errno_, "switching to the new root: %s", err->msg);
@@ -103,12 +104,12 @@ static void step_system(int chan, struct sandbox_probe *sp, bool have_root) {
 static void step_workload(int chan, const struct sandbox_probe *sp) {
   const struct kbox_spec *s = &sp->spec;
   kbox_error_t err = NULL;
-  if (s->workdir != NULL && !sp->shared)
+  if (s->sandbox.workdir != NULL && !sp->shared)
     aspect_report(chan, ASPECT_WRITE, KBOX_VERDICT_MISSING, "not probed: the workdir could not be mounted in the sandbox");
   if (kbox_caps_drop_bounding(0, &err) == 0 && kbox_workload_identity(s, &err) == 0 && sp->shared) {
     int fd = open(sp->file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
     char text[4400];
-    snprintf(text, sizeof(text), "creating a file in the workdir as uid %u: %s", s->uid, fd < 0 ? strerror(errno) : "ok");
+    snprintf(text, sizeof(text), "creating a file in the workdir as uid %u: %s", s->sandbox.uid, fd < 0 ? strerror(errno) : "ok");
     aspect_report(chan, ASPECT_WRITE, fd < 0 ? KBOX_VERDICT_MISSING : KBOX_VERDICT_OK, text);
     if (fd >= 0) close(fd);
   }
@@ -116,11 +117,11 @@ static void step_workload(int chan, const struct sandbox_probe *sp) {
   bool caps_ok = err == NULL;
   kbox_probe_report_result(chan, KBOX_FEAT_CAPS, &err, "every capability dropped, securebits locked, no_new_privs set");
   if (!caps_ok) return;
-  if (s->seccomp_unconfined) {
+  if (s->sec.seccomp_unconfined) {
     kbox_probe_report(chan, KBOX_FEAT_SECCOMP, KBOX_VERDICT_MISSING, 0, "--seccomp=unconfined: no filter is installed");
     return;
   }
-  if (kbox_security_apply(s, &err) < 0) {
+  if (kbox_security_apply(&s->sec, &err) < 0) {
     kbox_probe_report_result(chan, KBOX_FEAT_SECCOMP, &err, "");
     return;
   }
@@ -132,7 +133,7 @@ static void step_workload(int chan, const struct sandbox_probe *sp) {
 static void sandbox_child(int chan, void *arg) {
   struct sandbox_probe *sp = arg;
   kbox_error_t err = NULL;
-  if (sethostname(sp->spec.hostname, strlen(sp->spec.hostname)) < 0) kbox_error_make(&err, errno, "sethostname");
+  if (sethostname(sp->spec.sandbox.hostname, strlen(sp->spec.sandbox.hostname)) < 0) kbox_error_make(&err, errno, "sethostname");
   kbox_probe_report_result(chan, KBOX_FEAT_HOSTNAME, &err, "the sandbox gets its own host name");
   kbox_net_loopback_up(&err);
   kbox_probe_report_result(chan, KBOX_FEAT_LOOPBACK, &err, "lo is up in the sandbox's network namespace");
@@ -164,10 +165,10 @@ static void owner_problem(const struct sandbox_probe *sp, const struct kbox_prob
 static void compose_idmap(struct kbox_verdict *v, const struct sandbox_probe *sp, const struct kbox_probe_job *job,
                           uid_t owner) {
   char problem[512];
-  if (sp->spec.workdir != NULL) owner_problem(sp, job, owner, problem, sizeof(problem));
+  if (sp->spec.sandbox.workdir != NULL) owner_problem(sp, job, owner, problem, sizeof(problem));
   else problem[0] = '\0'; /* no workdir to share: only the layers count */
   const struct kbox_verdict *bind = &job->aspect[ASPECT_WORKDIR], *layers = &job->aspect[ASPECT_LAYERS];
-  bool root_userns = !sp->spec.rootless && (sp->spec.ns_flags & CLONE_NEWUSER);
+  bool root_userns = !sp->spec.rootless && (sp->spec.sandbox.ns_flags & CLONE_NEWUSER);
   if (job->aspect_seen[ASPECT_WORKDIR] && bind->state != KBOX_VERDICT_OK)
     kbox_verdict_set(v, KBOX_FEAT_IDMAP, KBOX_VERDICT_MISSING, 0, NULL, "%s", bind->detail);
   else if (problem[0] != '\0')
@@ -185,7 +186,7 @@ static void compose_idmap(struct kbox_verdict *v, const struct sandbox_probe *sp
 /* The parent's part before the clone, as kbox_sandbox_start: idmapped workdir, layer trees. */
 static void prepare_sources(struct sandbox_probe *sp, struct kbox_probe_job *job, struct kbox_probe *p) {
   struct kbox_spec *s = &sp->spec;
-  bool root_userns = !s->rootless && (s->ns_flags & CLONE_NEWUSER);
+  bool root_userns = !s->rootless && (s->sandbox.ns_flags & CLONE_NEWUSER);
   kbox_error_t err = NULL;
   struct kbox_idmap map;
   int workdir_fd = -1;
@@ -193,11 +194,11 @@ static void prepare_sources(struct sandbox_probe *sp, struct kbox_probe_job *job
     sp->sources_failed = true;
     kbox_verdict_set(&p->v[KBOX_FEAT_OVERLAY], KBOX_FEAT_OVERLAY, KBOX_VERDICT_MISSING, 0, NULL, "%s", err->msg);
     kbox_error_free(&err);
-  } else if (root_userns && s->workdir != NULL) {
-    if (kbox_idmap_bind_owned(s->workdir, s, &map, &workdir_fd, &err) < 0) {
+  } else if (root_userns && s->sandbox.workdir != NULL) {
+    if (kbox_idmap_bind_owned(s->sandbox.workdir, s, &map, &workdir_fd, &err) < 0) {
       set_aspect(job, ASPECT_WORKDIR, KBOX_VERDICT_MISSING, err->msg);
       kbox_error_free(&err);
-      s->workdir = NULL;
+      s->sandbox.workdir = NULL;
     } else {
       set_aspect(job, ASPECT_WORKDIR, KBOX_VERDICT_OK, "");
     }
@@ -207,13 +208,13 @@ static void prepare_sources(struct sandbox_probe *sp, struct kbox_probe_job *job
       (sp->mounts.layer_userns = kbox_idmap_userns_fd(map.uid_map, map.gid_map, &err)) < 0)
     sp->sources_failed = true;
   if (!s->rootless && !sp->sources_failed && kbox_mounts_open_sources(&sp->mounts, &err) < 0) sp->sources_failed = true;
-  if (sp->sources_failed) s->workdir = NULL; /* its tree was not taken either */
+  if (sp->sources_failed) s->sandbox.workdir = NULL; /* its tree was not taken either */
   if (err != NULL) {
     kbox_verdict_set(&p->v[KBOX_FEAT_OVERLAY], KBOX_FEAT_OVERLAY, KBOX_VERDICT_MISSING, err->errno_, NULL, "%s", err->msg);
     kbox_error_free(&err);
   }
   struct stat st;
-  sp->layer_owner = s->rootfs.n > 0 && stat(s->rootfs.v[0], &st) == 0 ? st.st_uid : (uid_t)-1;
+  sp->layer_owner = s->sandbox.rootfs.n > 0 && stat(s->sandbox.rootfs.v[0], &st) == 0 ? st.st_uid : (uid_t)-1;
 }
 
 static const enum kbox_feature sandbox_steps[] = {KBOX_FEAT_HOSTNAME, KBOX_FEAT_LOOPBACK, KBOX_FEAT_OVERLAY,
@@ -224,19 +225,18 @@ void kbox_probe_sandbox(struct kbox_probe *p, const struct kbox_spec *spec, uint
   for (size_t i = 0; i < N_STEPS; i++)
     kbox_verdict_set(&p->v[sandbox_steps[i]], sandbox_steps[i], KBOX_VERDICT_MISSING, 0, NULL,
                      "not probed: the probe sandbox ended before this step");
-  struct sandbox_probe *sp = calloc(1, sizeof(*sp));
-  if (sp == NULL) abort();
+  struct sandbox_probe *sp = xcalloc(1, sizeof(*sp));
   sp->spec = *spec;
-  sp->spec.ns_flags = ns_flags;
+  sp->spec.sandbox.ns_flags = ns_flags;
   char tmpdir[64] = "";
-  if (sp->spec.workdir == NULL && try_workdir) {
+  if (sp->spec.sandbox.workdir == NULL && try_workdir) {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbox-probe-XXXXXX");
     if (mkdtemp(tmpdir) == NULL) tmpdir[0] = '\0';
-    else sp->spec.workdir = tmpdir;
+    else sp->spec.sandbox.workdir = tmpdir;
   }
   struct stat wst = {.st_uid = (uid_t)-1};
-  if (sp->spec.workdir != NULL) stat(sp->spec.workdir, &wst);
-  snprintf(sp->file, sizeof(sp->file), "%s/.kbox-probe.%d", sp->spec.workdir ? sp->spec.workdir : "/nonexistent", (int)getpid());
+  if (sp->spec.sandbox.workdir != NULL) stat(sp->spec.sandbox.workdir, &wst);
+  snprintf(sp->file, sizeof(sp->file), "%s/.kbox-probe.%d", sp->spec.sandbox.workdir ? sp->spec.sandbox.workdir : "/nonexistent", (int)getpid());
   struct kbox_probe_job job = {.ns_flags = ns_flags, .cgroup_fd = -1, .child = sandbox_child, .arg = sp};
   prepare_sources(sp, &job, p);
   kbox_error_t err = NULL;

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
+
 static double tv_seconds(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
 
 const char *kbox_report_reason(const struct kbox_sandbox *sb) {
@@ -46,7 +48,7 @@ json_t *kbox_report_build(const struct kbox_sandbox *sb, const struct kbox_error
   json_object_set_new(r, "cpu", cpu);
   json_object_set_new(r, "cpu_seconds", json_real(tv_seconds(sb->rusage.ru_utime) + tv_seconds(sb->rusage.ru_stime)));
   json_object_set_new(r, "max_rss_kib", json_integer(sb->rusage.ru_maxrss));
-  kbox_limits_report(sb->cgroup, sb->spec, r);
+  kbox_limits_report(sb->cgroup, &sb->spec->limits, r);
   return r;
 }
 
@@ -74,7 +76,7 @@ int kbox_report_write(const char *path, json_t *report, kbox_error_t *err) {
   }
   /* A regular file appears whole or not at all: a temporary file next to it, then rename. */
   char *tmp = NULL;
-  if (asprintf(&tmp, "%s.kbox-tmp.%d", path, (int)getpid()) < 0) abort();
+  tmp = xasprintf("%s.kbox-tmp.%d", path, (int)getpid());
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     kbox_error_make(err, errno, "--report: cannot create %s", tmp);

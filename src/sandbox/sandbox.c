@@ -99,15 +99,15 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   if (check_single_threaded(err) < 0) return -1;
   if (reserve_id(spec, &sb->id_lock, err) < 0) return -1;
   kbox_trace_step("id reserved");
-  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0) return -1;
+  if (kbox_limits_setup(&spec->limits, spec->id, &sb->cgroup, err) < 0) return -1;
   kbox_trace_step("cgroups planned (a v2 cgroup with limits made), reaper started");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
-  uint64_t ns_flags = spec->ns_flags != 0 ? spec->ns_flags : KBOX_NS_FLAGS_ALL;
+  uint64_t ns_flags = spec->sandbox.ns_flags != 0 ? spec->sandbox.ns_flags : KBOX_NS_FLAGS_ALL;
   bool new_userns = (ns_flags & CLONE_NEWUSER) != 0; /* else ids are not shifted: nothing to idmap */
-  if (!spec->rootless && new_userns && spec->workdir != NULL &&
-      kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
+  if (!spec->rootless && new_userns && spec->sandbox.workdir != NULL &&
+      kbox_idmap_bind_owned(spec->sandbox.workdir, spec, &map, &workdir_fd, err) < 0)
     return kbox_error_prefix(err, "--workdir");
   if (workdir_fd >= 0) kbox_trace_step("workdir idmapped");
   /* Root: take the source trees here, in the initial namespace, so they are not locked and
@@ -157,7 +157,7 @@ int kbox_sandbox_start(struct kbox_sandbox *sb, struct kbox_spec *spec, kbox_err
   /* v1 hierarchies: their directories are made, and pid 1 moved into them (which waits for an RCU
      grace period, milliseconds), while pid 1 mounts; pid 1 starts no process before JOINED, so the
      workload is born in its cgroups, and learns with JOINED which limits fall back to rlimits. */
-  if (sb->cgroup != NULL && (kbox_limits_finish(spec, sb->cgroup, err) < 0 ||
+  if (sb->cgroup != NULL && (kbox_limits_finish(&spec->limits, sb->cgroup, err) < 0 ||
                              kbox_cgroup_attach(sb->cgroup, pid, cgroup_fd < 0, err) < 0)) {
     kbox_sandbox_kill(sb);
     return -1;

@@ -12,8 +12,8 @@
 
 /* Milliseconds until --timeout (0: it has passed), -1 without one. */
 static long long timeout_left(const struct kbox_sandbox *sb) {
-  if (sb->spec->timeout_ms == 0) return -1;
-  long long left = (long long)sb->spec->timeout_ms - kbox_sandbox_elapsed_ms(sb);
+  if (sb->spec->limits.timeout_ms == 0) return -1;
+  long long left = (long long)sb->spec->limits.timeout_ms - kbox_sandbox_elapsed_ms(sb);
   return left > 0 ? left : 0;
 }
 
@@ -70,12 +70,12 @@ void kbox_sandbox_supervise(struct kbox_sandbox *sb, int sigfd, const struct kbo
 }
 
 bool kbox_sandbox_explain_end(const struct kbox_sandbox *sb, const char *who, char *buf, size_t n) {
-  if (sb->timed_out) snprintf(buf, n, "the %s ran past --timeout %.3gs and was killed", who, (double)sb->spec->timeout_ms / 1000.0);
+  if (sb->timed_out) snprintf(buf, n, "the %s ran past --timeout %.3gs and was killed", who, (double)sb->spec->limits.timeout_ms / 1000.0);
   else if (!sb->have_status) snprintf(buf, n, "the sandbox's init process ended without reporting the %s's status", who);
   else return false;
   return true;
 }
 
 bool kbox_sandbox_explain_limits(const struct kbox_sandbox *sb, char *buf, size_t n) {
-  return kbox_limits_explain(sb->cgroup, sb->spec, buf, n);
+  return kbox_limits_explain(sb->cgroup, &sb->spec->limits, buf, n);
 }

@@ -15,6 +15,7 @@
 #include "sandbox/caps.h"
 #include "sandbox/channel.h"
 #include "security/security.h"
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/envfile.h"
 #include "util/proc.h"
@@ -33,9 +34,9 @@ void kbox_workload_env(const struct kbox_spec *spec, const char *home, struct kb
   kbox_error_t image_env_err = NULL;
   if (access(KBOX_IMAGE_ENV_FILE, R_OK) == 0 && kbox_envfile_load(KBOX_IMAGE_ENV_FILE, env, &image_env_err) < 0)
     kbox_error_free(&image_env_err);
-  for (size_t i = 0; i < spec->env.n; i++) {
-    const char *eq = strchr(spec->env.v[i], '=');
-    cleanup_free char *key = strndup(spec->env.v[i], (size_t)(eq - spec->env.v[i]));
+  for (size_t i = 0; i < spec->sandbox.env.n; i++) {
+    const char *eq = strchr(spec->sandbox.env.v[i], '=');
+    cleanup_free char *key = xstrndup(spec->sandbox.env.v[i], (size_t)(eq - spec->sandbox.env.v[i]));
     kbox_strv_setenv(env, key, eq + 1);
   }
 }
@@ -51,15 +52,15 @@ __attribute__((noreturn)) static void fail(int errfd, kbox_error_t *err) {
 static int set_limits(const struct kbox_spec *spec, kbox_error_t *err) {
   struct rlimit core = {0, 0};
   if (setrlimit(RLIMIT_CORE, &core) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_CORE)");
-  struct rlimit nofile = {spec->nofile, spec->nofile};
-  if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)spec->nofile);
+  struct rlimit nofile = {spec->limits.nofile, spec->limits.nofile};
+  if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) return kbox_error_make(err, errno, "setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)spec->limits.nofile);
   return kbox_rlimits_apply(err); /* memory/pids when no cgroup carries them */
 }
 
 int kbox_workload_identity(const struct kbox_spec *spec, kbox_error_t *err) {
   if (setgroups(0, NULL) < 0 && errno != EPERM) return kbox_error_make(err, errno, "setgroups");
-  if (setresgid(spec->gid, spec->gid, spec->gid) < 0) return kbox_error_make(err, errno, "setgid %u", spec->gid);
-  if (setresuid(spec->uid, spec->uid, spec->uid) < 0) return kbox_error_make(err, errno, "setuid %u", spec->uid);
+  if (setresgid(spec->sandbox.gid, spec->sandbox.gid, spec->sandbox.gid) < 0) return kbox_error_make(err, errno, "setgid %u", spec->sandbox.gid);
+  if (setresuid(spec->sandbox.uid, spec->sandbox.uid, spec->sandbox.uid) < 0) return kbox_error_make(err, errno, "setuid %u", spec->sandbox.uid);
   return 0;
 }
 
@@ -73,7 +74,7 @@ static int exec_command(char **argv, struct kbox_strv *env, kbox_error_t *err) {
                                 "cannot execute %s", cmd);
   }
   const char *path = kbox_strv_getenv(env, "PATH");
-  cleanup_free char *copy = strdup(path ? path : DEFAULT_PATH);
+  cleanup_free char *copy = xstrdup(path ? path : DEFAULT_PATH);
   int seen_eacces = 0;
   char *save = NULL;
   for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
@@ -94,7 +95,7 @@ int kbox_workload_prepare(const struct kbox_spec *spec, const char *home, struct
   for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
   if (setsid() < 0 && errno != EPERM) return kbox_error_make(err, errno, "setsid");
   kbox_workload_env(spec, home, env);
-  const char *cwd = spec->workdir ? spec->workdir : home;
+  const char *cwd = spec->sandbox.workdir ? spec->sandbox.workdir : home;
   if (set_limits(spec, err) < 0) return -1;
   if (kbox_caps_drop_bounding(0, err) < 0) return -1;
   if (kbox_workload_identity(spec, err) < 0) return -1;
@@ -115,7 +116,7 @@ void kbox_workload_exec(const struct kbox_spec *spec, const char *home, int errf
   /* The trace's last line is printed before the filter: after it, only exec. */
   kbox_trace_step("loading the seccomp filter, then execve");
   /* Last step before execve: the seccomp filter (nothing may run after it but exec). */
-  if (kbox_security_apply(spec, &err) < 0) fail(errfd, &err);
-  exec_command(spec->argv.v, &env, &err);
+  if (kbox_security_apply(&spec->sec, &err) < 0) fail(errfd, &err);
+  exec_command(spec->sandbox.argv.v, &env, &err);
   fail(errfd, &err);
 }

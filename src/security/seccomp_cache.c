@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -179,22 +180,33 @@ static void make_dirs(const char *dir) {
   ensure_dir(dir);
 }
 
-void kbox_seccomp_cache_store(const char *dir, const char *key, const struct kbox_seccomp_compiled *c) {
+/* Write the n parts to DIR/KEY.EXT whole or not at all: a private temporary file (KEY.TMP.PID),
+   then renamed over it. A failure leaves no file (the cache only saves time). */
+static void store_file(const char *dir, const char *key, const char *ext, const char *tmp_tag,
+                       const struct iovec *parts, size_t n) {
   make_dirs(dir);
   cleanup_close int dfd = open_trusted_dir(dir);
   if (dfd < 0) return;
   char name[KBOX_SECCOMP_KEY_LEN + 8], tmp[KBOX_SECCOMP_KEY_LEN + 32];
-  snprintf(name, sizeof(name), "%s.bpf", key);
-  snprintf(tmp, sizeof(tmp), "%s.tmp.%d", key, (int)getpid());
+  snprintf(name, sizeof(name), "%s.%s", key, ext);
+  snprintf(tmp, sizeof(tmp), "%s.%s.%d", key, tmp_tag, (int)getpid());
   cleanup_close int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return;
+  bool ok = true;
+  for (size_t i = 0; ok && i < n; i++) ok = write_all(fd, parts[i].iov_base, parts[i].iov_len);
+  if (!ok || renameat(dfd, tmp, dfd, name) < 0) unlinkat(dfd, tmp, 0);
+}
+
+void kbox_seccomp_cache_store(const char *dir, const char *key, const struct kbox_seccomp_compiled *c) {
   struct cache_header h = {.len = {0, 0}};
   memcpy(h.magic, magic, sizeof(magic));
-  for (size_t i = 0; i < c->n && i < 2; i++) h.len[i] = c->progs[i].len;
-  bool ok = write_all(fd, &h, sizeof(h));
-  for (size_t i = 0; ok && i < c->n && i < 2; i++)
-    ok = write_all(fd, c->progs[i].filter, c->progs[i].len * sizeof(struct sock_filter));
-  if (!ok || renameat(dfd, tmp, dfd, name) < 0) unlinkat(dfd, tmp, 0);
+  struct iovec parts[3] = {{&h, sizeof(h)}};
+  size_t n = 1;
+  for (size_t i = 0; i < c->n && i < 2; i++, n++) {
+    h.len[i] = c->progs[i].len;
+    parts[n] = (struct iovec){c->progs[i].filter, c->progs[i].len * sizeof(struct sock_filter)};
+  }
+  store_file(dir, key, "bpf", "tmp", parts, n);
 }
 
 /* A profile's outcome on disk: fixed size, the limits field by field, then its filter's key. */
@@ -286,13 +298,5 @@ void kbox_profile_cache_store(const char *dir, const char *key, const struct kbo
   r.nofile = lim->nofile;
   r.cpus = lim->cpus;
   memcpy(r.seccomp_key, seccomp_key, KBOX_SECCOMP_KEY_LEN);
-  make_dirs(dir);
-  cleanup_close int dfd = open_trusted_dir(dir);
-  if (dfd < 0) return;
-  char name[KBOX_SECCOMP_KEY_LEN + 8], tmp[KBOX_SECCOMP_KEY_LEN + 32];
-  snprintf(name, sizeof(name), "%s.prof", key);
-  snprintf(tmp, sizeof(tmp), "%s.ptmp.%d", key, (int)getpid());
-  cleanup_close int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;
-  if (!write_all(fd, &r, sizeof(r)) || renameat(dfd, tmp, dfd, name) < 0) unlinkat(dfd, tmp, 0);
+  store_file(dir, key, "prof", "ptmp", &(struct iovec){&r, sizeof(r)}, 1);
 }

@@ -11,24 +11,24 @@
 
 static struct kbox_security *loaded; /* every profile this process has loaded */
 
-/* Options not given on the command line take the profile's value. */
-static void apply_limits(const struct kbox_profile_limits *l, struct kbox_spec *spec) {
-  if (l->memory_set && !spec->memory_set) spec->memory_bytes = l->memory_bytes;
-  if (l->swap_set && !spec->swap_set) spec->swap_bytes = l->swap_bytes;
-  if (l->disk_set && !spec->disk_set) spec->disk_bytes = l->disk_bytes;
-  if (l->pids_set && !spec->pids_set) spec->pids = l->pids;
-  if (l->cpus_set && !spec->cpus_set) spec->cpus = l->cpus;
-  if (l->nofile_set && !spec->nofile_set) spec->nofile = l->nofile;
+void kbox_security_fill_limits(const struct kbox_spec_sec *sec, struct kbox_spec_limits *lim) {
+  const struct kbox_profile_limits *l = &sec->loaded->profile->limits;
+  if (l->memory_set && !lim->memory_set) lim->memory_bytes = l->memory_bytes;
+  if (l->swap_set && !lim->swap_set) lim->swap_bytes = l->swap_bytes;
+  if (l->disk_set && !lim->disk_set) lim->disk_bytes = l->disk_bytes;
+  if (l->pids_set && !lim->pids_set) lim->pids = l->pids;
+  if (l->cpus_set && !lim->cpus_set) lim->cpus = l->cpus;
+  if (l->nofile_set && !lim->nofile_set) lim->nofile = l->nofile;
 }
 
-/* The profile's network rules and audit log, unless --net / --audit were given. */
-static void apply_net_audit(const struct kbox_profile *p, struct kbox_spec *spec) {
-  if (!spec->net_set && p->net_allow.n > 0) {
-    spec->net = KBOX_NET_ALLOW;
-    for (size_t i = 0; i < p->net_allow.n; i++) kbox_strv_add(&spec->net_allow, p->net_allow.v[i]);
+void kbox_security_fill_net(const struct kbox_spec_sec *sec, struct kbox_spec_sandbox *sb, char **audit_path) {
+  const struct kbox_profile *p = sec->loaded->profile;
+  if (!sb->net_set && p->net_allow.n > 0) {
+    sb->net = KBOX_NET_ALLOW;
+    for (size_t i = 0; i < p->net_allow.n; i++) kbox_strv_add(&sb->net_allow, p->net_allow.v[i]);
   }
-  if (spec->net_max_bytes == 0) spec->net_max_bytes = p->net_max_bytes;
-  if (spec->audit_path == NULL && p->audit != NULL) spec->audit_path = xstrdup(p->audit);
+  if (sb->net_max_bytes == 0) sb->net_max_bytes = p->net_max_bytes;
+  if (*audit_path == NULL && p->audit != NULL) *audit_path = xstrdup(p->audit);
 }
 
 static void security_free(struct kbox_security *s) {
@@ -104,23 +104,21 @@ static struct kbox_security *get_loaded(const char *path, kbox_error_t *err) {
   return s;
 }
 
-int kbox_security_prepare(struct kbox_spec *spec, kbox_error_t *err) {
+int kbox_security_prepare(struct kbox_spec_sec *sec, kbox_error_t *err) {
   cleanup_free char *path = NULL;
-  if (kbox_profile_find(spec->profile ? spec->profile : "default", &path, err) < 0) return -1;
+  if (kbox_profile_find(sec->profile ? sec->profile : "default", &path, err) < 0) return -1;
   struct kbox_security *s = get_loaded(path, err);
   if (s == NULL) return -1;
-  apply_limits(&s->profile->limits, spec);
-  apply_net_audit(s->profile, spec);
-  if (spec->seccomp_unconfined)
+  if (sec->seccomp_unconfined)
     kbox_warn("--seccomp=unconfined: the workload runs WITHOUT a seccomp filter (debugging only; every syscall "
               "is reachable, only namespaces and dropped capabilities protect the host)");
-  spec->security = s;
+  sec->loaded = s;
   return 0;
 }
 
-int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err) {
-  if (spec->seccomp_unconfined) return 0;
-  if (spec->security == NULL) return kbox_error_make(err, 0, "internal: no security profile was prepared");
-  return kbox_seccomp_install(&spec->security->filter, err);
+int kbox_security_apply(const struct kbox_spec_sec *sec, kbox_error_t *err) {
+  if (sec->seccomp_unconfined) return 0;
+  if (sec->loaded == NULL) return kbox_error_make(err, 0, "internal: no security profile was prepared");
+  return kbox_seccomp_install(&sec->loaded->filter, err);
 }
 

@@ -6,59 +6,59 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/parse.h"
 
 void kbox_spec_init(struct kbox_spec *spec) {
   memset(spec, 0, sizeof(*spec));
-  spec->disk_bytes = 512ULL << 20;
-  spec->uid = 1000;
-  spec->gid = 100;
-  spec->memory_bytes = 1ULL << 30;
-  spec->swap_bytes = 0;
-  spec->pids = 256;
-  spec->cpus = 1.0;
-  spec->nofile = 1024;
-  spec->max_message = 64ULL << 20;
+  spec->limits.disk_bytes = 512ULL << 20;
+  spec->sandbox.uid = 1000;
+  spec->sandbox.gid = 100;
+  spec->limits.memory_bytes = 1ULL << 30;
+  spec->limits.swap_bytes = 0;
+  spec->limits.pids = 256;
+  spec->limits.cpus = 1.0;
+  spec->limits.nofile = 1024;
+  spec->kernel.max_message = 64ULL << 20;
   spec->host_uid = getuid();
   spec->host_gid = getgid();
 }
 
 void kbox_spec_free(struct kbox_spec *spec) {
   free(spec->id);
-  kbox_strv_free(&spec->rootfs);
-  free(spec->workdir);
-  for (size_t i = 0; i < spec->n_binds; i++) {
-    free(spec->binds[i].src);
-    free(spec->binds[i].dst);
+  kbox_strv_free(&spec->sandbox.rootfs);
+  free(spec->sandbox.workdir);
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++) {
+    free(spec->sandbox.binds[i].src);
+    free(spec->sandbox.binds[i].dst);
   }
-  free(spec->binds);
-  kbox_strv_free(&spec->env);
-  free(spec->hostname);
+  free(spec->sandbox.binds);
+  kbox_strv_free(&spec->sandbox.env);
+  free(spec->sandbox.hostname);
   free(spec->report_path);
-  kbox_strv_free(&spec->argv);
-  free(spec->cgroup_parent);
-  free(spec->profile);
-  free(spec->connection_file);
-  free(spec->kernel_ip);
-  free(spec->kernel_transport);
-  free(spec->kernel_cmd);
-  kbox_strv_free(&spec->kernel_args);
-  kbox_strv_free(&spec->overlays);
-  kbox_strv_free(&spec->net_allow);
-  free(spec->net_relay_sock);
+  kbox_strv_free(&spec->sandbox.argv);
+  free(spec->limits.cgroup_parent);
+  free(spec->sec.profile);
+  free(spec->kernel.connection_file);
+  free(spec->kernel.ip);
+  free(spec->kernel.transport);
+  free(spec->kernel.cmd);
+  kbox_strv_free(&spec->kernel.args);
+  kbox_strv_free(&spec->sandbox.overlays);
+  kbox_strv_free(&spec->sandbox.net_allow);
+  free(spec->sandbox.net_relay_sock);
   free(spec->audit_path);
   memset(spec, 0, sizeof(*spec));
 }
 
 void kbox_spec_add_bind(struct kbox_spec *spec, const char *src, const char *dst, bool ro) {
-  spec->binds = realloc(spec->binds, (spec->n_binds + 1) * sizeof(*spec->binds));
-  if (spec->binds == NULL) abort();
-  spec->binds[spec->n_binds].src = strdup(src);
-  spec->binds[spec->n_binds].dst = strdup(dst);
-  spec->binds[spec->n_binds].ro = ro;
-  spec->n_binds++;
+  spec->sandbox.binds = xrealloc(spec->sandbox.binds, (spec->sandbox.n_binds + 1) * sizeof(*spec->sandbox.binds));
+  spec->sandbox.binds[spec->sandbox.n_binds].src = xstrdup(src);
+  spec->sandbox.binds[spec->sandbox.n_binds].dst = xstrdup(dst);
+  spec->sandbox.binds[spec->sandbox.n_binds].ro = ro;
+  spec->sandbox.n_binds++;
 }
 
 /* Paths the sandbox mounts itself (sandbox/mounts.c: /proc, /sys, /dev with its masked and
@@ -104,7 +104,7 @@ static int check_bind_dst(const char *dst, kbox_error_t *err) {
 }
 
 int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *err) {
-  cleanup_free char *copy = strdup(arg);
+  cleanup_free char *copy = xstrdup(arg);
   char *parts[3] = {NULL, NULL, NULL};
   size_t n = 0;
   for (char *save = NULL, *tok = strtok_r(copy, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save)) {
@@ -125,7 +125,7 @@ int kbox_spec_parse_bind(struct kbox_spec *spec, const char *arg, kbox_error_t *
   }
   if (dst[0] != '/')
     return kbox_error_make(err, 0, "--bind: destination '%s' must be an absolute path", dst);
-  cleanup_free char *norm = strdup(dst);
+  cleanup_free char *norm = xstrdup(dst);
   normalize_path(norm);
   if (check_bind_dst(norm, err) < 0) return -1;
   kbox_spec_add_bind(spec, parts[0], norm, ro);
@@ -161,7 +161,7 @@ static int check_output_file(const char *opt, const char *path, kbox_error_t *er
     return 0;
   }
   /* A regular file or a new one: written as a temporary file in its directory, then renamed. */
-  cleanup_free char *copy = strdup(path);
+  cleanup_free char *copy = xstrdup(path);
   char *slash = strrchr(copy, '/');
   const char *dir = slash == NULL ? "." : slash == copy ? "/" : (*slash = '\0', copy);
   if (stat(dir, &st) < 0) return kbox_error_make(err, errno, "%s: the directory %s of %s", opt, dir, path);
@@ -202,30 +202,30 @@ static int check_cgroup_parent(const char *p, kbox_error_t *err) {
 }
 
 int kbox_spec_validate(struct kbox_spec *spec, kbox_error_t *err) {
-  for (size_t i = 0; i < spec->rootfs.n; i++)
-    if (check_dir("--rootfs", spec->rootfs.v[i], err) < 0)
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++)
+    if (check_dir("--rootfs", spec->sandbox.rootfs.v[i], err) < 0)
       return kbox_error_hint(err, "build the image with 'kbox image build' or pass an existing directory");
-  if (spec->workdir != NULL) {
-    if (check_dir("--workdir", spec->workdir, err) < 0) return -1;
-    if (check_inner_path("--workdir", spec->workdir, err) < 0) return -1;
+  if (spec->sandbox.workdir != NULL) {
+    if (check_dir("--workdir", spec->sandbox.workdir, err) < 0) return -1;
+    if (check_inner_path("--workdir", spec->sandbox.workdir, err) < 0) return -1;
   }
-  for (size_t i = 0; i < spec->n_binds; i++) {
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++) {
     struct stat st;
-    if (stat(spec->binds[i].src, &st) < 0)
-      return kbox_error_make(err, errno, "--bind: source %s", spec->binds[i].src);
-    if (check_inner_path("--bind", spec->binds[i].dst, err) < 0) return -1;
+    if (stat(spec->sandbox.binds[i].src, &st) < 0)
+      return kbox_error_make(err, errno, "--bind: source %s", spec->sandbox.binds[i].src);
+    if (check_inner_path("--bind", spec->sandbox.binds[i].dst, err) < 0) return -1;
   }
   if (spec->report_path != NULL && strcmp(spec->report_path, "-") != 0 &&
       check_output_file("--report", spec->report_path, err) < 0)
     return -1;
-  if (spec->cgroup_parent != NULL && check_cgroup_parent(spec->cgroup_parent, err) < 0) return -1;
-  if (spec->connection_file != NULL && check_connection_file(spec->connection_file, err) < 0) return -1;
-  bool ipc = spec->kernel_transport != NULL && strcmp(spec->kernel_transport, "ipc") == 0;
-  if (spec->kernel_ip != NULL && !ipc && kbox_validate_ip("--ip", spec->kernel_ip, err) < 0) return -1;
+  if (spec->limits.cgroup_parent != NULL && check_cgroup_parent(spec->limits.cgroup_parent, err) < 0) return -1;
+  if (spec->kernel.connection_file != NULL && check_connection_file(spec->kernel.connection_file, err) < 0) return -1;
+  bool ipc = spec->kernel.transport != NULL && strcmp(spec->kernel.transport, "ipc") == 0;
+  if (spec->kernel.ip != NULL && !ipc && kbox_validate_ip("--ip", spec->kernel.ip, err) < 0) return -1;
   /* No CMD: run a Jupyter kernel (src/kernel); kernel options make no sense with a CMD. */
-  spec->kernel_mode = spec->argv.n == 0;
-  if (!spec->kernel_mode && (spec->connection_file || spec->kernel_ip || spec->kernel_transport ||
-                             spec->port_lo || spec->kernel_cmd || spec->exec_timeout_ms || spec->idle_timeout_ms))
+  spec->kernel.mode = spec->sandbox.argv.n == 0;
+  if (!spec->kernel.mode && (spec->kernel.connection_file || spec->kernel.ip || spec->kernel.transport ||
+                             spec->kernel.port_lo || spec->kernel.cmd || spec->kernel.exec_timeout_ms || spec->kernel.idle_timeout_ms))
     return kbox_error_make(err, 0, "--connection-file, --ip, --transport, --port-range, --kernel-cmd, --exec-timeout "
                                    "and --idle-timeout apply to kernel mode only (give no CMD to start a kernel)");
   return 0;

@@ -38,8 +38,8 @@
 static struct kbox_seccomp_compiled warm_filter; /* the kernel's filter, from the request */
 
 /* The library's versions of three host-side functions the shared steps call. */
-int kbox_security_apply(const struct kbox_spec *spec, kbox_error_t *err) {
-  if (spec->seccomp_unconfined) return 0;
+int kbox_security_apply(const struct kbox_spec_sec *sec, kbox_error_t *err) {
+  if (sec->seccomp_unconfined) return 0;
   if (warm_filter.n == 0) return kbox_error_make(err, 0, "warm start: the request carried no seccomp filter");
   for (size_t i = 0; i < warm_filter.n; i++)
     if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &warm_filter.progs[i]) < 0)
@@ -121,7 +121,7 @@ static void become_kernel(const struct kbox_spec *spec, const char *home, int st
   }
   /* Nothing of the zygote, the host or pid 1 stays open but the error pipe. */
   kbox_close_fds_except(3, errpipe);
-  if (kbox_security_apply(spec, &err) < 0) goto failed;
+  if (kbox_security_apply(&spec->sec, &err) < 0) goto failed;
   kbox_warm_pack_env(&env, envbuf, envcap);
   kbox_strv_free(&env);
   msg.type = KBOX_MSG_STARTED;
@@ -169,7 +169,7 @@ static int pid1_main(void *arg) {
   kbox_trace_step("pid 1 cloned (CLONE_VM), its pidfd sent");
   struct kbox_spec *spec = a->spec;
   int chan = a->chan;
-  size_t nl = spec->rootfs.n, nb = spec->n_binds, nw = spec->workdir != NULL ? 1 : 0;
+  size_t nl = spec->sandbox.rootfs.n, nb = spec->sandbox.n_binds, nw = spec->sandbox.workdir != NULL ? 1 : 0;
   if (a->n_trees != nl + nb + nw) {
     kbox_error_make(&err, 0, "warm start: %zu mount trees for %zu layers, %zu binds, %zu workdir", a->n_trees, nl, nb, nw);
     child_fail(chan, &err);

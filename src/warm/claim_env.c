@@ -23,8 +23,8 @@ int kbox_warm_claim_env(const char *req, size_t len, char *envbuf, size_t envcap
   kbox_workload_env(&spec, home != NULL ? home : "/", &env);
   kbox_warm_pack_env(&env, envbuf, envcap);
   kbox_strv_free(&env);
-  snprintf(cwd, cwdcap, "%s", spec.workdir != NULL ? spec.workdir : home != NULL ? home : "/");
-  rc = spec.workdir != NULL; /* the claimer says when it is mounted */
+  snprintf(cwd, cwdcap, "%s", spec.sandbox.workdir != NULL ? spec.sandbox.workdir : home != NULL ? home : "/");
+  rc = spec.sandbox.workdir != NULL; /* the claimer says when it is mounted */
 out:
   for (size_t i = 0; i < progs.n; i++) free(progs.progs[i].filter);
   kbox_error_free(&err);

@@ -40,15 +40,15 @@ static const char *const import_time_env[] = {"PYTHON", "OMP_", "OPENBLAS_", "MK
 
 /* Why spec cannot start warm: NULL when it asked to start cold (nothing to log), "" when it can. */
 static const char *not_eligible(const struct kbox_spec *s) {
-  if (s->cold) return NULL; /* asked for: no log line */
+  if (s->kernel.cold) return NULL; /* asked for: no log line */
   if (getenv("KBOX_COLD") != NULL) return "KBOX_COLD is set";
-  if (s->security != NULL && s->security->profile != NULL && s->security->profile->no_warm)
+  if (s->sec.loaded != NULL && s->sec.loaded->profile != NULL && s->sec.loaded->profile->no_warm)
     return "the security profile forbids warm starts (\"warm\": false)";
-  if (s->kernel_cmd != NULL) return "--kernel-cmd is given (the zygote runs the default kernel)";
-  if (s->ns_flags != 0) return "not every namespace is available (kbox entrypoint)";
-  for (size_t i = 0; i < s->env.n; i++)
+  if (s->kernel.cmd != NULL) return "--kernel-cmd is given (the zygote runs the default kernel)";
+  if (s->sandbox.ns_flags != 0) return "not every namespace is available (kbox entrypoint)";
+  for (size_t i = 0; i < s->sandbox.env.n; i++)
     for (size_t k = 0; import_time_env[k] != NULL; k++)
-      if (strncmp(s->env.v[i], import_time_env[k], strlen(import_time_env[k])) == 0)
+      if (strncmp(s->sandbox.env.v[i], import_time_env[k], strlen(import_time_env[k])) == 0)
         return "an --env variable is read at import time (PYTHON*, OMP_*, OPENBLAS_*, MKL_*, MPL*, LD_*)";
   return "";
 }
@@ -97,8 +97,8 @@ static int write_nested_maps(pid_t pid, const struct kbox_spec *spec, kbox_error
     snprintf(map.gid_map, sizeof(map.gid_map), "0 0 %u\n", KBOX_ID_RANGE);
     if (spec->rootless) { /* the zygote's namespace maps one id, the caller's: the kernel's is the same one */
       map.deny_setgroups = true;
-      snprintf(map.uid_map, sizeof(map.uid_map), "%u %u 1\n", spec->uid, spec->uid);
-      snprintf(map.gid_map, sizeof(map.gid_map), "%u %u 1\n", spec->gid, spec->gid);
+      snprintf(map.uid_map, sizeof(map.uid_map), "%u %u 1\n", spec->sandbox.uid, spec->sandbox.uid);
+      snprintf(map.gid_map, sizeof(map.gid_map), "%u %u 1\n", spec->sandbox.gid, spec->sandbox.gid);
     }
     kbox_error_t e = NULL;
     _exit(setns(parent, CLONE_NEWUSER) == 0 && kbox_idmap_write(pid, &map, &e) == 0 ? 0 : 1);
@@ -129,10 +129,10 @@ static int send_request(int zfd, const struct kbox_spec *spec, struct kbox_mount
   if (kbox_warm_encode(spec, &req, &len, err) < 0) return -1;
   int fds[KBOX_WARM_MAX_FDS], n = 0;
   fds[n++] = chan;
-  if (spec->rootfs.n + spec->n_binds + 3 > KBOX_WARM_MAX_FDS) return kbox_error_make(err, 0, "too many layers and binds");
-  for (size_t i = 0; i < spec->rootfs.n; i++) fds[n++] = m->lower_fds[i];
-  for (size_t i = 0; i < spec->n_binds; i++) fds[n++] = m->bind_fds[i];
-  if (spec->workdir != NULL) fds[n++] = m->workdir_fd;
+  if (spec->sandbox.rootfs.n + spec->sandbox.n_binds + 3 > KBOX_WARM_MAX_FDS) return kbox_error_make(err, 0, "too many layers and binds");
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) fds[n++] = m->lower_fds[i];
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++) fds[n++] = m->bind_fds[i];
+  if (spec->sandbox.workdir != NULL) fds[n++] = m->workdir_fd;
   return kbox_warm_send(zfd, req, len, fds, n, err);
 }
 
@@ -152,13 +152,13 @@ static int fork_kernel(struct kbox_sandbox *sb, struct kbox_spec *spec, const ch
   kbox_trace_step("warm: a zygote is ready for this key");
   if (kbox_sandbox_reserve(sb, spec, err) < 0) return -1;
   kbox_trace_step("warm: id reserved");
-  if (kbox_limits_setup(spec, &sb->cgroup, err) < 0 || kbox_limits_finish(spec, sb->cgroup, err) < 0) return -1;
+  if (kbox_limits_setup(&spec->limits, spec->id, &sb->cgroup, err) < 0 || kbox_limits_finish(&spec->limits, sb->cgroup, err) < 0) return -1;
   kbox_trace_step("warm: cgroups made");
   if (sb->cgroup == NULL) return kbox_error_make(err, 0, "no limits planned");
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
   int workdir_fd = -1;
-  if (!spec->rootless && spec->workdir != NULL && kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0)
+  if (!spec->rootless && spec->sandbox.workdir != NULL && kbox_idmap_bind_owned(spec->sandbox.workdir, spec, &map, &workdir_fd, err) < 0)
     return -1;
   struct kbox_mounts m;
   kbox_mounts_init(&m, spec, workdir_fd);

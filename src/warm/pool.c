@@ -33,11 +33,11 @@
 
 int kbox_warm_pool_norm(const struct kbox_spec *spec, char **out, size_t *len, kbox_error_t *err) {
   struct kbox_spec n = *spec; /* shallow: encode only reads */
-  n.id = n.hostname = (char *)"";
-  n.workdir = NULL;
-  n.binds = NULL;
-  n.n_binds = 0;
-  n.env = (struct kbox_strv){0};
+  n.id = n.sandbox.hostname = (char *)"";
+  n.sandbox.workdir = NULL;
+  n.sandbox.binds = NULL;
+  n.sandbox.n_binds = 0;
+  n.sandbox.env = (struct kbox_strv){0};
   n.verbosity = 0;
   return kbox_warm_encode_untraced(&n, out, len, err);
 }
@@ -65,22 +65,22 @@ int kbox_warm_pool_put(const char *path, const char *text, kbox_error_t *err) {
 }
 
 const char *kbox_warm_pool_kdir(const struct kbox_spec *spec) {
-  for (size_t i = 0; i < spec->n_binds; i++)
-    if (strcmp(spec->binds[i].dst, KBOX_WARM_RUN_INNER) == 0) return spec->binds[i].src;
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++)
+    if (strcmp(spec->sandbox.binds[i].dst, KBOX_WARM_RUN_INNER) == 0) return spec->sandbox.binds[i].src;
   return NULL;
 }
 
 /* Why spec cannot take a pool kernel ("" when it can): what a claim cannot give a running kernel. */
 static const char *not_poolable(const struct kbox_spec *s) {
-  if (s->net != KBOX_NET_NONE || s->net_relay_sock != NULL) return "--net allow";
+  if (s->sandbox.net != KBOX_NET_NONE || s->sandbox.net_relay_sock != NULL) return "--net allow";
   if (s->audit_path != NULL) return "--audit";
-  if (s->overlays.n > 0) return "--profile-dir / --ipython-dir";
-  if (s->kernel_args.n > 0) return "the client passed kernel arguments";
+  if (s->sandbox.overlays.n > 0) return "--profile-dir / --ipython-dir";
+  if (s->kernel.args.n > 0) return "the client passed kernel arguments";
   if (kbox_warm_pool_kdir(s) == NULL) return "no run dir";
   static const char *const app_env[] = {"IPYTHON", "JUPYTER", "JPY_", NULL}; /* read as the app starts */
-  for (size_t i = 0; i < s->env.n; i++)
+  for (size_t i = 0; i < s->sandbox.env.n; i++)
     for (size_t k = 0; app_env[k] != NULL; k++)
-      if (strncmp(s->env.v[i], app_env[k], strlen(app_env[k])) == 0) return "an --env variable is read as the kernel app starts";
+      if (strncmp(s->sandbox.env.v[i], app_env[k], strlen(app_env[k])) == 0) return "an --env variable is read as the kernel app starts";
   return "";
 }
 
@@ -143,7 +143,7 @@ static int settle_begin(const char *pool_kdir, const struct kbox_spec *spec, kbo
    "ok" (or why not). */
 static int settle_end(int fd, const struct kbox_spec *spec, kbox_error_t *err) {
   /* Without a workdir the kernel's cwd (its home) needs no mount: it did not wait for us. */
-  if (spec->workdir != NULL && send(fd, "go", 2, MSG_NOSIGNAL) != 2) return kbox_error_make(err, errno, "the pool kernel ended while taking its settings");
+  if (spec->sandbox.workdir != NULL && send(fd, "go", 2, MSG_NOSIGNAL) != 2) return kbox_error_make(err, errno, "the pool kernel ended while taking its settings");
   if (wait_in(fd, SETTLE_MS) <= 0) return kbox_error_make(err, 0, "the pool kernel did not take its settings within %d s", SETTLE_MS / 1000);
   char reply[512];
   ssize_t got = recv(fd, reply, sizeof(reply) - 1, 0);
@@ -169,7 +169,7 @@ static int give_cgroups(struct kbox_sandbox *sb, const struct kbox_spec *spec, c
   if (kbox_warm_pool_plan_cgroups(spec, &sb->cgroup, offer, err) < 0 ||
       kbox_warm_pool_take_cgroups(sb->cgroup, offer, taken, &why, err) < 0)
     return -1;
-  int rc = kbox_limits_finish(spec, sb->cgroup, err);
+  int rc = kbox_limits_finish(&spec->limits, sb->cgroup, err);
   sb->cgroup->adopt_existing = false;
   if (rc < 0) return -1;
   if (!limits_in_cgroups(sb->cgroup)) return kbox_error_make(err, 0, "a limit is enforced by rlimits, not cgroups");
@@ -257,7 +257,7 @@ static int try_slot(struct kbox_sandbox *sb, struct kbox_spec *spec, const char 
 static bool too_big(const char *path, const struct kbox_spec *spec) {
   char mem[PATH_MAX + 100], *text = NULL;
   size_t l = strlen(path);
-  if (spec->memory_bytes == 0 || l < 5) return false;
+  if (spec->limits.memory_bytes == 0 || l < 5) return false;
   snprintf(mem, sizeof(mem), "%.*s.mem", (int)(l - 5), path);
   kbox_error_t err = NULL;
   if (kbox_read_file(mem, 64, &text, NULL, &err) < 0) {
@@ -266,7 +266,7 @@ static bool too_big(const char *path, const struct kbox_spec *spec) {
   }
   long long used = strtoll(text, NULL, 10);
   free(text);
-  return used > 0 && (unsigned long long)used >= spec->memory_bytes / 10 * 9;
+  return used > 0 && (unsigned long long)used >= spec->limits.memory_bytes / 10 * 9;
 }
 
 /* The slot sockets of the pool, in a random order (concurrent claimers spread over them). */

@@ -59,8 +59,8 @@ int kbox_warm_pool_plan_cgroups(const struct kbox_spec *spec, struct kbox_cgroup
     kbox_debug("cannot find the cgroup hierarchies: %s", lerr->msg);
     kbox_error_free(&lerr);
   }
-  struct kbox_cgroup_limits lim = {.memory = spec->memory_bytes, .swap = spec->swap_bytes, .pids = spec->pids, .cpus = spec->cpus};
-  struct kbox_cgroup *cg = kbox_cgroup_create_early(&layout, spec->cgroup_parent, spec->id, &lim);
+  struct kbox_cgroup_limits lim = {.memory = spec->limits.memory_bytes, .swap = spec->limits.swap_bytes, .pids = spec->limits.pids, .cpus = spec->limits.cpus};
+  struct kbox_cgroup *cg = kbox_cgroup_create_early(&layout, spec->limits.cgroup_parent, spec->id, &lim);
   kbox_cgroup_layout_free(&layout);
   /* No head start for a v1 move when there will be none: the reaper's priming write would hold
      the cgroup lock that our own forks wait for during its RCU grace period. */

@@ -92,7 +92,7 @@ __attribute__((noreturn)) static void enter_child(pid_t pid1, const struct kbox_
     kbox_error_make(&err, errno, "becoming root of the pool kernel's user namespace");
     goto failed;
   }
-  if (sethostname(spec->hostname, strlen(spec->hostname)) < 0) {
+  if (sethostname(spec->sandbox.hostname, strlen(spec->sandbox.hostname)) < 0) {
     kbox_error_make(&err, errno, "naming the pool kernel's uts namespace");
     goto failed;
   }
@@ -107,8 +107,8 @@ failed:
 /* The claim's binds without the run dir (the kernel keeps its own, renamed to ours). */
 static size_t other_binds(const struct kbox_spec *spec, struct kbox_bind *out) {
   size_t n = 0;
-  for (size_t i = 0; i < spec->n_binds; i++)
-    if (strcmp(spec->binds[i].dst, KBOX_WARM_RUN_INNER) != 0) out[n++] = spec->binds[i];
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++)
+    if (strcmp(spec->sandbox.binds[i].dst, KBOX_WARM_RUN_INNER) != 0) out[n++] = spec->sandbox.binds[i];
   return n;
 }
 
@@ -116,16 +116,16 @@ int kbox_warm_pool_enter_start(pid_t pid1, const struct kbox_spec *spec, struct 
   e->pid = -1;
   e->fd = -1;
   struct kbox_spec view = *spec; /* shallow: only the workdir and the binds are mounted */
-  cleanup_free struct kbox_bind *binds = calloc(spec->n_binds + 1, sizeof(*binds));
+  cleanup_free struct kbox_bind *binds = calloc(spec->sandbox.n_binds + 1, sizeof(*binds));
   if (binds == NULL) abort();
-  view.n_binds = other_binds(spec, binds);
-  view.binds = binds;
-  view.rootfs = (struct kbox_strv){0};
-  view.overlays = (struct kbox_strv){0};
+  view.sandbox.n_binds = other_binds(spec, binds);
+  view.sandbox.binds = binds;
+  view.sandbox.rootfs = (struct kbox_strv){0};
+  view.sandbox.overlays = (struct kbox_strv){0};
   struct kbox_idmap map;
   int workdir_fd = -1;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
-  if (spec->workdir != NULL && kbox_idmap_bind_owned(spec->workdir, spec, &map, &workdir_fd, err) < 0) return -1;
+  if (spec->sandbox.workdir != NULL && kbox_idmap_bind_owned(spec->sandbox.workdir, spec, &map, &workdir_fd, err) < 0) return -1;
   struct kbox_mounts m;
   kbox_mounts_init(&m, &view, workdir_fd);
   int pipefd[2] = {-1, -1}, rc = -1;

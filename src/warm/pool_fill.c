@@ -111,9 +111,9 @@ static pid_t spawn_holder(struct kbox_warm_pool *p, char *id, size_t idlen) {
   struct kbox_strv argv = {0};
   kbox_strv_add(&argv, "kbox");
   kbox_strv_add(&argv, "run");
-  for (size_t i = 0; i < p->spec->rootfs.n; i++) {
+  for (size_t i = 0; i < p->spec->sandbox.rootfs.n; i++) {
     kbox_strv_add(&argv, "--rootfs");
-    kbox_strv_add(&argv, p->spec->rootfs.v[i]);
+    kbox_strv_add(&argv, p->spec->sandbox.rootfs.v[i]);
   }
   kbox_strv_add(&argv, "--id");
   kbox_strv_add(&argv, id);

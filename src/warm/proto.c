@@ -39,21 +39,21 @@ static void add_u(struct fields *f, const char *key, unsigned long long v) {
 static int encode(const struct kbox_spec *spec, bool with_trace, char **out, size_t *len, kbox_error_t *err) {
   struct fields f = {0};
   add(&f, "id", spec->id);
-  add(&f, "hostname", spec->hostname);
-  add_u(&f, "disk", spec->disk_bytes);
-  add_u(&f, "uid", spec->uid);
-  add_u(&f, "gid", spec->gid);
-  add_u(&f, "nofile", spec->nofile);
-  add_u(&f, "layers", spec->rootfs.n);
-  add_u(&f, "unconfined", spec->seccomp_unconfined);
+  add(&f, "hostname", spec->sandbox.hostname);
+  add_u(&f, "disk", spec->limits.disk_bytes);
+  add_u(&f, "uid", spec->sandbox.uid);
+  add_u(&f, "gid", spec->sandbox.gid);
+  add_u(&f, "nofile", spec->limits.nofile);
+  add_u(&f, "layers", spec->sandbox.rootfs.n);
+  add_u(&f, "unconfined", spec->sec.seccomp_unconfined);
   add_u(&f, "rootless", spec->rootless);
   add_u(&f, "verbosity", (unsigned)spec->verbosity);
   if (with_trace) add_u(&f, "trace", (unsigned long long)kbox_trace_origin_ns());
-  if (spec->workdir != NULL) add(&f, "workdir", spec->workdir);
-  for (size_t i = 0; i < spec->n_binds; i++) add(&f, spec->binds[i].ro ? "bind_ro" : "bind_rw", spec->binds[i].dst);
-  for (size_t i = 0; i < spec->env.n; i++) add(&f, "env", spec->env.v[i]);
+  if (spec->sandbox.workdir != NULL) add(&f, "workdir", spec->sandbox.workdir);
+  for (size_t i = 0; i < spec->sandbox.n_binds; i++) add(&f, spec->sandbox.binds[i].ro ? "bind_ro" : "bind_rw", spec->sandbox.binds[i].dst);
+  for (size_t i = 0; i < spec->sandbox.env.n; i++) add(&f, "env", spec->sandbox.env.v[i]);
   struct kbox_warm_hdr h = {.magic = KBOX_WARM_MAGIC, .text_len = (uint32_t)f.len};
-  const struct kbox_seccomp_compiled *c = spec->security != NULL && !spec->seccomp_unconfined ? &spec->security->filter : NULL;
+  const struct kbox_seccomp_compiled *c = spec->sec.loaded != NULL && !spec->sec.seccomp_unconfined ? &spec->sec.loaded->filter : NULL;
   size_t progs = 0;
   for (size_t i = 0; c != NULL && i < c->n && i < 2; i++) {
     h.prog_len[i] = c->progs[i].len;
@@ -96,13 +96,13 @@ static int decode_field(struct kbox_spec *spec, const char *kv, kbox_error_t *er
   const char *v = eq + 1;
 #define IS(name) (kl == strlen(name) && strncmp(kv, name, kl) == 0)
   if (IS("id")) spec->id = strdup(v);
-  else if (IS("hostname")) spec->hostname = strdup(v);
-  else if (IS("workdir")) spec->workdir = strdup(v);
-  else if (IS("disk")) spec->disk_bytes = strtoull(v, NULL, 10);
-  else if (IS("uid")) spec->uid = (uid_t)strtoul(v, NULL, 10);
-  else if (IS("gid")) spec->gid = (gid_t)strtoul(v, NULL, 10);
-  else if (IS("nofile")) spec->nofile = strtoull(v, NULL, 10);
-  else if (IS("unconfined")) spec->seccomp_unconfined = strcmp(v, "1") == 0;
+  else if (IS("hostname")) spec->sandbox.hostname = strdup(v);
+  else if (IS("workdir")) spec->sandbox.workdir = strdup(v);
+  else if (IS("disk")) spec->limits.disk_bytes = strtoull(v, NULL, 10);
+  else if (IS("uid")) spec->sandbox.uid = (uid_t)strtoul(v, NULL, 10);
+  else if (IS("gid")) spec->sandbox.gid = (gid_t)strtoul(v, NULL, 10);
+  else if (IS("nofile")) spec->limits.nofile = strtoull(v, NULL, 10);
+  else if (IS("unconfined")) spec->sec.seccomp_unconfined = strcmp(v, "1") == 0;
   else if (IS("rootless")) spec->rootless = strcmp(v, "1") == 0;
   else if (IS("verbosity")) spec->verbosity = (int)strtol(v, NULL, 10);
   else if (IS("trace")) {
@@ -111,9 +111,9 @@ static int decode_field(struct kbox_spec *spec, const char *kv, kbox_error_t *er
   }
   else if (IS("layers")) {
     unsigned long n = strtoul(v, NULL, 10);
-    for (unsigned long i = 0; i < n; i++) kbox_strv_add(&spec->rootfs, "(warm)");
+    for (unsigned long i = 0; i < n; i++) kbox_strv_add(&spec->sandbox.rootfs, "(warm)");
   } else if (IS("bind_ro") || IS("bind_rw")) kbox_spec_add_bind(spec, "(warm)", v, IS("bind_ro"));
-  else if (IS("env")) kbox_strv_add(&spec->env, v);
+  else if (IS("env")) kbox_strv_add(&spec->sandbox.env, v);
   else return kbox_error_make(err, 0, "warm request: unknown field %.*s (kbox and the zygote differ)", (int)kl, kv);
 #undef IS
   return 0;
@@ -144,7 +144,7 @@ int kbox_warm_decode(const char *buf, size_t len, struct kbox_spec *spec, struct
     at += bytes;
     progs->n = i + 1;
   }
-  if (spec->id == NULL || spec->hostname == NULL) return kbox_error_make(err, 0, "warm request: no id or hostname");
+  if (spec->id == NULL || spec->sandbox.hostname == NULL) return kbox_error_make(err, 0, "warm request: no id or hostname");
   return 0;
 }
 

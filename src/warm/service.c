@@ -107,9 +107,9 @@ int kbox_warm_key_dir(const struct kbox_spec *spec, char *out, size_t n, kbox_er
   if (mix_file(&h, "/proc/self/exe", err) < 0 || kbox_warm_lib_path(lib, sizeof(lib), err) < 0 || mix_file(&h, lib, err) < 0)
     return -1;
   bool have_zygote = false;
-  for (size_t i = 0; i < spec->rootfs.n; i++) {
-    cleanup_free char *real = realpath(spec->rootfs.v[i], NULL);
-    if (real == NULL) return kbox_error_make(err, errno, "warm start: --rootfs %s", spec->rootfs.v[i]);
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) {
+    cleanup_free char *real = realpath(spec->sandbox.rootfs.v[i], NULL);
+    if (real == NULL) return kbox_error_make(err, errno, "warm start: --rootfs %s", spec->sandbox.rootfs.v[i]);
     if (mix_file(&h, real, err) < 0) return -1;
     snprintf(path, sizeof(path), "%s%s", real, KBOX_WARM_ZYGOTE_PY);
     if (access(path, R_OK) == 0) {
@@ -148,9 +148,9 @@ int kbox_warm_spawn(const struct kbox_spec *spec, kbox_error_t *err) {
   kbox_strv_add(&argv, "kbox");
   kbox_strv_add(&argv, "warm");
   kbox_strv_add(&argv, "serve");
-  for (size_t i = 0; i < spec->rootfs.n; i++) {
+  for (size_t i = 0; i < spec->sandbox.rootfs.n; i++) {
     kbox_strv_add(&argv, "--rootfs");
-    kbox_strv_add(&argv, spec->rootfs.v[i]);
+    kbox_strv_add(&argv, spec->sandbox.rootfs.v[i]);
   }
   pid_t r = kbox_selfexec(argv.v, &(struct kbox_selfexec){.detach = true}, err);
   kbox_strv_free(&argv);
@@ -163,35 +163,35 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
   if (kbox_warm_lib_path(lib, sizeof(lib), err) < 0) return -1;
   const char *slash = strrchr(keydir, '/');
   free(spec->id);
-  free(spec->hostname);
-  if (asprintf(&spec->id, "warm-%s", slash + 1) < 0 || (spec->hostname = strdup("kbox-zygote")) == NULL) abort();
+  free(spec->sandbox.hostname);
+  if (asprintf(&spec->id, "warm-%s", slash + 1) < 0 || (spec->sandbox.hostname = strdup("kbox-zygote")) == NULL) abort();
   const char *dir = spec->rootless ? KBOX_WARM_ROOTLESS_DIR : KBOX_WARM_INNER_DIR;
   const char *inner_lib = spec->rootless ? KBOX_WARM_ROOTLESS_LIB : KBOX_WARM_INNER_LIB;
   kbox_spec_add_bind(spec, keydir, dir, false);
   kbox_spec_add_bind(spec, lib, inner_lib, true);
-  kbox_strv_free(&spec->argv);
-  kbox_strv_add(&spec->argv, "python3");
-  kbox_strv_add(&spec->argv, KBOX_WARM_ZYGOTE_PY);
+  kbox_strv_free(&spec->sandbox.argv);
+  kbox_strv_add(&spec->sandbox.argv, "python3");
+  kbox_strv_add(&spec->sandbox.argv, KBOX_WARM_ZYGOTE_PY);
   /* BLAS/OpenMP pools start at import: one thread, so the zygote has none to lose at fork. */
   static const char *const env[] = {"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
                                     "PYTHONDONTWRITEBYTECODE=1", "PYDEVD_DISABLE_FILE_VALIDATION=1", NULL};
-  for (size_t i = 0; env[i] != NULL; i++) kbox_strv_add(&spec->env, env[i]);
+  for (size_t i = 0; env[i] != NULL; i++) kbox_strv_add(&spec->sandbox.env, env[i]);
   if (spec->rootless) {
-    kbox_strv_add(&spec->env, "KBOX_WARM_INNER_DIR=" KBOX_WARM_ROOTLESS_DIR);
-    kbox_strv_add(&spec->env, "KBOX_WARM_INNER_LIB=" KBOX_WARM_ROOTLESS_LIB);
+    kbox_strv_add(&spec->sandbox.env, "KBOX_WARM_INNER_DIR=" KBOX_WARM_ROOTLESS_DIR);
+    kbox_strv_add(&spec->sandbox.env, "KBOX_WARM_INNER_LIB=" KBOX_WARM_ROOTLESS_LIB);
   }
   const char *idle = getenv("KBOX_WARM_IDLE");
   if (idle != NULL) {
     char *kv = NULL;
     if (asprintf(&kv, "KBOX_WARM_IDLE=%s", idle) < 0) abort();
-    kbox_strv_add_owned(&spec->env, kv);
+    kbox_strv_add_owned(&spec->sandbox.env, kv);
   }
-  spec->warm_zygote = true;
+  spec->sandbox.warm_zygote = true;
   /* No pid namespace of its own: its kernels' namespaces are then children of the host's, and live
      on when the zygote, its sandbox's pid 1 or this server die (docs/warm.md). */
-  spec->ns_flags = KBOX_NS_FLAGS_ALL & ~(uint64_t)CLONE_NEWPID;
-  spec->seccomp_unconfined = true; /* it unshares and mounts for its kernels; it runs no user code */
-  spec->memory_bytes = 2ULL << 30;
+  spec->sandbox.ns_flags = KBOX_NS_FLAGS_ALL & ~(uint64_t)CLONE_NEWPID;
+  spec->sec.seccomp_unconfined = true; /* it unshares and mounts for its kernels; it runs no user code */
+  spec->limits.memory_bytes = 2ULL << 30;
   return 0;
 }
 
@@ -205,8 +205,8 @@ static int make_keydir(const struct kbox_spec *spec, const char *keydir, uid_t *
   }
   struct kbox_idmap map;
   if (kbox_idmap_compute(spec, &map, err) < 0) return -1;
-  *zuid = map.base + spec->uid;
-  if (chown(keydir, *zuid, map.base + spec->gid) < 0) return kbox_error_make(err, errno, "chown %s", keydir);
+  *zuid = map.base + spec->sandbox.uid;
+  if (chown(keydir, *zuid, map.base + spec->sandbox.gid) < 0) return kbox_error_make(err, errno, "chown %s", keydir);
   return 0;
 }
 

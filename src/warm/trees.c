@@ -20,16 +20,16 @@ __attribute__((noreturn)) static void helper(struct kbox_mounts *m, int sock) {
   const struct kbox_spec *s = m->spec;
   if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0 || kbox_mounts_open_sources(m, &err) < 0) _exit(1);
   int fds[KBOX_WARM_MAX_FDS], n = 0;
-  for (size_t i = 0; i < s->rootfs.n; i++) fds[n++] = m->lower_fds[i];
-  for (size_t i = 0; i < s->n_binds; i++) fds[n++] = m->bind_fds[i];
-  if (s->workdir != NULL) fds[n++] = m->workdir_fd;
+  for (size_t i = 0; i < s->sandbox.rootfs.n; i++) fds[n++] = m->lower_fds[i];
+  for (size_t i = 0; i < s->sandbox.n_binds; i++) fds[n++] = m->bind_fds[i];
+  if (s->sandbox.workdir != NULL) fds[n++] = m->workdir_fd;
   char one = 't';
   _exit(kbox_warm_send(sock, &one, 1, fds, n, &err) < 0 ? 1 : 0);
 }
 
 int kbox_warm_open_trees(struct kbox_mounts *m, kbox_error_t *err) {
   const struct kbox_spec *s = m->spec;
-  size_t want = s->rootfs.n + s->n_binds + (s->workdir != NULL ? 1 : 0);
+  size_t want = s->sandbox.rootfs.n + s->sandbox.n_binds + (s->sandbox.workdir != NULL ? 1 : 0);
   if (want + 1 > KBOX_WARM_MAX_FDS) return kbox_error_make(err, 0, "too many layers and binds");
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return kbox_error_make(err, errno, "socketpair");
@@ -57,12 +57,12 @@ int kbox_warm_open_trees(struct kbox_mounts *m, kbox_error_t *err) {
     return kbox_error_make(err, 0, "taking the layers and binds in a user namespace of our own failed (unprivileged "
                                    "user and mount namespaces refused?)");
   }
-  m->lower_fds = calloc(s->rootfs.n + 1, sizeof(int));
-  m->bind_fds = calloc(s->n_binds + 1, sizeof(int));
+  m->lower_fds = calloc(s->sandbox.rootfs.n + 1, sizeof(int));
+  m->bind_fds = calloc(s->sandbox.n_binds + 1, sizeof(int));
   if (m->lower_fds == NULL || m->bind_fds == NULL) abort();
   int k = 0;
-  for (size_t i = 0; i < s->rootfs.n; i++) m->lower_fds[i] = fds[k++];
-  for (size_t i = 0; i < s->n_binds; i++) m->bind_fds[i] = fds[k++];
-  if (s->workdir != NULL) m->workdir_fd = fds[k++];
+  for (size_t i = 0; i < s->sandbox.rootfs.n; i++) m->lower_fds[i] = fds[k++];
+  for (size_t i = 0; i < s->sandbox.n_binds; i++) m->bind_fds[i] = fds[k++];
+  if (s->sandbox.workdir != NULL) m->workdir_fd = fds[k++];
   return 0;
 }

@@ -10,10 +10,10 @@
 
 static bool never_run_option(const char *name) { return strcmp(name, "memory") == 0; }
 
-/* Check argv (NULL-terminated); returns 0/-1, output args in spec->kernel_args, error in *msg. */
+/* Check argv (NULL-terminated); returns 0/-1, output args in spec->kernel.args, error in *msg. */
 static int check(struct kbox_spec *spec, const char *const *argv, char **msg) {
   kbox_spec_init(spec);
-  for (size_t i = 0; argv[i] != NULL; i++) kbox_strv_add(&spec->kernel_args, argv[i]);
+  for (size_t i = 0; argv[i] != NULL; i++) kbox_strv_add(&spec->kernel.args, argv[i]);
   kbox_error_t err = NULL;
   int rc = kbox_kernel_args_check(spec, never_run_option, &err);
   *msg = err ? strdup(err->msg) : NULL;
@@ -41,9 +41,9 @@ Test(kernel_args, flags_traits_and_aliases_pass) {
                               "--log-level", "DEBUG", "-c", "x = 1", "--matplotlib=inline"), &msg), 0, "%s", msg);
   const char *want[] = {"--debug", "--InteractiveShell.cache_size=1234", "--HistoryManager.enabled=False",
                         "--log-level=DEBUG", "-c", "x = 1", "--matplotlib=inline"};
-  cr_assert_eq(s.kernel_args.n, sizeof(want) / sizeof(want[0]));
-  for (size_t i = 0; i < s.kernel_args.n; i++) cr_assert_str_eq(s.kernel_args.v[i], want[i]);
-  cr_assert_eq(s.overlays.n, 0);
+  cr_assert_eq(s.kernel.args.n, sizeof(want) / sizeof(want[0]));
+  for (size_t i = 0; i < s.kernel.args.n; i++) cr_assert_str_eq(s.kernel.args.v[i], want[i]);
+  cr_assert_eq(s.sandbox.overlays.n, 0);
   kbox_spec_free(&s);
 }
 
@@ -55,12 +55,12 @@ Test(kernel_args, profile_dir_is_mapped_at_its_real_path) {
   char trait[300];
   snprintf(trait, sizeof(trait), "--HistoryManager.hist_file=%s/h.sqlite", dir);
   cr_assert_eq(check(&s, ARGS("--profile-dir", dir, trait), &msg), 0, "%s", msg);
-  cr_assert_eq(s.overlays.n, 1);
-  cr_assert_str_eq(s.overlays.v[0], dir);
+  cr_assert_eq(s.sandbox.overlays.n, 1);
+  cr_assert_str_eq(s.sandbox.overlays.v[0], dir);
   char want[300];
   snprintf(want, sizeof(want), "--profile-dir=%s", dir);
-  cr_assert_str_eq(s.kernel_args.v[0], want);
-  cr_assert_str_eq(s.kernel_args.v[1], trait); /* a path inside the mapped profile dir is visible */
+  cr_assert_str_eq(s.kernel.args.v[0], want);
+  cr_assert_str_eq(s.kernel.args.v[1], trait); /* a path inside the mapped profile dir is visible */
   kbox_spec_free(&s);
   rmdir(dir);
 }

@@ -35,12 +35,6 @@ static void need_image(void) {
     kt_skip_or_fail("the default image is not built (run: kbox image build default)");
 }
 
-static void put_file(const char *dir, const char *name, const char *text) {
-  char p[PATH_MAX];
-  snprintf(p, sizeof(p), "%s/%s", dir, name);
-  kt_write_file(p, text);
-}
-
 /* kbox run [extra...] -- python3 kernel_check.py CHECK, on the default image. */
 static void kernel_check(const char *check, const char *extra1, const char *extra2, struct kt_result *r) {
   char bind[PATH_MAX];
@@ -116,10 +110,10 @@ Test(image, pandas_display_options_in_effect, .timeout = 300) {
 Test(image, startup_dir_scripts_run_after_builtins_in_order, .timeout = 300) {
   need_image();
   char *dir = kt_tmpdir();
-  put_file(dir, "b.py", "USER_STARTUP_ORDER += ',b'\n");
-  put_file(dir, "a.py", "USER_STARTUP = 'ran'\n"
+  kt_write_in(dir, "b.py", "USER_STARTUP_ORDER += ',b'\n");
+  kt_write_in(dir, "a.py", "USER_STARTUP = 'ran'\n"
                         "USER_STARTUP_ORDER = 'after-builtins' if callable(globals().get('read_df')) else 'before'\n");
-  put_file(dir, "notes.txt", "raise SystemExit('not a startup script')\n");
+  kt_write_in(dir, "notes.txt", "raise SystemExit('not a startup script')\n");
   struct kt_result r;
   kernel_check("startup_dir", "--startup-dir", dir, &r);
   assert_check_ok("startup_dir", &r);
@@ -215,7 +209,7 @@ Test(image, failed_build_keeps_previous_image_and_names_package, .timeout = 600)
   char prev[PATH_MAX - 64];
   snprintf(prev, sizeof(prev), "%s/victim", dir);
   cr_assert_eq(mkdir(prev, 0755), 0);
-  put_file(prev, "previous-image", "still here\n");
+  kt_write_in(prev, "previous-image", "still here\n");
   char envv[PATH_MAX + 32];
   snprintf(envv, sizeof(envv), "KBOX_IMAGES_DIR=%s", dir);
   char *env[] = {envv, NULL};

@@ -30,12 +30,6 @@ static void copy_file(const char *src, const char *dst, mode_t mode) {
   chmod(dst, mode);
 }
 
-static void put(const char *root, const char *rel, const char *text) {
-  char p[512];
-  snprintf(p, sizeof(p), "%s/%s", root, rel);
-  kt_write_file(p, text);
-}
-
 const char *fx_rootfs(void) {
   if (rootfs_path[0] != '\0') return rootfs_path;
   char *dir = kt_tmpdir();
@@ -59,9 +53,9 @@ const char *fx_rootfs(void) {
   }
   snprintf(p, sizeof(p), "%s/probe", rootfs_path);
   copy_file(kt_helper("probe"), p, 0755);
-  put(rootfs_path, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/sh\n");
-  put(rootfs_path, "etc/group", "root:x:0:\nusers:x:100:\n");
-  put(rootfs_path, "notexec", "#!/bin/sh\necho hi\n");
+  kt_write_in(rootfs_path, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\njovyan:x:1000:100::/home/jovyan:/bin/sh\n");
+  kt_write_in(rootfs_path, "etc/group", "root:x:0:\nusers:x:100:\n");
+  kt_write_in(rootfs_path, "notexec", "#!/bin/sh\necho hi\n");
   return rootfs_path;
 }
 

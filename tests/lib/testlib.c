@@ -77,6 +77,12 @@ void kt_write_data(const char *path, const void *data, size_t len) {
 
 void kt_write_file(const char *path, const char *text) { kt_write_data(path, text, strlen(text)); }
 
+void kt_write_in(const char *dir, const char *name, const char *text) {
+  char path[4096];
+  cr_assert_lt((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name), sizeof(path), "path too long: %s/%s", dir, name);
+  kt_write_file(path, text);
+}
+
 int kt_run(char *const argv[], char *const extra_env[], int as_uid, int timeout_s, struct kt_result *r) {
   memset(r, 0, sizeof(*r));
   int o[2], e[2];

@@ -28,6 +28,8 @@ pid_t kt_spawn(char *const argv[], char *const extra_env[], int as_uid, const ch
 void kt_write_data(const char *path, const void *data, size_t len);
 /* kt_write_data of a NUL-terminated text. */
 void kt_write_file(const char *path, const char *text);
+/* kt_write_file of DIR/NAME. */
+void kt_write_in(const char *dir, const char *name, const char *text);
 /* Skip the calling test (exit 77 semantics via criterion's cr_skip) unless KBOX_MUST_WORK=1, in
    which case it fails with the reason. */
 void kt_skip_or_fail(const char *reason);

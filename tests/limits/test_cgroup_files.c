@@ -15,13 +15,6 @@
 #include "cgroup/cgroup.h"
 #include "testlib.h"
 
-/* Create DIR/FILE holding TEXT. */
-static void put(const char *dir, const char *file, const char *text) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", dir, file);
-  kt_write_file(path, text);
-}
-
 /* Contents of DIR/FILE (static buffer), "" when missing. */
 static const char *get(const char *dir, const char *file) {
   static char buf[4096];
@@ -47,8 +40,8 @@ static char *sub(const char *dir, const char *name) {
 static char *fake_v2_leaf(const char *root, const char *name, bool swap) {
   char *d = sub(root, name);
   const char *files[] = {"cgroup.procs", "memory.max", "memory.oom.group", "pids.max", "cpu.max", NULL};
-  for (int i = 0; files[i]; i++) put(d, files[i], "");
-  if (swap) put(d, "memory.swap.max", "");
+  for (int i = 0; files[i]; i++) kt_write_in(d, files[i], "");
+  if (swap) kt_write_in(d, "memory.swap.max", "");
   return d;
 }
 
@@ -108,14 +101,14 @@ Test(layout, container_mount_root_and_escapes) {
 
 Test(v2, enable_writes_subtree_control) {
   char *root = kt_tmpdir();
-  put(root, "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
-  put(root, "cgroup.subtree_control", "");
+  kt_write_in(root, "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+  kt_write_in(root, "cgroup.subtree_control", "");
   kbox_error_t err = NULL;
   cr_assert_eq(kbox_cgroup_v2_available(root), 7u);
   cr_assert_eq(kbox_cgroup_v2_enable(root, 7u, &err), 0, "%s", err ? err->msg : "");
   cr_assert_str_eq(get(root, "cgroup.subtree_control"), "+memory +pids +cpu");
   /* Already enabled: nothing written (the file now names them). */
-  put(root, "cgroup.subtree_control", "cpu memory pids\n");
+  kt_write_in(root, "cgroup.subtree_control", "cpu memory pids\n");
   cr_assert_eq(kbox_cgroup_v2_enable(root, 7u, &err), 0);
   cr_assert_str_eq(get(root, "cgroup.subtree_control"), "cpu memory pids\n");
   kt_rmrf(root);
@@ -123,8 +116,8 @@ Test(v2, enable_writes_subtree_control) {
 
 Test(v2, enable_missing_controller_names_it) {
   char *root = kt_tmpdir();
-  put(root, "cgroup.controllers", "cpu memory\n");
-  put(root, "cgroup.subtree_control", "");
+  kt_write_in(root, "cgroup.controllers", "cpu memory\n");
+  kt_write_in(root, "cgroup.subtree_control", "");
   kbox_error_t err = NULL;
   cr_assert_lt(kbox_cgroup_v2_enable(root, 7u, &err), 0);
   cr_assert(strstr(err->msg, "pids controller is not available") != NULL, "%s", err->msg);
@@ -195,8 +188,8 @@ Test(v2, unwritable_limit_file_is_an_error_naming_it) {
 Test(v2, unwritable_subtree_control_explains_delegation) {
   become_nobody();
   char *root = kt_tmpdir();
-  put(root, "cgroup.controllers", "cpu memory pids\n");
-  put(root, "cgroup.subtree_control", "");
+  kt_write_in(root, "cgroup.controllers", "cpu memory pids\n");
+  kt_write_in(root, "cgroup.subtree_control", "");
   char path[4096];
   snprintf(path, sizeof(path), "%s/cgroup.subtree_control", root);
   chmod(path, 0444);
@@ -209,10 +202,10 @@ Test(v2, unwritable_subtree_control_explains_delegation) {
 
 Test(v2, stats_from_event_files) {
   char *root = kt_tmpdir();
-  put(root, "memory.peak", "1234567\n");
-  put(root, "memory.events", "low 0\nhigh 0\nmax 17\noom 2\noom_kill 1\noom_group_kill 1\n");
-  put(root, "pids.events", "max 5\n");
-  put(root, "cpu.stat", "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n");
+  kt_write_in(root, "memory.peak", "1234567\n");
+  kt_write_in(root, "memory.events", "low 0\nhigh 0\nmax 17\noom 2\noom_kill 1\noom_group_kill 1\n");
+  kt_write_in(root, "pids.events", "max 5\n");
+  kt_write_in(root, "cpu.stat", "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n");
   struct kbox_cgroup_stats s = {.memory_peak = -1, .oom_kills = -1, .pids_max_hits = -1, .cpu_seconds = -1};
   kbox_cgroup_v2_stats(root, &s);
   cr_assert_eq(s.memory_peak, 1234567);
@@ -225,13 +218,13 @@ Test(v2, stats_from_event_files) {
 Test(v1, apply_memory_memsw_pids_cpu) {
   char *root = kt_tmpdir();
   char *mem = sub(root, "memory");
-  put(mem, "memory.limit_in_bytes", "");
-  put(mem, "memory.memsw.limit_in_bytes", "");
+  kt_write_in(mem, "memory.limit_in_bytes", "");
+  kt_write_in(mem, "memory.memsw.limit_in_bytes", "");
   char *pids = sub(root, "pids");
-  put(pids, "pids.max", "");
+  kt_write_in(pids, "pids.max", "");
   char *cpu = sub(root, "cpu");
-  put(cpu, "cpu.cfs_period_us", "");
-  put(cpu, "cpu.cfs_quota_us", "");
+  kt_write_in(cpu, "cpu.cfs_period_us", "");
+  kt_write_in(cpu, "cpu.cfs_quota_us", "");
   struct kbox_cgroup_limits lim = LIM;
   lim.swap = 16ULL << 20;
   enum kbox_mech mech[KBOX_LIM_N] = {0};
@@ -250,7 +243,7 @@ Test(v1, apply_memory_memsw_pids_cpu) {
 
 Test(v1, memory_without_memsw_leaves_swap_unenforced) {
   char *root = kt_tmpdir();
-  put(root, "memory.limit_in_bytes", "");
+  kt_write_in(root, "memory.limit_in_bytes", "");
   enum kbox_mech mech[KBOX_LIM_N] = {0};
   kbox_error_t err = NULL;
   cr_assert_eq(kbox_cgroup_v1_apply(root, KBOX_CTL_MEMORY, &LIM, mech, &err), 0);
@@ -261,8 +254,8 @@ Test(v1, memory_without_memsw_leaves_swap_unenforced) {
 
 Test(v1, stats_from_oom_control) {
   char *root = kt_tmpdir();
-  put(root, "memory.max_usage_in_bytes", "67108864\n");
-  put(root, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
+  kt_write_in(root, "memory.max_usage_in_bytes", "67108864\n");
+  kt_write_in(root, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
   struct kbox_cgroup_stats s = {.memory_peak = -1, .oom_kills = -1, .pids_max_hits = -1, .cpu_seconds = -1};
   kbox_cgroup_v1_stats(root, KBOX_CTL_MEMORY, &s);
   cr_assert_eq(s.memory_peak, 67108864);
@@ -276,8 +269,8 @@ Test(v1, stats_from_oom_control) {
 Test(create, fake_tree_without_controller_files_falls_back) {
   char *root = kt_tmpdir();
   char *v2 = sub(root, "unified");
-  put(v2, "cgroup.controllers", "cpu memory pids\n");
-  put(v2, "cgroup.subtree_control", "");
+  kt_write_in(v2, "cgroup.controllers", "cpu memory pids\n");
+  kt_write_in(v2, "cgroup.subtree_control", "");
   struct kbox_cgroup_layout l = {.v2_mount = v2, .v2_self = (char *)"/"};
   struct kbox_cgroup *cg = NULL;
   kbox_error_t err = NULL;

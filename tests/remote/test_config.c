@@ -104,60 +104,77 @@ Test(config, primary_names_win_and_options_win_over_env) {
   kbox_remote_config_free(&c);
 }
 
-Test(config, eg_mode_missing_variables_are_named) {
-  struct kbox_remote_config c;
-  setenv("RESPONSE_ADDRESS", "gw:8877", 1);
-  setenv("PUBLIC_KEY", "AAAA", 1);
-  const char *e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_ID is not set"), "%s", e);
-  kbox_remote_config_free(&c);
-  setenv("KERNEL_ID", "k", 1);
-  unsetenv("PUBLIC_KEY");
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "PUBLIC_KEY is not set"), "%s", e);
-  kbox_remote_config_free(&c);
-  setenv("PUBLIC_KEY", "AAAA", 1);
-  unsetenv("RESPONSE_ADDRESS");
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "RESPONSE_ADDRESS is not set"), "%s", e);
-  kbox_remote_config_free(&c);
-  clean_env();
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "RESPONSE_ADDRESS") && strstr(e, "KERNEL_SHELL_PORT"), "%s", e);
-  kbox_remote_config_free(&c);
+/* One configuration and what loading it must say: each case starts from a clean environment. */
+struct config_case {
+  const char *name;
+  const char *env[8];  /* NAME=VALUE, NULL-terminated */
+  const char *args[4]; /* after argv[0], NULL-terminated */
+  const char *want[2]; /* substrings the error must hold; {NULL}: it must load */
+};
+
+#define EG_BASE "KERNEL_ID=k", "RESPONSE_ADDRESS=gw:8877", "PUBLIC_KEY=AAAA"
+#define LOW_MIN "EG_MIN_PORT_RANGE_SIZE=100", "MIN_PORT_RANGE_SIZE=0"
+
+static const struct config_case cases[] = {
+  {"no kernel id", {"RESPONSE_ADDRESS=gw:8877", "PUBLIC_KEY=AAAA"}, {NULL}, {"KERNEL_ID is not set"}},
+  {"no public key", {"RESPONSE_ADDRESS=gw:8877", "KERNEL_ID=k"}, {NULL}, {"PUBLIC_KEY is not set"}},
+  {"no response address", {"PUBLIC_KEY=AAAA", "KERNEL_ID=k"}, {NULL}, {"RESPONSE_ADDRESS is not set"}},
+  {"nothing set", {NULL}, {NULL}, {"RESPONSE_ADDRESS", "KERNEL_SHELL_PORT"}},
+  {"port range too small", {EG_BASE, "PORT_RANGE=40000..40100"}, {NULL},
+   {"PORT_RANGE '40000..40100' holds 100 ports", "MIN_PORT_RANGE_SIZE=1000"}},
+  {"EG_ minimum size", {EG_BASE, "PORT_RANGE=40000..40100", "EG_MIN_PORT_RANGE_SIZE=100"}, {NULL}, {NULL}},
+  {"six ports are the minimum", {EG_BASE, LOW_MIN, "PORT_RANGE=40000..40003"}, {NULL}, {"PORT_RANGE"}},
+  {"any port", {EG_BASE, LOW_MIN, "PORT_RANGE=0..0"}, {NULL}, {NULL}},
+  {"port range syntax", {EG_BASE, LOW_MIN, "PORT_RANGE=9..x"}, {NULL}, {"PORT_RANGE"}},
+  {"no retries", {EG_BASE, LOW_MIN, "MAX_PORT_RANGE_RETRIES=0"}, {NULL}, {"MAX_PORT_RANGE_RETRIES"}},
+  {"port out of range", {"KERNEL_ID=kernel-1", "KERNEL_SHELL_PORT=70000"}, {NULL}, {"KERNEL_SHELL_PORT"}},
+  {"port clash", {"KERNEL_ID=kernel-1", "KERNEL_SHELL_PORT=52318"}, {NULL}, {"KERNEL_SHELL_PORT", "KERNEL_IOPUB_PORT"}},
+  {"missing key file", {"KERNEL_ID=kernel-1", "KERNEL_HB_PORT=6000", "KERNEL_KEY_FILE=/nonexistent/key"}, {NULL},
+   {"KERNEL_KEY_FILE"}},
+  {"relative working dir", {"KERNEL_ID=kernel-1", "KERNEL_HB_PORT=6000", "KERNEL_WORKING_DIR=relative/dir"}, {NULL},
+   {"KERNEL_WORKING_DIR"}},
+  {"idle timeout syntax", {"KERNEL_ID=kernel-1", "KERNEL_HB_PORT=6000", "KERNEL_IDLE_TIMEOUT=soon"}, {NULL},
+   {"KERNEL_IDLE_TIMEOUT"}},
+  {"language", {"KERNEL_ID=kernel-1", "KERNEL_HB_PORT=6000", "KERNEL_LANGUAGE=scala"}, {NULL}, {"KERNEL_LANGUAGE"}},
+  {"kernel id syntax", {"KERNEL_ID=bad id/with slash", "KERNEL_HB_PORT=6000"}, {NULL}, {"KERNEL_ID"}},
+  {"stray argument", {"KERNEL_ID=kernel-1", "KERNEL_HB_PORT=6000"}, {"--kernel-id", "ok", "stray"}, {"stray"}},
+  {"unknown option", {"KERNEL_ID=kernel-1", "KERNEL_HB_PORT=6000"}, {"--no-such-option"}, {"--no-such-option"}},
+};
+
+/* Set NAME=VALUE in the environment. */
+static void put_env(const char *assignment) {
+  char name[64];
+  size_t n = strcspn(assignment, "=");
+  snprintf(name, sizeof(name), "%.*s", (int)n, assignment);
+  setenv(name, assignment + n + 1, 1);
 }
 
-Test(config, port_range_checks) {
+Test(config, errors_name_the_variable_at_fault) {
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const struct config_case *t = &cases[i];
+    clean_env();
+    for (size_t j = 0; t->env[j] != NULL; j++) put_env(t->env[j]);
+    char *argv[6] = {"entrypoint"};
+    int argc = 1;
+    for (size_t j = 0; t->args[j] != NULL; j++) argv[argc++] = (char *)t->args[j];
+    struct kbox_remote_config c;
+    const char *e = load(&c, argc, argv);
+    if (t->want[0] == NULL) cr_assert_null(e, "%s: %s", t->name, e);
+    for (size_t j = 0; j < 2 && t->want[j] != NULL; j++)
+      cr_assert(e != NULL && strstr(e, t->want[j]) != NULL, "%s: wanted '%s' in: %s", t->name, t->want[j], e);
+    kbox_remote_config_free(&c);
+  }
+}
+
+Test(config, port_range_0_0_means_any_port) {
+  clean_env();
+  static const char *const env[] = {EG_BASE, LOW_MIN, "PORT_RANGE=0..0", NULL};
+  for (size_t j = 0; env[j] != NULL; j++) put_env(env[j]);
   struct kbox_remote_config c;
-  setenv("KERNEL_ID", "k", 1);
-  setenv("RESPONSE_ADDRESS", "gw:8877", 1);
-  setenv("PUBLIC_KEY", "AAAA", 1);
-  setenv("PORT_RANGE", "40000..40100", 1);
   const char *e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "PORT_RANGE '40000..40100' holds 100 ports") && strstr(e, "MIN_PORT_RANGE_SIZE=1000"), "%s", e);
-  kbox_remote_config_free(&c);
-  setenv("EG_MIN_PORT_RANGE_SIZE", "100", 1);
-  e = load(&c, 1, noargs);
   cr_assert_null(e, "%s", e);
-  kbox_remote_config_free(&c);
-  setenv("MIN_PORT_RANGE_SIZE", "0", 1);
-  setenv("PORT_RANGE", "40000..40003", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "PORT_RANGE"), "six ports are the minimum: %s", e);
-  kbox_remote_config_free(&c);
-  setenv("PORT_RANGE", "0..0", 1);
-  e = load(&c, 1, noargs);
-  cr_assert_null(e, "%s", e);
+  cr_assert_eq(c.port_lo, 0);
   cr_assert_eq(c.port_hi, 0);
-  kbox_remote_config_free(&c);
-  setenv("PORT_RANGE", "9..x", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "PORT_RANGE"), "%s", e);
-  kbox_remote_config_free(&c);
-  unsetenv("PORT_RANGE");
-  setenv("MAX_PORT_RANGE_RETRIES", "0", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "MAX_PORT_RANGE_RETRIES"), "%s", e);
   kbox_remote_config_free(&c);
 }
 
@@ -199,51 +216,4 @@ Test(config, controller_mode_ports_and_key_file) {
   kbox_remote_config_free(&c);
   kt_rmrf(dir);
   free(dir);
-}
-
-Test(config, controller_mode_errors_name_the_variable) {
-  struct kbox_remote_config c;
-  setenv("KERNEL_ID", "kernel-1", 1);
-  setenv("KERNEL_SHELL_PORT", "70000", 1);
-  const char *e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_SHELL_PORT"), "%s", e);
-  kbox_remote_config_free(&c);
-  setenv("KERNEL_SHELL_PORT", "52318", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_SHELL_PORT") && strstr(e, "KERNEL_IOPUB_PORT"), "%s", e);
-  kbox_remote_config_free(&c);
-  unsetenv("KERNEL_SHELL_PORT");
-  setenv("KERNEL_HB_PORT", "6000", 1);
-  setenv("KERNEL_KEY_FILE", "/nonexistent/key", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_KEY_FILE"), "%s", e);
-  kbox_remote_config_free(&c);
-  unsetenv("KERNEL_KEY_FILE");
-  setenv("KERNEL_WORKING_DIR", "relative/dir", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_WORKING_DIR"), "%s", e);
-  kbox_remote_config_free(&c);
-  unsetenv("KERNEL_WORKING_DIR");
-  setenv("KERNEL_IDLE_TIMEOUT", "soon", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_IDLE_TIMEOUT"), "%s", e);
-  kbox_remote_config_free(&c);
-  unsetenv("KERNEL_IDLE_TIMEOUT");
-  setenv("KERNEL_LANGUAGE", "scala", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_LANGUAGE"), "%s", e);
-  kbox_remote_config_free(&c);
-  unsetenv("KERNEL_LANGUAGE");
-  setenv("KERNEL_ID", "bad id/with slash", 1);
-  e = load(&c, 1, noargs);
-  cr_assert(e && strstr(e, "KERNEL_ID"), "%s", e);
-  kbox_remote_config_free(&c);
-  char *argv[] = {"entrypoint", "--kernel-id", "ok", "stray", NULL};
-  e = load(&c, 4, argv);
-  cr_assert(e && strstr(e, "stray"), "%s", e);
-  kbox_remote_config_free(&c);
-  char *argv2[] = {"entrypoint", "--no-such-option", NULL};
-  e = load(&c, 2, argv2);
-  cr_assert(e && strstr(e, "--no-such-option"), "%s", e);
-  kbox_remote_config_free(&c);
 }

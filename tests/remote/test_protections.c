@@ -97,15 +97,17 @@ Test(protections, partial_is_listed_and_required_fails) {
 static void test_spec(struct kbox_spec *spec, const char *rootfs) {
   kbox_spec_init(spec);
   spec->id = strdup("protprobe");
-  spec->hostname = strdup("protprobe");
-  spec->profile = strdup("default");
-  kbox_strv_add(&spec->rootfs, rootfs);
+  spec->sandbox.hostname = strdup("protprobe");
+  spec->sec.profile = strdup("default");
+  kbox_strv_add(&spec->sandbox.rootfs, rootfs);
   spec->rootless = geteuid() != 0;
   kbox_error_t err = NULL;
-  if (kbox_security_prepare(spec, &err) < 0) {
+  if (kbox_security_prepare(&spec->sec, &err) < 0) {
     fprintf(stderr, "%s\n", err->msg);
     _exit(20);
   }
+  kbox_security_fill_limits(&spec->sec, &spec->limits);
+  kbox_security_fill_net(&spec->sec, &spec->sandbox, &spec->audit_path);
 }
 
 /* Write a /proc file, failing the test with the reason. */

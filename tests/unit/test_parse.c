@@ -148,11 +148,11 @@ Test(spec, bind_specs) {
   cr_assert_eq(kbox_spec_parse_bind(&s, "/data:/mnt", &err), 0);
   cr_assert_eq(kbox_spec_parse_bind(&s, "/data:ro", &err), 0);
   cr_assert_eq(kbox_spec_parse_bind(&s, "/data:/mnt:ro", &err), 0);
-  cr_assert_eq(s.n_binds, 4);
-  cr_assert(strcmp(s.binds[0].dst, "/data") == 0 && !s.binds[0].ro);
-  cr_assert(strcmp(s.binds[1].dst, "/mnt") == 0 && !s.binds[1].ro);
-  cr_assert(strcmp(s.binds[2].dst, "/data") == 0 && s.binds[2].ro);
-  cr_assert(strcmp(s.binds[3].dst, "/mnt") == 0 && s.binds[3].ro);
+  cr_assert_eq(s.sandbox.n_binds, 4);
+  cr_assert(strcmp(s.sandbox.binds[0].dst, "/data") == 0 && !s.sandbox.binds[0].ro);
+  cr_assert(strcmp(s.sandbox.binds[1].dst, "/mnt") == 0 && !s.sandbox.binds[1].ro);
+  cr_assert(strcmp(s.sandbox.binds[2].dst, "/data") == 0 && s.sandbox.binds[2].ro);
+  cr_assert(strcmp(s.sandbox.binds[3].dst, "/mnt") == 0 && s.sandbox.binds[3].ro);
   static const char *const bad[] = {"data", "/a:/b:rx", "/a:b", "/a:/b:ro:x", ""};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     cr_assert_eq(kbox_spec_parse_bind(&s, bad[i], &err), -1, "'%s' accepted", bad[i]);
@@ -266,9 +266,9 @@ Test(spec, bind_destinations_the_sandbox_mounts_are_refused) {
   cr_assert_eq(kbox_spec_parse_bind(&s, "/etc:/tmp/data", &err), 0);
   cr_assert_eq(kbox_spec_parse_bind(&s, "/etc://mnt//x/./y/", &err), 0);
   cr_assert_eq(kbox_spec_parse_bind(&s, "/etc:/processes", &err), 0, "a name that only starts like /proc");
-  cr_assert_str_eq(s.binds[0].dst, "/tmp/data");
-  cr_assert_str_eq(s.binds[1].dst, "/mnt/x/y");
-  cr_assert_str_eq(s.binds[2].dst, "/processes");
+  cr_assert_str_eq(s.sandbox.binds[0].dst, "/tmp/data");
+  cr_assert_str_eq(s.sandbox.binds[1].dst, "/mnt/x/y");
+  cr_assert_str_eq(s.sandbox.binds[2].dst, "/processes");
   kbox_spec_free(&s);
 }
 
