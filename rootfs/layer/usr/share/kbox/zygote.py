@@ -20,7 +20,10 @@ MAX_REQ = 1 << 20
 MAX_FDS = 64
 IDLE = float(os.environ.get("KBOX_WARM_IDLE", "900"))
 LIBRARY = []  # [the loaded libkbox-warm.so], for trace() in a kernel
-IMPORT_ENV = {}  # variables the imports set (debugpy's PYDEVD_USE_FRAME_EVAL...): a cold kernel has them too
+IMPORT_ENV = {}  # variables the imports set that a cold kernel has too at its start
+# debugpy sets these when imported; a cold kernel imports it only on its first debug_request
+# (kbox_ipykernel builds the debugger lazily), so a fresh warm kernel must not have them either
+LAZY_IMPORT_ENV = ("PYDEVD_",)
 
 
 def log(msg):
@@ -262,7 +265,7 @@ def main():
     t0 = time.monotonic()
     before = dict(os.environ)
     warm_imports()
-    IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v})
+    IMPORT_ENV.update({k: v for k, v in os.environ.items() if before.get(k) != v and not k.startswith(LAZY_IMPORT_ENV)})
     check_pristine()
     freeze_heap()
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
