@@ -16,9 +16,9 @@ through podman's API; per run, from POST /api/kernels: until the container start
 start: sandbox running, banner, EG's 201, kernel_info over EG's websocket, then the first `1+1`;
 EG's own log lines (launcher started, container seen running, connection info received);
 --log prints each kernel container's log and environment names; --ab alternates kernelspecs
-run by run (A/B in the same minute): kbox (the image), kbox_respond_ready (KBOX_EG_RESPOND=ready:
-the connection info only once the kernel answered), kbox_b (--image-b, e.g. an older build),
-kbox_b_ready; --runs is then per kernelspec, medians per kernelspec. Load the image first
+run by run (A/B in the same minute): kbox (the image; the connection info once the kernel
+answered, the default), kbox_respond_listening (KBOX_EG_RESPOND=listening: once it listens),
+kbox_b (--image-b, e.g. an older build), kbox_b_listening; --runs is then per kernelspec, medians per kernelspec. Load the image first
 (tools/mkoci build --archive X --tag T && podman load -i X). Benchmarks are not
 tests: numbers depend on the machine and its load."""
 
@@ -96,7 +96,7 @@ def eg_runs(p, work, image, runs, show_log=False, specs=("kbox",), image_b=None,
     rows = {s: [] for s in specs}
     extra = {}
     if image_b:
-        extra = {"kbox_b": (image_b, None), "kbox_b_ready": (image_b, {"KBOX_EG_RESPOND": "ready"})}
+        extra = {"kbox_b": (image_b, None), "kbox_b_listening": (image_b, {"KBOX_EG_RESPOND": "listening"})}
     try:
         eg.start(launch_timeout=120, extra_specs=extra, extra_env={"EG_POLL_INTERVAL": eg_poll} if eg_poll else None)
         for i in range(runs * len(specs)):

@@ -48,7 +48,7 @@ static const struct setting_doc settings[] = {
     {KBOX_RS_STATUS_FILE, {"KBOX_STATUS_FILE"}, {"status-file"}, "FILE", "write active/missing protections as JSON here. Default /tmp/kbox-status.json; empty = none"},
     {KBOX_RS_ROOTFS, {"KBOX_ROOTFS"}, {"rootfs"}, "DIR", "lower layer of the kernel's sandbox. Default as kbox run"},
     {KBOX_RS_PROFILE, {"KBOX_PROFILE"}, {"profile"}, "NAME|PATH", "security profile of the kernel's sandbox (as kbox run --profile). Default 'default'"},
-    {KBOX_RS_EG_RESPOND, {"KBOX_EG_RESPOND"}, {"eg-respond"}, "WHEN", "EG: send the connection info when the kernel is 'listening' (its sockets bound; the gateway's part overlaps the kernel's start) or 'ready' (it answered kernel_info). Default listening"},
+    {KBOX_RS_EG_RESPOND, {"KBOX_EG_RESPOND"}, {"eg-respond"}, "WHEN", "EG: send the connection info when the kernel is 'listening' (its sockets bound; the gateway's part overlaps the kernel's start) or 'ready' (it answered kernel_info: a kernel that dies before fails the gateway's request at once). Default ready"},
     {KBOX_RS_IGNORED, {NULL}, {"RemoteProcessProxy.spark-context-initialization-mode", "spark-context-initialization-mode", "kernel-class-name"}, "X", "accepted for launcher compatibility, unused"},
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -275,10 +275,11 @@ static int finish_misc(struct kbox_remote_config *c, kbox_error_t *err) {
   c->rootfs = dup_raw(c, KBOX_RS_ROOTFS);
   c->profile = dup_raw(c, KBOX_RS_PROFILE);
   const char *respond = c->raw[KBOX_RS_EG_RESPOND];
-  if (respond != NULL && respond[0] != '\0' && strcmp(respond, "listening") != 0) {
-    if (strcmp(respond, "ready") != 0)
+  c->respond_when_ready = true; /* the default: a kernel that dies before it answers fails EG's request */
+  if (respond != NULL && respond[0] != '\0' && strcmp(respond, "ready") != 0) {
+    if (strcmp(respond, "listening") != 0)
       return kbox_error_make(err, 0, "%s '%s': expected 'listening' or 'ready'", from(c, KBOX_RS_EG_RESPOND), respond);
-    c->respond_when_ready = true;
+    c->respond_when_ready = false;
   }
   if (c->raw[KBOX_RS_STATUS_FILE] == NULL) c->status_file = xstrdup("/tmp/kbox-status.json");
   else c->status_file = dup_raw(c, KBOX_RS_STATUS_FILE);

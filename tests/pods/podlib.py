@@ -245,10 +245,10 @@ class Gateway:
         share = os.path.join(self.dir, "share")
         specs = {"kbox": (IMAGE, None), "kbox_broken": (BROKEN, None),
                  "kbox_require_all": (IMAGE, {"KBOX_REQUIRE": "all"}),
-                 # the connection info sent only once the kernel answered (the earlier default)
-                 "kbox_respond_ready": (IMAGE, {"KBOX_EG_RESPOND": "ready"}),
-                 "kbox_slow": (SLOW, None), "kbox_slow_ready": (SLOW, {"KBOX_EG_RESPOND": "ready"}),
-                 "kbox_dies": (DIES, None), "kbox_dies_ready": (DIES, {"KBOX_EG_RESPOND": "ready"})}
+                 # the connection info sent once the kernel listens (the default is once it answered)
+                 "kbox_respond_listening": (IMAGE, {"KBOX_EG_RESPOND": "listening"}),
+                 "kbox_slow_listening": (SLOW, {"KBOX_EG_RESPOND": "listening"}), "kbox_slow": (SLOW, None),
+                 "kbox_dies": (DIES, None), "kbox_dies_listening": (DIES, {"KBOX_EG_RESPOND": "listening"})}
         specs.update(extra_specs or {})
         for name, (image, env) in specs.items():
             self.kernelspec(share, name, image, env=env)

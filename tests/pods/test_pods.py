@@ -301,11 +301,11 @@ class RemoteMode(unittest.TestCase):
         self.assertEqual(self.kernel_containers(kid), [], "a container was left behind")
 
     def test_eg_client_connects_before_the_kernel_answers(self):
-        """kbox sends EG the connection info once the kernel listens on its sockets, not once it
-        answers (KBOX_EG_RESPOND=listening, the default): EG's 201 and the client's websocket come
+        """With KBOX_EG_RESPOND=listening kbox sends EG the connection info once the kernel listens
+        on its sockets, not once it answers (the default): EG's 201 and the client's websocket come
         while the kernel still starts (here a kernel class that takes 6 s after binding its
         sockets), the broker holds their requests, and the kernel answers them once up."""
-        status, body, reason = EG.rest("POST", "/api/kernels", {"name": "kbox_slow"})
+        status, body, reason = EG.rest("POST", "/api/kernels", {"name": "kbox_slow_listening"})
         self.assertEqual(status, 201, "%s %s\n%s" % (reason, body, EG.text()[-4000:]))
         kid = body["id"]
         try:
@@ -328,11 +328,11 @@ class RemoteMode(unittest.TestCase):
 
     def test_eg_kernel_that_cannot_start_fails_fast(self):
         # kbox refusing the pod, a missing interpreter (both before the kernel listens), and, with
-        # KBOX_EG_RESPOND=ready, a kernel that dies after binding its sockets (its kernel class
-        # raises); with the default that last one is EG's restarter's (docs/pods.md, Start-up time)
+        # the default KBOX_EG_RESPOND=ready, a kernel that dies after binding its sockets (its kernel
+        # class raises); with =listening that last one is EG's restarter's (docs/pods.md, Start-up time)
         cases = {"kbox_broken": "python3: command not found in the sandbox",
                  "kbox_require_all": "KBOX_REQUIRE: required protection missing in this pod: cgroup (",
-                 "kbox_dies_ready": "the kernel ended (exit code 1) before it answered kernel_info"}
+                 "kbox_dies": "the kernel ended (exit code 1) before it answered kernel_info"}
         for spec, reason_text in cases.items():
             mark = len(EG.text())
             t = time.monotonic()

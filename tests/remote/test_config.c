@@ -55,7 +55,7 @@ Test(config, eg_mode_from_environment) {
   cr_assert_str_eq(c.username, "alice");
   cr_assert_eq(c.max_retries, 5);
   cr_assert_str_eq(c.status_file, "/tmp/kbox-status.json");
-  cr_assert_not(c.respond_when_ready, "the connection info goes to EG once the kernel listens by default");
+  cr_assert(c.respond_when_ready, "the connection info goes to EG once the kernel answered, by default");
   kbox_remote_config_free(&c);
 }
 
