@@ -47,10 +47,6 @@ static void remove_all(char *buf, size_t n) {
 __attribute__((noreturn)) static void reaper_main(int fd, const char *prime_path) {
   static char buf[REAPER_BUF];
   size_t n = 0;
-  setsid();
-  struct sigaction ign = {.sa_handler = SIG_IGN};
-  for (int s = 1; s < NSIG; s++)
-    if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sigaction(s, &ign, NULL);
   kbox_close_fds_except(0, fd);
   prime(prime_path);
   for (;;) {

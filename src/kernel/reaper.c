@@ -95,10 +95,6 @@ static void reap_all(char *buf, size_t n) {
 __attribute__((noreturn)) static void reaper_main(int fd) {
   static char buf[REAPER_BUF];
   size_t n = 0;
-  setsid();
-  struct sigaction ign = {.sa_handler = SIG_IGN};
-  for (int s = 1; s < NSIG; s++)
-    if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sigaction(s, &ign, NULL);
   /* Keep only the pipe and /dev/null as stdio: no lock, socket or terminal of kbox stays open. */
   int null = open("/dev/null", O_RDWR | O_CLOEXEC);
   for (int i = 0; i <= 2 && null >= 0; i++) dup2(null, i);

@@ -119,15 +119,26 @@ static bool parse(const struct cache_header *h, size_t body_insns, struct kbox_s
   return true;
 }
 
+/* The cache entry KEY.EXT of dir opened for reading with its stat, if the directory and the file
+   are trusted (ours, not writable by others, a regular file); -1 otherwise. */
+static int open_entry(const char *dir, const char *key, const char *ext, struct stat *st) {
+  cleanup_close int dfd = open_trusted_dir(dir);
+  if (dfd < 0) return -1;
+  char name[KBOX_SECCOMP_KEY_LEN + 8];
+  snprintf(name, sizeof(name), "%.*s%s", KBOX_SECCOMP_KEY_LEN, key, ext);
+  int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd >= 0 && (fstat(fd, st) < 0 || !trusted(st))) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 bool kbox_seccomp_cache_load(const char *dir, const char *key, struct kbox_seccomp_compiled *out) {
   memset(out, 0, sizeof(*out));
-  cleanup_close int dfd = open_trusted_dir(dir);
-  if (dfd < 0) return false;
-  char name[KBOX_SECCOMP_KEY_LEN + 8];
-  snprintf(name, sizeof(name), "%s.bpf", key);
-  cleanup_close int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0 || !trusted(&st)) return false;
+  cleanup_close int fd = open_entry(dir, key, ".bpf", &st);
+  if (fd < 0) return false;
   size_t size = (size_t)st.st_size, insn = sizeof(struct sock_filter);
   if (size < sizeof(struct cache_header) || size % insn != 0 ||
       size > sizeof(struct cache_header) + 2 * BPF_MAXINSNS * insn)
@@ -262,14 +273,10 @@ static bool is_hex_key(const char *k) {
 
 bool kbox_profile_cache_load(const char *dir, const char *key, struct kbox_profile_limits *lim,
                              char seccomp_key[KBOX_SECCOMP_KEY_LEN + 1]) {
-  cleanup_close int dfd = open_trusted_dir(dir);
-  if (dfd < 0) return false;
-  char name[KBOX_SECCOMP_KEY_LEN + 8];
-  snprintf(name, sizeof(name), "%s.prof", key);
-  cleanup_close int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   struct stat st;
   struct profile_record r;
-  if (fd < 0 || fstat(fd, &st) < 0 || !trusted(&st) || st.st_size != (off_t)sizeof(r) ||
+  cleanup_close int fd = open_entry(dir, key, ".prof", &st);
+  if (fd < 0 || st.st_size != (off_t)sizeof(r) ||
       pread(fd, &r, sizeof(r), 0) != (ssize_t)sizeof(r))
     return false;
   if (memcmp(r.magic, profile_magic, sizeof(profile_magic)) != 0 || r.zero != 0 || (r.set >> 6) != 0 ||

@@ -7,7 +7,8 @@
 #include "util/error.h"
 
 /* Run fn(read end of a new pipe, arg) in a grandchild (double fork: it is nobody's child to wait
-   for, and outlives kbox); fn must not return. Returns the intermediate child's pid (it exits at
+   for, and outlives kbox) in a session of its own with every catchable signal but SIGCHLD ignored;
+   fn must not return. Returns the intermediate child's pid (it exits at
    once; the caller reaps it) with the pipe's write end in *wfd, or -1 with err naming `what`. */
 pid_t kbox_orphan_start(void (*fn)(int fd, void *arg), void *arg, const char *what, int *wfd, kbox_error_t *err);
 

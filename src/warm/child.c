@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cgroup/cgroup.h"
+#include "util/alloc.h"
 #include "sandbox/channel.h"
 #include "sandbox/init.h"
 #include "sandbox/mounts.h"
@@ -100,8 +101,7 @@ static int wait_go(int chan, bool rootless) {
 
 /* Copy n fds into a malloc'ed array (kbox_mounts owns and closes them). */
 static int *take_fds(const int *fds, size_t n) {
-  int *out = calloc(n + 1, sizeof(int));
-  if (out == NULL) abort();
+  int *out = xcalloc(n + 1, sizeof(int));
   memcpy(out, fds, n * sizeof(int));
   return out;
 }

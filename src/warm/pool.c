@@ -5,6 +5,7 @@
    (the kernel's is renamed over ours), and its environment, cwd and stderr (sent to the kernel,
    which applies them before it answers). */
 #include "warm/pool.h"
+#include "util/alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -222,8 +223,7 @@ static int try_slot(struct kbox_sandbox *sb, struct kbox_spec *spec, const char 
   if (snprintf(a.sun_path, sizeof(a.sun_path), "%s", path) >= (int)sizeof(a.sun_path)) return 0;
   cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) return 0;
-  cleanup_free char *msg = malloc(sizeof(struct kbox_pool_msg) + norm_len);
-  if (msg == NULL) abort();
+  cleanup_free char *msg = xmalloc(sizeof(struct kbox_pool_msg) + norm_len);
   struct kbox_pool_msg claim = {.magic = KBOX_WARM_POOL_MAGIC, .type = KBOX_POOL_CLAIM};
   memcpy(msg, &claim, sizeof(claim));
   memcpy(msg + sizeof(claim), norm, norm_len);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cgroup/cgroup.h"
+#include "util/alloc.h"
 #include "sandbox/idmap.h"
 #include "sandbox/mounts.h"
 #include "util/cleanup.h"
@@ -116,8 +117,7 @@ int kbox_warm_pool_enter_start(pid_t pid1, const struct kbox_spec *spec, struct 
   e->pid = -1;
   e->fd = -1;
   struct kbox_spec view = *spec; /* shallow: only the workdir and the binds are mounted */
-  cleanup_free struct kbox_bind *binds = calloc(spec->sandbox.n_binds + 1, sizeof(*binds));
-  if (binds == NULL) abort();
+  cleanup_free struct kbox_bind *binds = xcalloc(spec->sandbox.n_binds + 1, sizeof(*binds));
   view.sandbox.n_binds = other_binds(spec, binds);
   view.sandbox.binds = binds;
   view.sandbox.rootfs = (struct kbox_strv){0};

@@ -1,4 +1,5 @@
 #include "warm/proto.h"
+#include "util/alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,8 +23,7 @@ static void add(struct fields *f, const char *key, const char *value) {
   size_t need = strlen(key) + strlen(value) + 2;
   if (f->len + need > f->cap) {
     f->cap = (f->len + need) * 2;
-    f->buf = realloc(f->buf, f->cap);
-    if (f->buf == NULL) abort();
+    f->buf = xrealloc(f->buf, f->cap);
   }
   f->len += (size_t)sprintf(f->buf + f->len, "%s=%s", key, value) + 1;
 }
@@ -65,8 +65,7 @@ static int encode(const struct kbox_spec *spec, bool with_trace, char **out, siz
     free(f.buf);
     return kbox_error_make(err, 0, "warm start: the request (%zu bytes) is too large", total);
   }
-  char *p = malloc(total);
-  if (p == NULL) abort();
+  char *p = xmalloc(total);
   memcpy(p, &h, sizeof(h));
   memcpy(p + sizeof(h), f.buf, f.len);
   size_t at = sizeof(h) + f.len;
@@ -95,9 +94,9 @@ static int decode_field(struct kbox_spec *spec, const char *kv, kbox_error_t *er
   size_t kl = (size_t)(eq - kv);
   const char *v = eq + 1;
 #define IS(name) (kl == strlen(name) && strncmp(kv, name, kl) == 0)
-  if (IS("id")) spec->id = strdup(v);
-  else if (IS("hostname")) spec->sandbox.hostname = strdup(v);
-  else if (IS("workdir")) spec->sandbox.workdir = strdup(v);
+  if (IS("id")) spec->id = xstrdup(v);
+  else if (IS("hostname")) spec->sandbox.hostname = xstrdup(v);
+  else if (IS("workdir")) spec->sandbox.workdir = xstrdup(v);
   else if (IS("disk")) spec->limits.disk_bytes = strtoull(v, NULL, 10);
   else if (IS("uid")) spec->sandbox.uid = (uid_t)strtoul(v, NULL, 10);
   else if (IS("gid")) spec->sandbox.gid = (gid_t)strtoul(v, NULL, 10);
@@ -138,8 +137,7 @@ int kbox_warm_decode(const char *buf, size_t len, struct kbox_spec *spec, struct
     if (bytes > len - at || h.prog_len[i] == 0 || h.prog_len[i] > 65535)
       return kbox_error_make(err, 0, "warm request: truncated seccomp program");
     progs->progs[i].len = (unsigned short)h.prog_len[i];
-    progs->progs[i].filter = malloc(bytes);
-    if (progs->progs[i].filter == NULL) abort();
+    progs->progs[i].filter = xmalloc(bytes);
     memcpy(progs->progs[i].filter, buf + at, bytes);
     at += bytes;
     progs->n = i + 1;

@@ -1,4 +1,5 @@
 #include "warm/service.h"
+#include "util/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -164,7 +165,8 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
   const char *slash = strrchr(keydir, '/');
   free(spec->id);
   free(spec->sandbox.hostname);
-  if (asprintf(&spec->id, "warm-%s", slash + 1) < 0 || (spec->sandbox.hostname = strdup("kbox-zygote")) == NULL) abort();
+  spec->id = xasprintf("warm-%s", slash + 1);
+  spec->sandbox.hostname = xstrdup("kbox-zygote");
   const char *dir = spec->rootless ? KBOX_WARM_ROOTLESS_DIR : KBOX_WARM_INNER_DIR;
   const char *inner_lib = spec->rootless ? KBOX_WARM_ROOTLESS_LIB : KBOX_WARM_INNER_LIB;
   kbox_spec_add_bind(spec, keydir, dir, false);
@@ -182,9 +184,7 @@ static int zygote_spec(struct kbox_spec *spec, const char *keydir, kbox_error_t 
   }
   const char *idle = getenv("KBOX_WARM_IDLE");
   if (idle != NULL) {
-    char *kv = NULL;
-    if (asprintf(&kv, "KBOX_WARM_IDLE=%s", idle) < 0) abort();
-    kbox_strv_add_owned(&spec->sandbox.env, kv);
+    kbox_strv_add_owned(&spec->sandbox.env, xasprintf("KBOX_WARM_IDLE=%s", idle));
   }
   spec->sandbox.warm_zygote = true;
   /* No pid namespace of its own: its kernels' namespaces are then children of the host's, and live

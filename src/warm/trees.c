@@ -3,6 +3,7 @@
    takes them in a user and mount namespace of its own (as a cold rootless pid 1 does in its own)
    and passes them back; the fork attaches them with move_mount (docs/warm.md, "Rootless"). */
 #include "warm/trees.h"
+#include "util/alloc.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -57,9 +58,8 @@ int kbox_warm_open_trees(struct kbox_mounts *m, kbox_error_t *err) {
     return kbox_error_make(err, 0, "taking the layers and binds in a user namespace of our own failed (unprivileged "
                                    "user and mount namespaces refused?)");
   }
-  m->lower_fds = calloc(s->sandbox.rootfs.n + 1, sizeof(int));
-  m->bind_fds = calloc(s->sandbox.n_binds + 1, sizeof(int));
-  if (m->lower_fds == NULL || m->bind_fds == NULL) abort();
+  m->lower_fds = xcalloc(s->sandbox.rootfs.n + 1, sizeof(int));
+  m->bind_fds = xcalloc(s->sandbox.n_binds + 1, sizeof(int));
   int k = 0;
   for (size_t i = 0; i < s->sandbox.rootfs.n; i++) m->lower_fds[i] = fds[k++];
   for (size_t i = 0; i < s->sandbox.n_binds; i++) m->bind_fds[i] = fds[k++];

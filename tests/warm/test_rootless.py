@@ -14,7 +14,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import warmlib as w  # noqa: E402
 from test_isolation import FACTS  # noqa: E402  (the same facts as root's warm == cold check)
-from test_service import PEER  # noqa: E402  (a caller that sends garbage and reports what it got)
 
 UID = 23456        # the test's user (no other test uses it: its processes are all this test's)
 OTHER_UID = 23457  # a caller of another uid
@@ -82,15 +81,7 @@ def check_same(user):
             % (wrep.get("kernel"), wk.stderr[-1500:], user.logs()[-1500:]))
     w.check(w.start_of(crep) == "cold", "--cold started %s" % w.start_of(crep))
     w.check("zygote.py" in warm["cmdline"] and "zygote.py" not in cold["cmdline"], "cmdlines %s / %s" % (warm["cmdline"], cold["cmdline"]))
-    w.check(warm["uid"] == 1000 and warm["gid"] == 100, "warm kernel ids %s:%s" % (warm["uid"], warm["gid"]))
-    w.check(warm["caps"] == ["0000000000000000"] * 5, "warm kernel capabilities %s" % warm["caps"])
-    w.check(warm["no_new_privs"] == "1" and warm["seccomp"] == "2", "warm no_new_privs/seccomp %s/%s" % (warm["no_new_privs"], warm["seccomp"]))
-    w.check(warm["visible_pids"] == [1, 2], "warm kernel sees pids %s" % warm["visible_pids"])
-    w.check(warm["ifaces"] == ["lo"], "warm kernel interfaces %s" % warm["ifaces"])
-    w.check(len(warm["escape"]) >= 40, "only %d escape attempts ran" % len(warm["escape"]))
-    for key in ("uid", "gid", "pid", "visible_pids", "caps", "no_new_privs", "seccomp", "mounts", "ifaces",
-                "probe", "escape", "home", "cwd", "env_keys"):
-        w.check(warm[key] == cold[key], "%s differs: warm %s, cold %s" % (key, warm[key], cold[key]))
+    w.check_warm_facts(warm, cold)
     # The limits are rlimits here (no delegated cgroup): the same mechanisms and values as cold.
     w.check(wrep.get("limits") == crep.get("limits"), "limits differ: warm %s, cold %s" % (wrep.get("limits"), crep.get("limits")))
     allowed = {a: r for a, r in warm["escape"].items() if r != "denied"}
@@ -119,24 +110,8 @@ def workdir(user):
 def other_uid_refused(user, key):
     """A process of another uid that reaches the user's socket is refused by the user's server."""
     keydir = os.path.join(user.base, key)
-    sock = os.path.join(keydir, "zygote.sock")
     chain = [user.xdg, os.path.join(user.xdg, "kbox"), user.base, keydir]
-    modes = [(p, os.stat(p).st_mode & 0o7777) for p in chain + [sock]]
-    try:
-        for p in chain:
-            os.chmod(p, 0o711)
-        os.chmod(sock, 0o777)
-        r = subprocess.run(["setpriv", "--reuid", str(OTHER_UID), "--regid", str(OTHER_UID), "--clear-groups",
-                            "/usr/bin/python3", "-c", PEER, sock], capture_output=True, text=True, timeout=60)
-    finally:
-        for p, m in modes:
-            os.chmod(p, m)
-    w.check(r.returncode == 0, "the other uid's client could not connect: %s" % r.stderr[-800:])
-    w.check("got=b''" in r.stdout, "the other uid's connection was not closed at once: %s" % r.stdout)
-    deadline = time.monotonic() + 20
-    while "refused a caller with uid %d" % OTHER_UID not in user.logs():
-        w.check(time.monotonic() < deadline, "no refusal line in the user's zygote log: %s" % user.logs()[-1500:])
-        time.sleep(0.1)
+    w.check_foreign_caller(os.path.join(keydir, "zygote.sock"), chain, OTHER_UID, user.logs)
 
 
 def stop_leaves_nothing(user, key):

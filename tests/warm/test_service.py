@@ -5,7 +5,6 @@ warm starts."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,20 +16,6 @@ import warmlib as w  # noqa: E402
 OTHER_UID = 12345
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROFILES = os.path.join(HERE, "..", "..", "profiles")
-
-PEER = r'''
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-s.settimeout(30)
-s.connect(sys.argv[1])
-try:
-    s.send(b"not a request")
-    got = s.recv(100)
-except (ConnectionResetError, BrokenPipeError):  # closed by the server at once
-    got = b""
-print("got=%r" % got)
-'''
-
 
 def wait_for(what, cond, timeout=60):
     deadline = time.monotonic() + timeout
@@ -45,20 +30,7 @@ def foreign_caller(z, key):
     """A process of another uid that reaches the socket (the test opens the directories to it) is
     refused by the server, with a log line; root is still served."""
     keydir = os.path.join(z.dir, key)
-    sock = os.path.join(keydir, "zygote.sock")
-    modes = [(p, os.stat(p).st_mode & 0o7777) for p in (z.dir, keydir, sock)]
-    try:
-        os.chmod(z.dir, 0o711)
-        os.chmod(keydir, 0o711)
-        os.chmod(sock, 0o777)
-        r = subprocess.run(["setpriv", "--reuid", str(OTHER_UID), "--regid", str(OTHER_UID), "--clear-groups",
-                            "/usr/bin/python3", "-c", PEER, sock], capture_output=True, text=True, timeout=60)
-    finally:
-        for p, m in modes:
-            os.chmod(p, m)
-    w.check(r.returncode == 0, "the other uid's client could not connect: %s" % r.stderr[-800:])
-    w.check("got=b''" in r.stdout, "the other uid's connection was not closed at once: %s" % r.stdout)
-    wait_for("the refusal's log line", lambda: "refused a caller with uid %d" % OTHER_UID in z.logs(), 20)
+    w.check_foreign_caller(os.path.join(keydir, "zygote.sock"), (z.dir, keydir), OTHER_UID, z.logs)
     k = w.Kernel(binds=False)
     w.check(k.value("6 * 7") == "42", "root's kernel does not answer")
     w.check(w.start_of(k.end()) == "fork", "root was not served warm after the refusal")

@@ -231,3 +231,57 @@ def check_no_leak(ids, zyg=None, wait=10):
         if time.monotonic() > deadline:
             fail("left behind: %s; zygote children %s" % (left, kids))
         time.sleep(0.2)
+
+
+# The isolation facts (test_isolation.FACTS) a warm kernel must share with a cold one.
+SAME_AS_COLD = ("uid", "gid", "pid", "visible_pids", "caps", "no_new_privs", "seccomp", "mounts", "ifaces",
+                "probe", "escape", "home", "cwd", "env_keys")
+
+
+def check_warm_facts(warm, cold):
+    """A warm kernel's absolute claims (ids, no capabilities, no_new_privs and seccomp, its own pids
+    and interfaces, the escape battery ran), then every fact of SAME_AS_COLD equal to the cold one's."""
+    check(warm["uid"] == 1000 and warm["gid"] == 100, "warm kernel ids %s:%s" % (warm["uid"], warm["gid"]))
+    check(warm["caps"] == ["0000000000000000"] * 5, "warm kernel capabilities %s" % warm["caps"])
+    check(warm["no_new_privs"] == "1" and warm["seccomp"] == "2", "warm no_new_privs/seccomp %s/%s" % (warm["no_new_privs"], warm["seccomp"]))
+    check(warm["visible_pids"] == [1, 2], "warm kernel sees pids %s" % warm["visible_pids"])
+    check(warm["ifaces"] == ["lo"], "warm kernel interfaces %s" % warm["ifaces"])
+    check(len(warm["escape"]) >= 40, "only %d escape attempts ran" % len(warm["escape"]))
+    for key in SAME_AS_COLD:
+        check(warm[key] == cold[key], "%s differs: warm %s, cold %s" % (key, warm[key], cold[key]))
+
+
+# A caller that sends garbage to a zygote socket and reports what it got back.
+PEER = r'''
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(30)
+s.connect(sys.argv[1])
+try:
+    s.send(b"not a request")
+    got = s.recv(100)
+except (ConnectionResetError, BrokenPipeError):  # closed by the server at once
+    got = b""
+print("got=%r" % got)
+'''
+
+
+def check_foreign_caller(sock, dirs, uid, logs):
+    """A process of another uid that reaches sock (dirs, its parents, opened to it for the test) is
+    closed at once by the server, which logs the refusal (logs: a function returning its log)."""
+    modes = [(p, os.stat(p).st_mode & 0o7777) for p in list(dirs) + [sock]]
+    try:
+        for p in dirs:
+            os.chmod(p, 0o711)
+        os.chmod(sock, 0o777)
+        r = subprocess.run(["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups",
+                            "/usr/bin/python3", "-c", PEER, sock], capture_output=True, text=True, timeout=60)
+    finally:
+        for p, m in modes:
+            os.chmod(p, m)
+    check(r.returncode == 0, "the other uid's client could not connect: %s" % r.stderr[-800:])
+    check("got=b''" in r.stdout, "the other uid's connection was not closed at once: %s" % r.stdout)
+    deadline = time.monotonic() + 20
+    while "refused a caller with uid %d" % uid not in logs():
+        check(time.monotonic() < deadline, "no refusal line in the zygote's log: %s" % logs()[-1500:])
+        time.sleep(0.1)
