@@ -120,13 +120,9 @@ def broker_added_us(kc, kernel_id, n):
     """Round trip p50 through the broker minus p50 straight to the same sandboxed kernel's ipc
     sockets (its connection file in the run dir), in alternating blocks: what the broker adds,
     with the kernel, its cgroup and the machine's load the same on both sides."""
-    kdir = os.path.join(run_dir_base(), kernel_id, "k")
-    try:
-        with open(os.path.join(kdir, "kernel.json")) as f:
-            inner = json.load(f)
-    except OSError:
-        return None  # not readable here (e.g. another user's run dir)
-    inner["ip"] = os.path.join(kdir, "kernel")
+    inner = inner_info(kernel_id)
+    if inner is None:
+        return None
     direct = BlockingKernelClient()
     direct.load_connection_info(inner)
     direct.start_channels()

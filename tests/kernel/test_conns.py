@@ -52,6 +52,22 @@ def nofile(pid):
 
 
 class Conns(unittest.TestCase):
+    def assert_clients_served(self, k, timeout):
+        """The launching client executes, and so does a new client that connects now."""
+        reply, out = k.run("6 * 7", timeout=timeout)
+        self.assertEqual(reply["status"], "ok")
+        self.assertEqual(kboxkernel.text_of(out), "42")
+        from jupyter_client import BlockingKernelClient
+        kc2 = BlockingKernelClient()
+        kc2.load_connection_info(k.info)
+        kc2.start_channels()
+        try:
+            kc2.wait_for_ready(timeout=timeout)
+            r2 = kc2.execute_interactive("1 + 1", timeout=timeout, output_hook=lambda m: None)
+            self.assertEqual(r2["content"]["status"], "ok")
+        finally:
+            kc2.stop_channels()
+
     def test_idle_connections_do_not_lock_clients_out(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard != resource.RLIM_INFINITY and hard < IDLE + 1024:
@@ -68,20 +84,8 @@ class Conns(unittest.TestCase):
                 idle.append(c)
             time.sleep(1)
             t0 = time.monotonic()
-            reply, out = k.run("6 * 7", timeout=30)
-            self.assertEqual(reply["status"], "ok")
-            self.assertEqual(kboxkernel.text_of(out), "42")
-            # a new client too, while the idle ones are still open
-            from jupyter_client import BlockingKernelClient
-            kc2 = BlockingKernelClient()
-            kc2.load_connection_info(k.info)
-            kc2.start_channels()
-            try:
-                kc2.wait_for_ready(timeout=30)
-                r2 = kc2.execute_interactive("1 + 1", timeout=30, output_hook=lambda m: None)
-                self.assertEqual(r2["content"]["status"], "ok")
-            finally:
-                kc2.stop_channels()
+            # the existing client, and a new one too, while the idle ones are still open
+            self.assert_clients_served(k, 30)
             print("with %d idle connections: two clients served in %.2f s" % (IDLE, time.monotonic() - t0))
             k.kc.shutdown()
             self.assertEqual(k.wait(), 0, k.stderr)
@@ -126,19 +130,8 @@ class Conns(unittest.TestCase):
             print("kbox holds %d fds with %d silent peers on shell and iopub (%d before; %d of them still connected)"
                   % (held, 2 * PER_PORT, base, seen[0]))
             self.assertLess(held, base + 2 * CAP + 50, "kbox holds a descriptor for every silent peer")
-            reply, out = k.run("6 * 7", timeout=60)
-            self.assertEqual(reply["status"], "ok")
-            self.assertEqual(kboxkernel.text_of(out), "42")
-            from jupyter_client import BlockingKernelClient
-            kc2 = BlockingKernelClient()  # a new client, connecting while the cap is reached
-            kc2.load_connection_info(k.info)
-            kc2.start_channels()
-            try:
-                kc2.wait_for_ready(timeout=60)
-                r2 = kc2.execute_interactive("1 + 1", timeout=60, output_hook=lambda m: None)
-                self.assertEqual(r2["content"]["status"], "ok")
-            finally:
-                kc2.stop_channels()
+            # the existing client, and a new one connecting while the cap is reached
+            self.assert_clients_served(k, 60)
             k.kc.shutdown()
             self.assertEqual(k.wait(), 0, k.stderr)
             self.assertIn("connections open (the cap", k.stderr)
