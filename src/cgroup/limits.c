@@ -5,7 +5,7 @@
 #include "util/log.h"
 #include "util/trace.h"
 
-int kbox_limits_setup(const struct kbox_spec_limits *limits, const char *id, struct kbox_cgroup **out, kbox_error_t *err) {
+struct kbox_cgroup *kbox_limits_plan(const struct kbox_spec_limits *limits, const char *id) {
   struct kbox_cgroup_layout layout;
   kbox_error_t lerr = NULL;
   if (kbox_cgroup_layout_read(&layout, &lerr) < 0) {
@@ -14,16 +14,25 @@ int kbox_limits_setup(const struct kbox_spec_limits *limits, const char *id, str
   }
   struct kbox_cgroup_limits lim = {
       .memory = limits->memory_bytes, .swap = limits->swap_bytes, .pids = limits->pids, .cpus = limits->cpus};
-  *out = kbox_cgroup_create_early(&layout, limits->cgroup_parent, id, &lim);
+  struct kbox_cgroup *cg = kbox_cgroup_create_early(&layout, limits->cgroup_parent, id, &lim);
   kbox_cgroup_layout_free(&layout);
-  kbox_rlimits_plan_values(*out);
-  /* Started now even when no directory was made yet: it primes the v1 move (cgroup/reaper.c). */
-  if (kbox_cgroup_reaper_start(*out, err) < 0) {
-    kbox_cgroup_destroy(*out);
-    *out = NULL;
+  kbox_rlimits_plan_values(cg);
+  return cg;
+}
+
+int kbox_limits_start_reaper(struct kbox_cgroup **cg, kbox_error_t *err) {
+  if (kbox_cgroup_reaper_start(*cg, err) < 0) {
+    kbox_cgroup_destroy(*cg);
+    *cg = NULL;
     return -1;
   }
   return 0;
+}
+
+int kbox_limits_setup(const struct kbox_spec_limits *limits, const char *id, struct kbox_cgroup **out, kbox_error_t *err) {
+  *out = kbox_limits_plan(limits, id);
+  /* Started now even when no directory was made yet: it primes the v1 move (cgroup/reaper.c). */
+  return kbox_limits_start_reaper(out, err);
 }
 
 int kbox_limits_finish(const struct kbox_spec_limits *lim, struct kbox_cgroup *cg, kbox_error_t *err) {

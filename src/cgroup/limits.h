@@ -13,6 +13,10 @@
 /* Before clone3: the sandbox cgroup's v2 part (named after the sandbox id), the names of its v1
    directories, and its reaper. */
 int kbox_limits_setup(const struct kbox_spec_limits *lim, const char *id, struct kbox_cgroup **out, kbox_error_t *err);
+/* kbox_limits_setup in two steps, for a caller that adjusts the plan (src/warm/pool_cgroup.c):
+   the cgroup's names and limits, then its reaper (on failure *cg is destroyed and NULL). */
+struct kbox_cgroup *kbox_limits_plan(const struct kbox_spec_limits *lim, const char *id);
+int kbox_limits_start_reaper(struct kbox_cgroup **cg, kbox_error_t *err);
 /* After clone3, while pid 1 mounts: the v1 directories with their limits, the rlimit fallback for
    what no cgroup carries (one warning, or the --require-limits error). */
 int kbox_limits_finish(const struct kbox_spec_limits *lim, struct kbox_cgroup *cg, kbox_error_t *err);

@@ -53,26 +53,14 @@ static const char *check(const struct kbox_cgroup *cg, const char (*from)[512]) 
 
 int kbox_warm_pool_plan_cgroups(const struct kbox_spec *spec, struct kbox_cgroup **out, const struct kbox_pool_msg *offer,
                                 kbox_error_t *err) {
-  struct kbox_cgroup_layout layout;
-  kbox_error_t lerr = NULL;
-  if (kbox_cgroup_layout_read(&layout, &lerr) < 0) {
-    kbox_debug("cannot find the cgroup hierarchies: %s", lerr->msg);
-    kbox_error_free(&lerr);
-  }
-  struct kbox_cgroup_limits lim = {.memory = spec->limits.memory_bytes, .swap = spec->limits.swap_bytes, .pids = spec->limits.pids, .cpus = spec->limits.cpus};
-  struct kbox_cgroup *cg = kbox_cgroup_create_early(&layout, spec->limits.cgroup_parent, spec->id, &lim);
-  kbox_cgroup_layout_free(&layout);
+  struct kbox_cgroup *cg = kbox_limits_plan(&spec->limits, spec->id);
   /* No head start for a v1 move when there will be none: the reaper's priming write would hold
      the cgroup lock that our own forks wait for during its RCU grace period. */
   if (check(cg, offer->cgroups)[0] == '\0') {
     free(cg->v1_prime);
     cg->v1_prime = NULL;
   }
-  kbox_rlimits_plan_values(cg);
-  if (kbox_cgroup_reaper_start(cg, err) < 0) {
-    kbox_cgroup_destroy(cg);
-    return -1;
-  }
+  if (kbox_limits_start_reaper(&cg, err) < 0) return -1;
   *out = cg;
   return 0;
 }
