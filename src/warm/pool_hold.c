@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,14 +76,12 @@ static int wait_ready(struct kbox_sandbox *sb, const char *kdir, int sigfd) {
 
 /* Bind the slot socket under a temporary name and rename it: claimers see only a listening one. */
 static int listen_slot(const char *slot, kbox_error_t *err) {
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s.tmp", slot) >= (int)sizeof(a.sun_path))
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", slot) >= (int)sizeof(tmp))
     return kbox_error_make(err, 0, "%s is too long for a socket path", slot);
-  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return kbox_error_make(err, errno, "socket");
-  unlink(a.sun_path);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 32) < 0 || rename(a.sun_path, slot) < 0)
-    return kbox_error_make(err, errno, "listening on %s", slot);
+  cleanup_close int fd = kbox_warm_listen(tmp, 32, err);
+  if (fd < 0) return -1;
+  if (rename(tmp, slot) < 0) return kbox_error_make(err, errno, "listening on %s", slot);
   return steal_fd(fd);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "security/security.h"
@@ -222,4 +223,16 @@ pid_t kbox_warm_pidfd_pid(int pidfd) {
   pid_t pid = p != NULL ? (pid_t)strtol(p + 5, NULL, 10) : -1;
   free(text);
   return pid;
+}
+
+int kbox_warm_listen(const char *path, int backlog, kbox_error_t *err) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s", path) >= (int)sizeof(a.sun_path))
+    return kbox_error_make(err, 0, "%s is too long for a socket path", path);
+  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return kbox_error_make(err, errno, "socket");
+  unlink(path);
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, backlog) < 0)
+    return kbox_error_make(err, errno, "listening at %s", path);
+  return steal_fd(fd);
 }

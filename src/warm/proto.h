@@ -46,6 +46,8 @@ int kbox_warm_decode(const char *buf, size_t len, struct kbox_spec *spec, struct
    count (0 on EOF) and fills fds/n_fds (received fds are close-on-exec). */
 int kbox_warm_send(int sock, const void *buf, size_t len, const int *fds, int n_fds, kbox_error_t *err);
 long kbox_warm_recv(int sock, void *buf, size_t cap, int *fds, int *n_fds, kbox_error_t *err);
+/* A listening, non-blocking SOCK_SEQPACKET socket at path (replacing a stale one), or -1. */
+int kbox_warm_listen(const char *path, int backlog, kbox_error_t *err);
 
 /* env as NUL-separated KEY=VALUE strings ending with an empty one, in buf (what does not fit is left out). */
 void kbox_warm_pack_env(const struct kbox_strv *env, char *buf, size_t cap);

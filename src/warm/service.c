@@ -226,18 +226,6 @@ static int take_lock(const char *keydir, kbox_error_t *err) {
   return -2;
 }
 
-/* A listening SOCK_SEQPACKET socket at path (replacing a stale one), or -1. */
-static int listen_at(const char *path, kbox_error_t *err) {
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (snprintf(a.sun_path, sizeof(a.sun_path), "%s", path) >= (int)sizeof(a.sun_path))
-    return kbox_error_make(err, 0, "%s is too long for a socket path", path);
-  cleanup_close int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return kbox_error_make(err, errno, "socket");
-  unlink(path);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 128) < 0) return kbox_error_make(err, errno, "listening at %s", path);
-  return steal_fd(fd);
-}
-
 /* The peer's credentials of a connected unix socket. */
 static int peer_of(int fd, struct ucred *uc) {
   socklen_t n = sizeof(*uc);
@@ -304,7 +292,7 @@ static void on_zygote_message(struct server *sv) {
   if (sv->stopping || sv->pub >= 0 || r != 5 || memcmp(buf, "ready", 5) != 0) return;
   path_in(sv, "zygote.sock.tmp", tmp, sizeof(tmp));
   kbox_error_t err = NULL;
-  sv->pub = listen_at(tmp, &err);
+  sv->pub = kbox_warm_listen(tmp, 128, &err);
   if (sv->pub < 0 || rename(tmp, path) < 0) {
     kbox_warn("warm: cannot make the zygote's socket: %s", err != NULL ? err->msg : strerror(errno));
     kbox_error_free(&err);
@@ -402,7 +390,7 @@ int kbox_warm_serve(struct kbox_spec *spec, kbox_error_t *err) {
   serve_cleanup(&sv); /* a killed server's leftovers */
   if (make_keydir(spec, sv.keydir, &sv.zygote_uid, err) < 0) return -1;
   path_in(&sv, "serve.sock", path, sizeof(path));
-  if ((sv.ctl_listen = listen_at(path, err)) < 0) return -1;
+  if ((sv.ctl_listen = kbox_warm_listen(path, 128, err)) < 0) return -1;
   if (chown(path, sv.zygote_uid, (gid_t)-1) < 0) return kbox_error_make(err, errno, "chown %s", path);
   snprintf(path, sizeof(path), "%s.pid", sv.keydir);
   char pid[32];
